@@ -1,0 +1,226 @@
+/* libflexpage: a userfaultfd pager for model weights.
+ *
+ * An image file (see docs/format.md) holds named tensors cut into chunks,
+ * each stored raw or zstd-compressed with a checksum.  fp_open() reserves a
+ * virtual region the size of the image's logical layout and serves every
+ * page of it on demand: a fault loads the chunk that holds it, verifies and
+ * decompresses it and installs it whole, within a budget of resident bytes.
+ * The loop that reads the weights sees only plain pointers.
+ *
+ * Errors: a function that fails returns NULL or -1 and leaves a message that
+ * names the file and the field in fp_last_error() (per thread).
+ */
+#ifndef FLEXPAGE_FLEXPAGE_H
+#define FLEXPAGE_FLEXPAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The message of the calling thread's last failure. */
+const char *fp_last_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Image format                                                         */
+
+#define FP_IMAGE_MAGIC "FLEXPAGE"
+#define FP_IMAGE_VERSION 1u
+#define FP_IMAGE_ALIGN 4096u        /* payloads and tables: O_DIRECT-aligned */
+#define FP_CHUNK_MIN (64u << 10)
+#define FP_CHUNK_MAX (4u << 20)
+#define FP_NAME_MAX 64              /* tensor name, NUL included */
+#define FP_MAX_DIMS 4
+
+/* Tensor element types; the numbers are GGML's where GGML has the type. */
+enum fp_type {
+	FP_TYPE_F32 = 0,
+	FP_TYPE_F16 = 1,
+	FP_TYPE_Q4_0 = 2,   /* 32 values: fp16 scale + 16 bytes of nibbles */
+	FP_TYPE_Q8_0 = 8,   /* 32 values: fp16 scale + 32 int8 */
+	FP_TYPE_U8 = 200,   /* opaque bytes (a file packed as one tensor) */
+};
+
+enum fp_codec {
+	FP_CODEC_RAW = 0,
+	FP_CODEC_ZSTD = 1,
+};
+
+const char *fp_type_name(uint32_t type);      /* "f32", ... or NULL */
+int fp_type_parse(const char *name);          /* -1 if unknown */
+const char *fp_codec_name(uint32_t codec);
+
+struct fp_tensor_desc {
+	char name[FP_NAME_MAX];
+	uint32_t type;
+	uint32_t ndim;
+	uint64_t shape[FP_MAX_DIMS]; /* shape[0] is the fastest-varying (row length) */
+	uint64_t offset;             /* logical offset, a multiple of chunk_size */
+	uint64_t size;               /* bytes */
+};
+
+struct fp_chunk_desc {
+	uint64_t logical_offset;     /* index * chunk_size */
+	uint32_t logical_len;        /* bytes of data; the rest of the slot reads as zero */
+	uint32_t stored_len;         /* bytes of payload in the file */
+	uint64_t file_offset;        /* multiple of FP_IMAGE_ALIGN */
+	uint32_t codec;              /* enum fp_codec */
+	uint32_t checksum;           /* CRC-32C of the logical (decoded) bytes */
+};
+
+typedef struct fp_image fp_image;
+
+struct fp_image_info {
+	const char *path;
+	uint64_t file_size;
+	uint64_t logical_size;       /* n_chunks * chunk_size */
+	uint64_t data_bytes;         /* sum of logical_len */
+	uint64_t stored_bytes;       /* sum of stored_len */
+	uint32_t chunk_size;
+	uint32_t n_tensors;
+	uint32_t n_chunks;
+	const char *meta;            /* "key=value\n" lines, NUL-terminated */
+	/* Raw-codec images lay their payloads out in logical order: the logical
+	 * layout is the file range [raw_base, raw_base + logical_size), which
+	 * can be mapped directly.  0 when the payloads are not laid out so. */
+	uint64_t raw_base;
+};
+
+/* Read and validate an image's header and tables (not the payloads). */
+fp_image *fp_image_open(const char *path);
+void fp_image_close(fp_image *img);
+const struct fp_image_info *fp_image_info(const fp_image *img);
+const struct fp_tensor_desc *fp_image_tensor(const fp_image *img, uint32_t i);
+const struct fp_tensor_desc *fp_image_find(const fp_image *img, const char *name);
+const struct fp_chunk_desc *fp_image_chunk(const fp_image *img, uint32_t i);
+/* The tensor that holds logical offset off, or NULL (padding). */
+const struct fp_tensor_desc *fp_image_tensor_at(const fp_image *img, uint64_t off);
+/* Value of a meta key, copied into buf; -1 if absent. */
+int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n);
+/* Read, verify and decode chunk i into dst (chunk_size bytes; the part past
+ * logical_len is zeroed).  Buffered I/O; for tools, not the pager. */
+int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst);
+
+/* ------------------------------------------------------------------ */
+/* Writing images                                                       */
+
+struct fp_writer_options {
+	uint32_t chunk_size;         /* 0: 2 MiB */
+	uint32_t codec;              /* enum fp_codec */
+	int zstd_level;              /* 0: 3 */
+	uint64_t expected_bytes;     /* for the progress bar; 0: none */
+	int progress;                /* 1: draw a progress bar on stderr if a tty */
+};
+
+typedef struct fp_writer fp_writer;
+
+/* Writes go to a temporary file beside path; only fp_writer_finish()
+ * renames it over path, so a failure never harms an existing file. */
+fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *opt);
+int fp_writer_set_meta(fp_writer *w, const char *meta);
+int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type,
+                           uint32_t ndim, const uint64_t *shape);
+int fp_writer_write(fp_writer *w, const void *data, size_t n);
+int fp_writer_end_tensor(fp_writer *w);
+int fp_writer_finish(fp_writer *w);   /* frees w */
+void fp_writer_abort(fp_writer *w);   /* removes the temporary file, frees w */
+
+/* ------------------------------------------------------------------ */
+/* Regions: the pager                                                   */
+
+enum fp_open_flags {
+	FP_OPEN_NO_HUGE = 1u << 0,   /* install with UFFDIO_COPY of 4 KiB pages only */
+	FP_OPEN_BUFFERED = 1u << 1,  /* read through the page cache, not O_DIRECT */
+};
+
+/* Fault injection seam: called after every payload read with the bytes
+ * read; it may change them, or the result (e.g. -EIO, a short count). */
+typedef void (*fp_read_hook)(void *ctx, uint32_t chunk, void *buf,
+                             size_t len, long *result);
+
+struct fp_options {
+	uint64_t budget;             /* max resident bytes; 0: the whole image */
+	int loaders;                 /* loader threads; 0: 4 */
+	const char *policy;          /* eviction policy; NULL: "fifo" */
+	unsigned flags;              /* enum fp_open_flags */
+	int retries;                 /* extra attempts of a failed load; <0: 2 */
+	int readahead;               /* sequential read-ahead, chunks; <0: 4 */
+	fp_read_hook read_hook;
+	void *read_hook_ctx;
+};
+
+typedef struct fp_region fp_region;
+
+fp_region *fp_open(const char *path, const struct fp_options *opt);
+/* Stop the loaders, unregister and unmap.  The caller must have stopped
+ * every thread that reads the region: a read after close is a crash. */
+void fp_close(fp_region *r);
+
+const fp_image *fp_region_image(const fp_region *r);
+const void *fp_region_base(const fp_region *r);
+uint64_t fp_region_size(const fp_region *r);
+/* Pointer to a tensor's first byte in the region; NULL if no such name. */
+const void *fp_tensor(const fp_region *r, const char *name,
+                      const struct fp_tensor_desc **desc);
+
+/* Change settings while the loop runs.  A smaller budget evicts down to it. */
+int fp_set_budget(fp_region *r, uint64_t budget);
+int fp_set_policy(fp_region *r, const char *name);
+/* The smallest budget fp_open accepts for this image and options. */
+uint64_t fp_min_budget(const fp_region *r);
+
+/* Eviction policies by name ("fifo", "lru", ...), NULL-terminated. */
+const char *const *fp_policy_names(void);
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                           */
+
+enum fp_stage {
+	FP_STAGE_FAULT,      /* fault read by the handler -> chunk installed */
+	FP_STAGE_WAIT,       /* queued, waiting for a loader */
+	FP_STAGE_READ,       /* payload read */
+	FP_STAGE_DECOMPRESS, /* checksum + decode */
+	FP_STAGE_INSTALL,    /* UFFDIO_MOVE / UFFDIO_COPY */
+	FP_NSTAGES
+};
+
+#define FP_HIST_BUCKETS 128
+struct fp_hist {
+	uint64_t count, sum_ns, max_ns;
+	uint64_t bucket[FP_HIST_BUCKETS]; /* log-linear: 4 buckets per power of 2 */
+};
+
+struct fp_stats {
+	uint64_t faults;             /* fault messages served */
+	uint64_t demand_loads, prefetch_loads;
+	uint64_t evictions, retries, poisoned;
+	uint64_t huge_installs, small_installs;
+	uint64_t bytes_read;         /* stored bytes read from the file */
+	uint64_t bytes_decompressed; /* decoded bytes out of zstd */
+	uint64_t bytes_installed;
+	uint64_t resident_bytes, peak_resident_bytes, budget;
+	struct fp_hist lat[FP_NSTAGES];
+};
+
+void fp_get_stats(const fp_region *r, struct fp_stats *out);
+uint64_t fp_hist_quantile(const struct fp_hist *h, double q); /* ns */
+const char *fp_stage_name(int stage);
+void fp_print_stats(FILE *f, const struct fp_stats *s);
+
+/* ------------------------------------------------------------------ */
+/* Failure reporting                                                    */
+
+/* Install a SIGBUS handler that, for an access to a poisoned chunk, prints
+ * the image, tensor, chunk and reason on stderr, then lets the signal kill
+ * the process.  Other SIGBUS and SIGSEGV are left to the default action. */
+void fp_install_fault_reporter(void);
+/* Describe why the chunk holding addr was poisoned; -1 if it was not. */
+int fp_describe_poison(const void *addr, char *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,74 @@
+/* What the handler does with one fault: start or promote the chunk's load,
+ * keep read-ahead going, and answer faults that need no load. */
+#include "internal.h"
+
+/* Queue read-ahead loads for the chunks after c.  The depth never exceeds
+ * half the budget, so read-ahead cannot push out the chunk in use. */
+static void read_ahead(fp_region *r, uint32_t c, uint64_t now)
+{
+	struct fp_settings *s = rcu_dereference(r->settings);
+	uint64_t budget_chunks = s->budget / r->chunk_size;
+	int64_t depth = r->opt.readahead;
+	if (depth > (int64_t)budget_chunks / 2 - 1)
+		depth = (int64_t)budget_chunks / 2 - 1;
+	for (int64_t k = 1; k <= depth && c + k < r->n_chunks; k++) {
+		uint32_t d = (uint32_t)(c + k);
+		uint32_t expect = CHUNK_EMPTY;
+		if (!r->page_len[d])
+			continue;
+		if (atomic_compare_exchange_strong(&r->state[d], &expect, CHUNK_LOADING)) {
+			atomic_store(&r->queued_ns[d], now);
+			fp_queue_push(&r->queue, d, 0);
+		}
+	}
+}
+
+void fp_region_fault(fp_region *r, uint64_t addr)
+{
+	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
+	uint64_t off = addr - (uintptr_t)r->base;
+	uint32_t c = (uint32_t)(off / r->chunk_size);
+	if (off % r->chunk_size >= r->page_len[c]) {
+		/* Padding after a tensor's last byte: it reads as zeros. */
+		fp_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
+		return;
+	}
+	uint64_t now = fp_now_ns();
+	uint32_t s = atomic_load(&r->state[c]);
+	for (;;) {
+		switch (s & CHUNK_STATE_MASK) {
+		case CHUNK_EMPTY:
+			if (!atomic_compare_exchange_weak(&r->state[c], &s,
+			                                  CHUNK_LOADING | CHUNK_DEMANDED))
+				continue;
+			atomic_store(&r->fault_ns[c], now);
+			atomic_store(&r->queued_ns[c], now);
+			fp_queue_push(&r->queue, c, 1);
+			break;
+		case CHUNK_LOADING:
+			if (!(s & CHUNK_DEMANDED)) {
+				/* Read-ahead was already on it: make it a demand load. */
+				if (!atomic_compare_exchange_weak(&r->state[c], &s, s | CHUNK_DEMANDED))
+					continue;
+				atomic_store(&r->fault_ns[c], now);
+				fp_queue_push(&r->queue, c, 1);
+			}
+			break;
+		case CHUNK_EVICTING:
+			/* The evictor re-queues it once the pages are gone. */
+			if (!(s & CHUNK_DEMANDED)) {
+				if (!atomic_compare_exchange_weak(&r->state[c], &s, s | CHUNK_DEMANDED))
+					continue;
+				atomic_store(&r->fault_ns[c], now);
+			}
+			break;
+		default:
+			/* RESIDENT or POISONED: the install (or poison) raced this
+			 * message.  Waking again is harmless and makes sure. */
+			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
+			break;
+		}
+		break;
+	}
+	read_ahead(r, c, now);
+}

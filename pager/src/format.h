@@ -1,0 +1,56 @@
+/* The on-disk layout of an image (docs/format.md).  Little-endian; the
+ * structs are packed exactly as they are stored. */
+#ifndef FLEXPAGE_FORMAT_H
+#define FLEXPAGE_FORMAT_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#include <flexpage/flexpage.h>
+
+#define FP_HEADER_BYTES 128u     /* used part of the first 4 KiB */
+#define FP_FLAG_RAW_LAYOUT 1u    /* payloads lie at raw_base + logical offset */
+
+struct fp_disk_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t header_size;
+	uint64_t file_size;
+	uint64_t logical_size;
+	uint32_t chunk_size;
+	uint32_t n_tensors;
+	uint32_t n_chunks;
+	uint32_t flags;
+	uint64_t tensor_table_offset;
+	uint64_t tensor_table_size;
+	uint64_t chunk_table_offset;
+	uint64_t chunk_table_size;
+	uint64_t meta_offset;
+	uint64_t meta_size;
+	uint64_t raw_base;
+	uint32_t tables_crc;     /* CRC-32C of tensor table, chunk table, meta */
+	uint32_t reserved[4];
+	uint32_t header_crc;     /* CRC-32C of the 124 bytes before it */
+};
+static_assert(sizeof(struct fp_disk_header) == FP_HEADER_BYTES, "header layout");
+
+struct fp_disk_tensor {
+	char name[FP_NAME_MAX];
+	uint32_t type;
+	uint32_t ndim;
+	uint64_t shape[FP_MAX_DIMS];
+	uint64_t offset;
+	uint64_t size;
+	uint64_t reserved;
+};
+static_assert(sizeof(struct fp_disk_tensor) == 128, "tensor entry layout");
+
+/* A chunk entry is stored exactly as struct fp_chunk_desc. */
+static_assert(sizeof(struct fp_chunk_desc) == 32, "chunk entry layout");
+
+uint32_t fp_crc32c(uint32_t crc, const void *buf, size_t len);
+/* Bytes a tensor of this type and shape takes; 0 if invalid (bad type, a
+ * quantized row not a multiple of the block, overflow). */
+uint64_t fp_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape);
+
+#endif

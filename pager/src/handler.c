@@ -1,0 +1,129 @@
+/* The fault handler: one thread and one userfaultfd for the whole process,
+ * serving every open region.  It finds a fault's region under RCU, so
+ * opening and closing regions never stalls fault service, and it never
+ * touches region memory itself: it only queues loads and issues ioctls. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "internal.h"
+
+static struct {
+	pthread_mutex_t lock;        /* attach/detach; the list's writers */
+	struct cds_list_head regions;
+	int users;
+	struct fp_uffd uffd;
+	int stop_fd;
+	pthread_t thread;
+} H = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.regions = CDS_LIST_HEAD_INIT(H.regions),
+};
+
+static fp_region *find_region(uint64_t addr)
+{
+	fp_region *r;
+	cds_list_for_each_entry_rcu(r, &H.regions, node) {
+		if (addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size)
+			return r;
+	}
+	return NULL;
+}
+
+static void serve(const struct uffd_msg *m)
+{
+	if (m->event != UFFD_EVENT_PAGEFAULT)
+		return;
+	uint64_t addr = m->arg.pagefault.address & ~4095ull;
+	rcu_read_lock();
+	fp_region *r = find_region(addr);
+	if (r)
+		fp_region_fault(r, addr);
+	rcu_read_unlock();
+	/* A fault in no region belongs to a region being closed; closing
+	 * unregisters the range, which wakes the thread. */
+}
+
+static void *handler_main(void *arg)
+{
+	rcu_register_thread();
+	struct uffd_msg msgs[64];
+	struct pollfd pfd[2] = {
+		{.fd = H.uffd.fd, .events = POLLIN},
+		{.fd = H.stop_fd, .events = POLLIN},
+	};
+	for (;;) {
+		ssize_t n = read(H.uffd.fd, msgs, sizeof msgs);
+		if (n > 0) {
+			for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++)
+				serve(&msgs[i]);
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			break;
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+int fp_handler_get(struct fp_uffd *out)
+{
+	pthread_mutex_lock(&H.lock);
+	if (!H.users) {
+		if (fp_uffd_open(&H.uffd))
+			goto fail;
+		H.stop_fd = eventfd(0, EFD_CLOEXEC);
+		if (H.stop_fd < 0 || pthread_create(&H.thread, NULL, handler_main, NULL)) {
+			fp_err("cannot start the fault handler: %s", strerror(errno));
+			if (H.stop_fd >= 0)
+				close(H.stop_fd);
+			close(H.uffd.fd);
+			goto fail;
+		}
+	}
+	H.users++;
+	*out = H.uffd;
+	pthread_mutex_unlock(&H.lock);
+	return 0;
+fail:
+	pthread_mutex_unlock(&H.lock);
+	return -1;
+}
+
+void fp_handler_put(void)
+{
+	pthread_mutex_lock(&H.lock);
+	if (--H.users == 0) {
+		uint64_t one = 1;
+		if (write(H.stop_fd, &one, sizeof one) != sizeof one)
+			abort();
+		pthread_join(H.thread, NULL);
+		close(H.stop_fd);
+		close(H.uffd.fd);
+		memset(&H.uffd, 0, sizeof H.uffd);
+	}
+	pthread_mutex_unlock(&H.lock);
+}
+
+void fp_handler_publish(fp_region *r)
+{
+	pthread_mutex_lock(&H.lock);
+	cds_list_add_rcu(&r->node, &H.regions);
+	pthread_mutex_unlock(&H.lock);
+}
+
+void fp_handler_unpublish(fp_region *r)
+{
+	pthread_mutex_lock(&H.lock);
+	cds_list_del_rcu(&r->node);
+	pthread_mutex_unlock(&H.lock);
+	synchronize_rcu(); /* from here on the handler cannot reach r */
+}

@@ -1,0 +1,415 @@
+/* Reading an image: header, tables and their validation.  Every field that
+ * a later step trusts (offsets, lengths, codecs, types) is checked here, so
+ * the pager can do plain arithmetic on them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "error.h"
+#include "format.h"
+#include "image.h"
+
+static int read_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int range_ok(uint64_t off, uint64_t len, uint64_t limit)
+{
+	uint64_t end;
+	return !__builtin_add_overflow(off, len, &end) && end <= limit;
+}
+
+static int check_header(const char *path, const struct fp_disk_header *h, uint64_t fsize)
+{
+	if (memcmp(h->magic, FP_IMAGE_MAGIC, 8))
+		return fp_err("%s: not a flexpage image (bad magic)", path);
+	if (h->version != FP_IMAGE_VERSION)
+		return fp_err("%s: header.version is %u; this flexpage reads version %u",
+		              path, h->version, FP_IMAGE_VERSION);
+	if (h->header_size != FP_HEADER_BYTES)
+		return fp_err("%s: header.header_size is %u, expected %u", path,
+		              h->header_size, FP_HEADER_BYTES);
+	if (fp_crc32c(0, h, offsetof(struct fp_disk_header, header_crc)) != h->header_crc)
+		return fp_err("%s: header checksum mismatch (corrupt header)", path);
+	if (h->file_size != fsize)
+		return fp_err("%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
+		              path, (unsigned long long)fsize, (unsigned long long)h->file_size);
+	uint32_t cs = h->chunk_size;
+	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1)))
+		return fp_err("%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
+	uint64_t lsize;
+	if (__builtin_mul_overflow((uint64_t)h->n_chunks, (uint64_t)cs, &lsize) ||
+	    lsize != h->logical_size)
+		return fp_err("%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
+		              path, (unsigned long long)h->logical_size, h->n_chunks, cs);
+	if (h->tensor_table_size != (uint64_t)h->n_tensors * sizeof(struct fp_disk_tensor))
+		return fp_err("%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
+		              (unsigned long long)h->tensor_table_size, h->n_tensors);
+	if (h->chunk_table_size != (uint64_t)h->n_chunks * sizeof(struct fp_chunk_desc))
+		return fp_err("%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
+		              (unsigned long long)h->chunk_table_size, h->n_chunks);
+	if (!range_ok(h->tensor_table_offset, h->tensor_table_size, fsize))
+		return fp_err("%s: header.tensor_table_offset points outside the file", path);
+	if (!range_ok(h->chunk_table_offset, h->chunk_table_size, fsize))
+		return fp_err("%s: header.chunk_table_offset points outside the file", path);
+	if (!range_ok(h->meta_offset, h->meta_size, fsize))
+		return fp_err("%s: header.meta_offset points outside the file", path);
+	if (h->meta_size > (64u << 20) || h->tensor_table_size > (1ull << 32) ||
+	    h->chunk_table_size > (1ull << 34))
+		return fp_err("%s: header tables are implausibly large", path);
+	if (h->flags & ~FP_FLAG_RAW_LAYOUT)
+		return fp_err("%s: header.flags has unknown bits 0x%x", path, h->flags);
+	if (h->n_tensors == 0 || h->n_chunks == 0)
+		return fp_err("%s: image holds no tensors", path);
+	return 0;
+}
+
+static int cmp_u64pair(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* Every payload lies in the file before the tables, 4 KiB aligned, and no
+ * two payloads overlap. */
+static int check_chunks(struct fp_image *img, const struct fp_disk_header *h)
+{
+	const char *path = img->path;
+	uint64_t table_start = h->tensor_table_offset;
+	if (h->chunk_table_offset < table_start)
+		table_start = h->chunk_table_offset;
+	if (h->meta_offset < table_start)
+		table_start = h->meta_offset;
+	uint64_t (*span)[2] = malloc(sizeof *span * h->n_chunks);
+	if (!span)
+		return fp_err("%s: out of memory", path);
+	uint32_t nspan = 0;
+	for (uint32_t i = 0; i < h->n_chunks; i++) {
+		struct fp_chunk_desc *c = &img->chunks[i];
+		if (c->logical_offset != (uint64_t)i * h->chunk_size)
+			goto bad_fmt_offset;
+		if (c->logical_len > h->chunk_size) {
+			fp_err("%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
+			       c->logical_len, h->chunk_size);
+			goto fail;
+		}
+		if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD) {
+			fp_err("%s: chunk %u: unknown codec %u", path, i, c->codec);
+			goto fail;
+		}
+		if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len) {
+			fp_err("%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
+			       c->stored_len, c->logical_len);
+			goto fail;
+		}
+		if (c->codec == FP_CODEC_ZSTD &&
+		    (c->stored_len == 0 || c->stored_len > ZSTD_compressBound(h->chunk_size))) {
+			fp_err("%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
+			       i, c->stored_len, h->chunk_size);
+			goto fail;
+		}
+		if (c->stored_len == 0)
+			continue;
+		if (c->file_offset % FP_IMAGE_ALIGN) {
+			fp_err("%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
+			       (unsigned long long)c->file_offset);
+			goto fail;
+		}
+		if (c->file_offset < FP_IMAGE_ALIGN || !range_ok(c->file_offset, c->stored_len, table_start)) {
+			fp_err("%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
+			       (unsigned long long)c->file_offset, c->stored_len);
+			goto fail;
+		}
+		span[nspan][0] = c->file_offset;
+		span[nspan][1] = c->file_offset + c->stored_len;
+		if (span[nspan][1] > img->payload_end)
+			img->payload_end = span[nspan][1];
+		nspan++;
+		img->info.data_bytes += c->logical_len;
+		img->info.stored_bytes += c->stored_len;
+	}
+	qsort(span, nspan, sizeof *span, cmp_u64pair);
+	for (uint32_t i = 1; i < nspan; i++) {
+		if (span[i][0] < span[i - 1][1]) {
+			fp_err("%s: chunk payloads overlap at file offset %llu", path,
+			       (unsigned long long)span[i][0]);
+			goto fail;
+		}
+	}
+	free(span);
+	return 0;
+bad_fmt_offset:
+	fp_err("%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
+fail:
+	free(span);
+	return -1;
+}
+
+static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, uint32_t n)
+{
+	const char *path = img->path;
+	uint64_t prev_end = 0;
+	uint32_t cs = img->info.chunk_size;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct fp_disk_tensor *d = &dt[i];
+		struct fp_tensor_desc *t = &img->tensors[i];
+		if (!memchr(d->name, 0, FP_NAME_MAX) || !d->name[0])
+			return fp_err("%s: tensor %u: name is empty or not terminated", path, i);
+		memcpy(t->name, d->name, FP_NAME_MAX);
+		if (!fp_type_name(d->type))
+			return fp_err("%s: tensor '%s': unknown type %u", path, t->name, d->type);
+		if (d->ndim < 1 || d->ndim > FP_MAX_DIMS)
+			return fp_err("%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
+		uint64_t bytes = fp_tensor_bytes(d->type, d->ndim, d->shape);
+		if (!bytes || bytes != d->size)
+			return fp_err("%s: tensor '%s': size %llu does not match its type and shape",
+			              path, t->name, (unsigned long long)d->size);
+		if (d->offset % cs)
+			return fp_err("%s: tensor '%s': offset %llu is not chunk aligned", path, t->name,
+			              (unsigned long long)d->offset);
+		if (d->offset < prev_end)
+			return fp_err("%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
+			              path, t->name);
+		if (!range_ok(d->offset, d->size, img->info.logical_size))
+			return fp_err("%s: tensor '%s': extends past the logical size", path, t->name);
+		t->type = d->type;
+		t->ndim = d->ndim;
+		memcpy(t->shape, d->shape, sizeof t->shape);
+		t->offset = d->offset;
+		t->size = d->size;
+		prev_end = d->offset + d->size;
+		/* Each chunk under the tensor must hold all of the tensor's bytes. */
+		for (uint64_t off = t->offset; off < prev_end; off += cs) {
+			const struct fp_chunk_desc *c = &img->chunks[off / cs];
+			uint64_t need = prev_end - off < cs ? prev_end - off : cs;
+			if (c->logical_len < need)
+				return fp_err("%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
+				              path, t->name, (unsigned long long)(off / cs), c->logical_len,
+				              (unsigned long long)need);
+		}
+		for (uint32_t j = 0; j < i; j++)
+			if (!strcmp(img->tensors[j].name, t->name))
+				return fp_err("%s: tensor name '%s' appears twice", path, t->name);
+	}
+	return 0;
+}
+
+fp_image *fp_image_open(const char *path)
+{
+	struct fp_image *img = calloc(1, sizeof *img);
+	struct fp_disk_tensor *dt = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (!img) {
+		fp_err("%s: out of memory", path);
+		goto fail;
+	}
+	img->path = strdup(path);
+	if (fd < 0) {
+		fp_err("%s: cannot open: %s", path, strerror(errno));
+		goto fail;
+	}
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		fp_err("%s: not a regular file", path);
+		goto fail;
+	}
+	uint64_t fsize = (uint64_t)st.st_size;
+	struct fp_disk_header h;
+	if (fsize < FP_IMAGE_ALIGN || read_full(fd, &h, sizeof h, 0)) {
+		fp_err("%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
+		       (unsigned long long)fsize);
+		goto fail;
+	}
+	if (check_header(path, &h, fsize))
+		goto fail;
+	img->info = (struct fp_image_info){
+		.path = img->path, .file_size = fsize, .logical_size = h.logical_size,
+		.chunk_size = h.chunk_size, .n_tensors = h.n_tensors, .n_chunks = h.n_chunks,
+		.raw_base = (h.flags & FP_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
+	};
+	img->tensors = calloc(h.n_tensors, sizeof *img->tensors);
+	img->chunks = malloc(h.chunk_table_size);
+	dt = malloc(h.tensor_table_size);
+	img->meta = malloc(h.meta_size + 1);
+	if (!img->tensors || !img->chunks || !dt || !img->meta) {
+		fp_err("%s: out of memory for the tables", path);
+		goto fail;
+	}
+	if (read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
+	    read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
+	    read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
+		fp_err("%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
+		goto fail;
+	}
+	img->meta[h.meta_size] = 0;
+	uint32_t crc = fp_crc32c(0, dt, h.tensor_table_size);
+	crc = fp_crc32c(crc, img->chunks, h.chunk_table_size);
+	crc = fp_crc32c(crc, img->meta, h.meta_size);
+	if (crc != h.tables_crc) {
+		fp_err("%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
+		goto fail;
+	}
+	if (strlen(img->meta) != h.meta_size) {
+		fp_err("%s: meta holds a NUL byte", path);
+		goto fail;
+	}
+	img->info.meta = img->meta;
+	if (check_chunks(img, &h) || check_tensors(img, dt, h.n_tensors))
+		goto fail;
+	if (img->info.raw_base) {
+		const struct fp_chunk_desc *c = img->chunks;
+		for (uint32_t i = 0; i < h.n_chunks; i++)
+			if (c[i].stored_len && (c[i].codec != FP_CODEC_RAW ||
+			                        c[i].file_offset != h.raw_base + c[i].logical_offset)) {
+				fp_err("%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
+				       path, i);
+				goto fail;
+			}
+	}
+	free(dt);
+	close(fd);
+	return img;
+fail:
+	free(dt);
+	if (fd >= 0)
+		close(fd);
+	fp_image_close(img);
+	return NULL;
+}
+
+void fp_image_close(fp_image *img)
+{
+	if (!img)
+		return;
+	free(img->path);
+	free(img->meta);
+	free(img->tensors);
+	free(img->chunks);
+	free(img);
+}
+
+const struct fp_image_info *fp_image_info(const fp_image *img)
+{
+	return &img->info;
+}
+
+const struct fp_tensor_desc *fp_image_tensor(const fp_image *img, uint32_t i)
+{
+	return i < img->info.n_tensors ? &img->tensors[i] : NULL;
+}
+
+const struct fp_tensor_desc *fp_image_find(const fp_image *img, const char *name)
+{
+	for (uint32_t i = 0; i < img->info.n_tensors; i++)
+		if (!strcmp(img->tensors[i].name, name))
+			return &img->tensors[i];
+	return NULL;
+}
+
+const struct fp_chunk_desc *fp_image_chunk(const fp_image *img, uint32_t i)
+{
+	return i < img->info.n_chunks ? &img->chunks[i] : NULL;
+}
+
+const struct fp_tensor_desc *fp_image_tensor_at(const fp_image *img, uint64_t off)
+{
+	uint32_t lo = 0, hi = img->info.n_tensors;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (img->tensors[mid].offset <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	const struct fp_tensor_desc *t = &img->tensors[lo - 1];
+	return off < t->offset + t->size ? t : NULL;
+}
+
+int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n)
+{
+	size_t klen = strlen(key);
+	for (const char *p = img->meta; *p;) {
+		const char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		if (len > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+			size_t vlen = len - klen - 1;
+			if (vlen >= n)
+				vlen = n ? n - 1 : 0;
+			if (n) {
+				memcpy(buf, p + klen + 1, vlen);
+				buf[vlen] = 0;
+			}
+			return 0;
+		}
+		p += len + (eol != NULL);
+	}
+	return -1;
+}
+
+int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, void *dst,
+                    void *zstd_dctx)
+{
+	const struct fp_chunk_desc *c = &img->chunks[i];
+	if (c->codec == FP_CODEC_RAW) {
+		if (dst != src)
+			memcpy(dst, src, c->logical_len);
+	} else {
+		size_t n = zstd_dctx
+		    ? ZSTD_decompressDCtx(zstd_dctx, dst, img->info.chunk_size, src, c->stored_len)
+		    : ZSTD_decompress(dst, img->info.chunk_size, src, c->stored_len);
+		if (ZSTD_isError(n))
+			return fp_err("%s: chunk %u: zstd frame does not decode: %s", img->path, i,
+			              ZSTD_getErrorName(n));
+		if (n != c->logical_len)
+			return fp_err("%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
+			              img->path, i, n, c->logical_len);
+	}
+	uint32_t crc = fp_crc32c(0, dst, c->logical_len);
+	if (crc != c->checksum)
+		return fp_err("%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
+		              img->path, i, c->checksum, crc);
+	return 0;
+}
+
+int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
+{
+	if (i >= img->info.n_chunks)
+		return fp_err("%s: no chunk %u", img->path, i);
+	const struct fp_chunk_desc *c = &img->chunks[i];
+	memset(dst, 0, img->info.chunk_size);
+	if (!c->stored_len)
+		return c->checksum == fp_crc32c(0, dst, 0) ? 0
+		       : fp_err("%s: chunk %u: checksum mismatch", img->path, i);
+	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fp_err("%s: cannot open: %s", img->path, strerror(errno));
+	void *buf = c->codec == FP_CODEC_RAW ? dst : malloc(c->stored_len);
+	int rc = -1;
+	if (!buf)
+		fp_err("%s: out of memory", img->path);
+	else if (read_full(fd, buf, c->stored_len, c->file_offset))
+		fp_err("%s: chunk %u: short read at file offset %llu", img->path, i,
+		       (unsigned long long)c->file_offset);
+	else
+		rc = fp_decode_chunk(img, i, buf, dst, NULL);
+	if (buf != dst)
+		free(buf);
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,120 @@
+/* libflexpage internals: the region, its chunk states and its threads. */
+#ifndef FLEXPAGE_INTERNAL_H
+#define FLEXPAGE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <urcu.h>
+#include <urcu/rculist.h>
+
+#include "image.h"
+#include "policy.h"
+#include "queue.h"
+#include "uffd.h"
+#include <flexpage/flexpage.h>
+
+#define HUGE_2M (2u << 20)
+
+/* Chunk state word: a state in the low bits, and DEMANDED when a thread
+ * faulted on the chunk and waits for it.  Transitions:
+ *   EMPTY -> LOADING          the handler (a fault) or read-ahead claims it
+ *   LOADING -> RESIDENT       a loader installed it
+ *   LOADING -> EMPTY          a read-ahead load abandoned (no one waiting)
+ *   LOADING -> POISONED       the load failed for good
+ *   RESIDENT -> EVICTING -> EMPTY, or -> LOADING when DEMANDED meanwhile */
+enum chunk_state {
+	CHUNK_EMPTY = 0,
+	CHUNK_LOADING = 1,
+	CHUNK_RESIDENT = 2,
+	CHUNK_EVICTING = 3,
+	CHUNK_POISONED = 4,
+};
+#define CHUNK_STATE_MASK 7u
+#define CHUNK_DEMANDED 8u        /* a thread waits on this chunk */
+#define CHUNK_CLAIMED 16u        /* LOADING: a loader owns the load */
+
+/* Settings that change while the loop runs, published with RCU. */
+struct fp_settings {
+	uint64_t budget;
+	const struct fp_policy_ops *policy_ops;
+	void *policy;            /* guarded by the residency lock */
+	struct rcu_head rcu;
+};
+
+struct fp_counters {
+	atomic_uint_fast64_t faults, demand_loads, prefetch_loads, evictions, retries,
+	    poisoned, huge_installs, small_installs, bytes_read, bytes_decompressed,
+	    bytes_installed;
+	atomic_uint_fast64_t peak_resident;
+	atomic_uint_fast64_t hist[FP_NSTAGES][FP_HIST_BUCKETS];
+	atomic_uint_fast64_t hist_count[FP_NSTAGES], hist_sum[FP_NSTAGES], hist_max[FP_NSTAGES];
+};
+
+struct fp_region {
+	struct cds_list_head node;   /* in the handler's region list (RCU) */
+	fp_image *img;
+	uint8_t *base;
+	uint64_t size;
+	uint32_t chunk_size, n_chunks;
+	struct fp_options opt;
+	int fd;                      /* payload reads (O_DIRECT unless buffered) */
+	int uffd;
+	_Atomic int huge_ok;         /* UFFDIO_MOVE of 2 MiB pages works here */
+	int can_poison;              /* UFFDIO_POISON available */
+	int direct;                  /* reads bypass the page cache */
+
+	_Atomic uint32_t *state;     /* per chunk */
+	atomic_uint_fast64_t *fault_ns;  /* per chunk: first waiting fault, 0 none */
+	atomic_uint_fast64_t *queued_ns; /* per chunk: when its load was queued */
+	char *_Atomic *poison_reason;/* per chunk, set once */
+	uint32_t *page_len;          /* per chunk: logical_len rounded to pages */
+
+	struct fp_queue queue;       /* demand first, then read-ahead */
+	void *loaders;               /* struct loader[n_loaders] (loader.c) */
+	int n_loaders;
+
+	/* Residency: resident bytes and the policy, under res_lock. */
+	pthread_mutex_t res_lock;
+	uint64_t resident;           /* installed + reserved region bytes */
+	struct fp_settings *settings; /* RCU-published; writers hold res_lock */
+
+	struct fp_counters stats;
+};
+
+/* handler.c: the process-wide fault handler and its region list. */
+/* Take (start) or drop (stop on the last) the process-wide handler. */
+int fp_handler_get(struct fp_uffd *out);
+void fp_handler_put(void);
+/* Route r's faults to it; unpublish returns once the handler cannot see r. */
+void fp_handler_publish(fp_region *r);
+void fp_handler_unpublish(fp_region *r);
+void fp_region_fault(fp_region *r, uint64_t addr);
+
+/* loader.c */
+int fp_loaders_start(fp_region *r);
+void fp_loaders_stop(fp_region *r);
+
+/* residency.c */
+/* Make room for bytes more; evicts per the policy.  A read-ahead load
+ * (may_skip) gives up rather than exceed the budget: returns 1. */
+int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip);
+void fp_mark_resident(fp_region *r, uint32_t c, int demand);
+void fp_unreserve(fp_region *r, uint64_t bytes);
+int fp_evict_to(fp_region *r, uint64_t target);
+
+/* stats.c */
+void fp_stat_latency(fp_region *r, int stage, uint64_t ns);
+uint64_t fp_now_ns(void);
+
+/* reporter.c */
+void fp_reporter_add(fp_region *r);
+void fp_reporter_remove(fp_region *r);
+void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason);
+
+static inline uint32_t chunk_state(fp_region *r, uint32_t c)
+{
+	return atomic_load(&r->state[c]) & CHUNK_STATE_MASK;
+}
+
+#endif

@@ -1,0 +1,245 @@
+/* Loader workers: read a chunk's payload (O_DIRECT), verify and decode it
+ * into a staging buffer, make room within the budget, and install the
+ * whole chunk at once.  Full 2 MiB chunks are staged in a transparent huge
+ * page that UFFDIO_MOVE hands to the region without a copy; anything else
+ * is installed with UFFDIO_COPY. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "error.h"
+#include "internal.h"
+
+struct loader {
+	fp_region *r;
+	pthread_t thread;
+	uint8_t *stage;          /* chunk_size, 2 MiB aligned, huge pages */
+	void *stage_map;
+	size_t stage_map_len;
+	uint8_t *rbuf;           /* compressed payloads */
+	size_t rbuf_len;
+	ZSTD_DCtx *dctx;
+};
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+/* Read chunk c's payload into buf.  Returns 0, or -1 with fp_last_error(). */
+static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
+{
+	fp_region *r = L->r;
+	const struct fp_chunk_desc *d = &r->img->chunks[c];
+	size_t want = d->stored_len, len = r->direct ? round_up(want, 4096) : want;
+	if (len > cap)
+		len = cap;
+	size_t done = 0;
+	long result = 0;
+	while (done < want) {
+		ssize_t n = pread(r->fd, (char *)buf + done, len - done, (off_t)(d->file_offset + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			result = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	if (!result)
+		result = (long)(done < want ? done : want);
+	if (r->opt.read_hook)
+		r->opt.read_hook(r->opt.read_hook_ctx, c, buf, want, &result);
+	atomic_fetch_add_explicit(&r->stats.bytes_read, done, memory_order_relaxed);
+	if (result < 0)
+		return fp_err("%s: chunk %u: read at file offset %llu failed: %s", r->img->path, c,
+		              (unsigned long long)d->file_offset, strerror((int)-result));
+	if ((size_t)result < want)
+		return fp_err("%s: chunk %u: short read (%ld of %zu bytes at file offset %llu)",
+		              r->img->path, c, result, want, (unsigned long long)d->file_offset);
+	return 0;
+}
+
+/* Read, verify and decode chunk c into the stage, with retries. */
+static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen)
+{
+	fp_region *r = L->r;
+	const struct fp_chunk_desc *d = &r->img->chunks[c];
+	int tries = 1 + (r->opt.retries < 0 ? 2 : r->opt.retries);
+	for (int attempt = 0; attempt < tries; attempt++) {
+		if (attempt)
+			atomic_fetch_add_explicit(&r->stats.retries, 1, memory_order_relaxed);
+		uint64_t t0 = fp_now_ns();
+		void *src = d->codec == FP_CODEC_RAW ? (void *)L->stage : (void *)L->rbuf;
+		size_t cap = d->codec == FP_CODEC_RAW ? r->chunk_size : L->rbuf_len;
+		if (read_payload(L, c, src, cap)) {
+			snprintf(why, whylen, "%s", fp_last_error());
+			continue;
+		}
+		uint64_t t1 = fp_now_ns();
+		if (fp_decode_chunk(r->img, c, src, L->stage, L->dctx)) {
+			snprintf(why, whylen, "%s", fp_last_error());
+			continue;
+		}
+		fp_stat_latency(r, FP_STAGE_READ, t1 - t0);
+		fp_stat_latency(r, FP_STAGE_DECOMPRESS, fp_now_ns() - t1);
+		if (d->codec != FP_CODEC_RAW)
+			atomic_fetch_add_explicit(&r->stats.bytes_decompressed, d->logical_len,
+			                          memory_order_relaxed);
+		/* The last page past the data must read as zeros. */
+		memset(L->stage + d->logical_len, 0, r->page_len[c] - d->logical_len);
+		return 0;
+	}
+	return -1;
+}
+
+static void install(struct loader *L, uint32_t c)
+{
+	fp_region *r = L->r;
+	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
+	size_t len = r->page_len[c], moved = 0;
+	if (atomic_load(&r->huge_ok) && len == r->chunk_size) {
+		int rc = fp_uffd_move(r->uffd, dst, L->stage, len, &moved);
+		if (!rc) {
+			atomic_fetch_add_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
+			return;
+		}
+		/* The kernel refused to move (no UFFDIO_MOVE support for this
+		 * mapping, or the page is pinned): copy from now on. */
+		if (atomic_exchange(&r->huge_ok, 0))
+			fprintf(stderr, "flexpage: %s: UFFDIO_MOVE failed (%s); installing by copy\n",
+			        r->img->path, strerror(-rc));
+	}
+	int rc = fp_uffd_copy(r->uffd, dst + moved, L->stage + moved, len - moved);
+	if (rc) {
+		/* Nothing sane is left: the region can no longer be served. */
+		fprintf(stderr, "flexpage: %s: chunk %u: UFFDIO_COPY failed: %s\n", r->img->path, c,
+		        strerror(-rc));
+		abort();
+	}
+	atomic_fetch_add_explicit(&r->stats.small_installs, 1, memory_order_relaxed);
+}
+
+static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
+{
+	fp_region *r = L->r;
+	char why[400];
+	fp_stat_latency(r, FP_STAGE_WAIT, popped_ns - atomic_load(&r->queued_ns[c]));
+	if (fetch(L, c, why, sizeof why)) {
+		fp_poison_chunk(r, c, why);
+		return;
+	}
+	uint64_t bytes = r->page_len[c];
+	int demand = !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
+	if (fp_reserve(r, c, bytes, !demand) == 1) {
+		/* No room without pushing out what is in use, and no one waits:
+		 * drop the read-ahead, unless a fault arrived meanwhile. */
+		uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;
+		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY))
+			return;
+		demand = 1;
+		fp_reserve(r, c, bytes, 0);
+	}
+	uint64_t t0 = fp_now_ns();
+	install(L, c);
+	uint64_t t1 = fp_now_ns();
+	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
+	atomic_fetch_add_explicit(&r->stats.bytes_installed, bytes, memory_order_relaxed);
+	demand |= !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
+	fp_mark_resident(r, c, demand);
+	uint64_t fault = atomic_exchange(&r->fault_ns[c], 0);
+	if (fault)
+		fp_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
+	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
+	                          memory_order_relaxed);
+}
+
+static void *loader_main(void *arg)
+{
+	struct loader *L = arg;
+	fp_region *r = L->r;
+	rcu_register_thread();
+	uint32_t c;
+	int demand;
+	while (!fp_queue_pop(&r->queue, &c, &demand)) {
+		/* Claim the load: only a LOADING chunk no one owns. */
+		uint32_t s = atomic_load(&r->state[c]);
+		do {
+			if ((s & CHUNK_STATE_MASK) != CHUNK_LOADING || (s & CHUNK_CLAIMED))
+				break;
+		} while (!atomic_compare_exchange_weak(&r->state[c], &s, s | CHUNK_CLAIMED));
+		if ((s & CHUNK_STATE_MASK) != CHUNK_LOADING || (s & CHUNK_CLAIMED))
+			continue;
+		load(L, c, fp_now_ns());
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+static void loader_free(struct loader *L)
+{
+	if (L->stage_map)
+		munmap(L->stage_map, L->stage_map_len);
+	free(L->rbuf);
+	ZSTD_freeDCtx(L->dctx);
+}
+
+static int loader_init(struct loader *L, fp_region *r)
+{
+	L->r = r;
+	L->stage_map_len = (size_t)r->chunk_size + HUGE_2M;
+	L->stage_map = mmap(NULL, L->stage_map_len, PROT_READ | PROT_WRITE,
+	                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (L->stage_map == MAP_FAILED) {
+		L->stage_map = NULL;
+		return fp_err("cannot map a staging buffer: %s", strerror(errno));
+	}
+	L->stage = (uint8_t *)round_up((uintptr_t)L->stage_map, HUGE_2M);
+	madvise(L->stage, r->chunk_size, MADV_HUGEPAGE);
+	madvise(L->stage_map, L->stage_map_len, MADV_DONTFORK);
+	L->rbuf_len = round_up(ZSTD_compressBound(r->chunk_size), 4096);
+	L->rbuf = aligned_alloc(4096, L->rbuf_len);
+	L->dctx = ZSTD_createDCtx();
+	if (!L->rbuf || !L->dctx)
+		return fp_err("out of memory for a loader");
+	return 0;
+}
+
+int fp_loaders_start(fp_region *r)
+{
+	int n = r->opt.loaders;
+	r->loaders = calloc((size_t)n, sizeof(struct loader));
+	if (!r->loaders)
+		return fp_err("out of memory");
+	struct loader *L = r->loaders;
+	for (r->n_loaders = 0; r->n_loaders < n; r->n_loaders++) {
+		struct loader *l = &L[r->n_loaders];
+		if (loader_init(l, r) || pthread_create(&l->thread, NULL, loader_main, l)) {
+			if (!strstr(fp_last_error(), "loader"))
+				fp_err("cannot start a loader thread");
+			loader_free(l);
+			fp_loaders_stop(r);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void fp_loaders_stop(fp_region *r)
+{
+	struct loader *L = r->loaders;
+	fp_queue_stop(&r->queue);
+	for (int i = 0; i < r->n_loaders; i++) {
+		pthread_join(L[i].thread, NULL);
+		loader_free(&L[i]);
+	}
+	free(L);
+	r->loaders = NULL;
+	r->n_loaders = 0;
+}

@@ -1,0 +1,82 @@
+#include <stdlib.h>
+
+#include "queue.h"
+
+static int ring_init(struct fp_ring *r, uint32_t cap)
+{
+	r->slot = malloc(sizeof *r->slot * cap);
+	r->cap = cap;
+	r->head = r->n = 0;
+	return r->slot ? 0 : -1;
+}
+
+static void ring_push(struct fp_ring *r, uint32_t c)
+{
+	/* Entries are bounded by the chunk count (see the callers), but a
+	 * full ring drops its oldest entry rather than overflow. */
+	if (r->n == r->cap) {
+		r->head = (r->head + 1) % r->cap;
+		r->n--;
+	}
+	r->slot[(r->head + r->n) % r->cap] = c;
+	r->n++;
+}
+
+static uint32_t ring_pop(struct fp_ring *r)
+{
+	uint32_t c = r->slot[r->head];
+	r->head = (r->head + 1) % r->cap;
+	r->n--;
+	return c;
+}
+
+int fp_queue_init(struct fp_queue *q, uint32_t n_chunks)
+{
+	q->stop = 0;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	/* Twice the chunks: a chunk can be queued again after a stale entry
+	 * for it is still waiting. */
+	if (ring_init(&q->demand, 2 * n_chunks + 1) || ring_init(&q->ahead, 2 * n_chunks + 1))
+		return -1;
+	return 0;
+}
+
+void fp_queue_destroy(struct fp_queue *q)
+{
+	free(q->demand.slot);
+	free(q->ahead.slot);
+	pthread_mutex_destroy(&q->lock);
+	pthread_cond_destroy(&q->cond);
+}
+
+void fp_queue_push(struct fp_queue *q, uint32_t c, int demand)
+{
+	pthread_mutex_lock(&q->lock);
+	ring_push(demand ? &q->demand : &q->ahead, c);
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+int fp_queue_pop(struct fp_queue *q, uint32_t *c, int *demand)
+{
+	pthread_mutex_lock(&q->lock);
+	while (!q->stop && !q->demand.n && !q->ahead.n)
+		pthread_cond_wait(&q->cond, &q->lock);
+	int rc = -1;
+	if (!q->stop) {
+		*demand = q->demand.n > 0;
+		*c = ring_pop(*demand ? &q->demand : &q->ahead);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
+void fp_queue_stop(struct fp_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->stop = 1;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}

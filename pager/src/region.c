@@ -1,0 +1,283 @@
+/* Regions: open an image as a reserved, userfaultfd-registered address
+ * range served by the handler and this region's loaders; settings; close. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "internal.h"
+
+static void region_free(fp_region *r)
+{
+	if (r->settings) {
+		if (r->settings->policy)
+			r->settings->policy_ops->destroy(r->settings->policy);
+		free(r->settings);
+	}
+	if (r->poison_reason) {
+		for (uint32_t c = 0; c < r->n_chunks; c++)
+			free(r->poison_reason[c]);
+		free(r->poison_reason);
+	}
+	free((void *)r->state);
+	free((void *)r->fault_ns);
+	free((void *)r->queued_ns);
+	free(r->page_len);
+	if (r->fd >= 0)
+		close(r->fd);
+	fp_image_close(r->img);
+	free(r);
+}
+
+static struct fp_settings *settings_new(fp_region *r, uint64_t budget,
+                                        const struct fp_policy_ops *ops)
+{
+	struct fp_settings *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->budget = budget;
+	s->policy_ops = ops;
+	s->policy = ops->create(r->n_chunks);
+	if (!s->policy) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static const struct fp_policy_ops *policy_or_err(const char *name)
+{
+	const struct fp_policy_ops *ops = fp_policy_find(name);
+	if (!ops) {
+		char list[256] = "";
+		for (const char *const *n = fp_policy_names(); *n; n++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+			         list[0] ? ", " : "", *n);
+		fp_err("unknown policy '%s' (known: %s)", name, list);
+	}
+	return ops;
+}
+
+static int open_payload(fp_region *r, const char *path)
+{
+	if (!(r->opt.flags & FP_OPEN_BUFFERED)) {
+		r->fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (r->fd >= 0) {
+			r->direct = 1;
+			return 0;
+		}
+		/* Some file systems (tmpfs) have no O_DIRECT: read buffered. */
+		if (errno != EINVAL)
+			return fp_err("%s: cannot open: %s", path, strerror(errno));
+	}
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	return r->fd < 0 ? fp_err("%s: cannot open: %s", path, strerror(errno)) : 0;
+}
+
+/* Reserve the region: 2 MiB aligned so that chunks can be huge pages. */
+static int map_region(fp_region *r)
+{
+	size_t len = r->size + HUGE_2M;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return fp_err("%s: cannot reserve %llu bytes of address space: %s", r->img->path,
+		              (unsigned long long)r->size, strerror(errno));
+	uint8_t *base = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
+	if (base > p)
+		munmap(p, (size_t)(base - p));
+	size_t tail = (size_t)(p + len - (base + r->size));
+	if (tail)
+		munmap(base + r->size, tail);
+	r->base = base;
+	/* Huge pages appear only where a loader moves one in on purpose; a
+	 * fork must not copy (or share) the served pages. */
+	madvise(base, r->size, MADV_NOHUGEPAGE);
+	madvise(base, r->size, MADV_DONTFORK);
+	return 0;
+}
+
+fp_region *fp_open(const char *path, const struct fp_options *opt)
+{
+	fp_region *r = calloc(1, sizeof *r);
+	if (!r) {
+		fp_err("out of memory");
+		return NULL;
+	}
+	r->fd = -1;
+	r->opt = opt ? *opt : (struct fp_options){.retries = -1, .readahead = -1};
+	if (!r->opt.loaders)
+		r->opt.loaders = 4;
+	if (r->opt.loaders < 1 || r->opt.loaders > 64) {
+		fp_err("loaders: %d is out of range [1, 64]", r->opt.loaders);
+		goto fail;
+	}
+	if (r->opt.readahead < 0)
+		r->opt.readahead = 4;
+	const struct fp_policy_ops *ops = policy_or_err(r->opt.policy ? r->opt.policy : "fifo");
+	if (!ops)
+		goto fail;
+	r->img = fp_image_open(path);
+	if (!r->img)
+		goto fail;
+	r->chunk_size = r->img->info.chunk_size;
+	r->n_chunks = r->img->info.n_chunks;
+	r->size = r->img->info.logical_size;
+	uint64_t budget = r->opt.budget ? r->opt.budget : r->size;
+	if (budget < fp_min_budget(r)) {
+		fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes "
+		       "(two chunks of %u)", path, (unsigned long long)budget,
+		       (unsigned long long)fp_min_budget(r), r->chunk_size);
+		goto fail;
+	}
+	size_t n = r->n_chunks;
+	r->state = calloc(n, sizeof *r->state);
+	r->fault_ns = calloc(n, sizeof *r->fault_ns);
+	r->queued_ns = calloc(n, sizeof *r->queued_ns);
+	r->poison_reason = calloc(n, sizeof *r->poison_reason);
+	r->page_len = malloc(n * sizeof *r->page_len);
+	r->settings = settings_new(r, budget, ops);
+	if (!r->state || !r->fault_ns || !r->queued_ns || !r->poison_reason || !r->page_len ||
+	    !r->settings || fp_queue_init(&r->queue, r->n_chunks)) {
+		fp_err("%s: out of memory", path);
+		goto fail;
+	}
+	for (uint32_t c = 0; c < n; c++)
+		r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
+	pthread_mutex_init(&r->res_lock, NULL);
+	if (open_payload(r, path))
+		goto fail;
+
+	struct fp_uffd u;
+	if (fp_handler_get(&u))
+		goto fail_queue;
+	r->uffd = u.fd;
+	if (map_region(r))
+		goto fail_handler;
+	uint64_t ioctls;
+	int rc = fp_uffd_register(r->uffd, r->base, r->size, &ioctls);
+	if (rc) {
+		fp_err("%s: cannot register the region with userfaultfd: %s", path, strerror(-rc));
+		goto fail_map;
+	}
+	r->huge_ok = !(r->opt.flags & FP_OPEN_NO_HUGE) && (u.features & UFFD_FEATURE_MOVE) &&
+	             (ioctls & (1ull << _UFFDIO_MOVE)) && r->chunk_size % HUGE_2M == 0;
+	r->can_poison = !!(u.features & UFFD_FEATURE_POISON);
+	if (fp_loaders_start(r))
+		goto fail_register;
+	fp_reporter_add(r);
+	fp_handler_publish(r);
+	return r;
+
+fail_register:
+	fp_uffd_unregister(r->uffd, r->base, r->size);
+fail_map:
+	munmap(r->base, r->size);
+fail_handler:
+	fp_handler_put();
+fail_queue:
+	fp_queue_destroy(&r->queue);
+	pthread_mutex_destroy(&r->res_lock);
+fail:
+	region_free(r);
+	return NULL;
+}
+
+void fp_close(fp_region *r)
+{
+	if (!r)
+		return;
+	fp_handler_unpublish(r);
+	fp_loaders_stop(r);
+	fp_reporter_remove(r);
+	fp_uffd_unregister(r->uffd, r->base, r->size);
+	munmap(r->base, r->size);
+	fp_handler_put();
+	fp_queue_destroy(&r->queue);
+	pthread_mutex_destroy(&r->res_lock);
+	region_free(r);
+}
+
+const fp_image *fp_region_image(const fp_region *r)
+{
+	return r->img;
+}
+
+const void *fp_region_base(const fp_region *r)
+{
+	return r->base;
+}
+
+uint64_t fp_region_size(const fp_region *r)
+{
+	return r->size;
+}
+
+const void *fp_tensor(const fp_region *r, const char *name, const struct fp_tensor_desc **desc)
+{
+	const struct fp_tensor_desc *t = fp_image_find(r->img, name);
+	if (desc)
+		*desc = t;
+	if (!t) {
+		fp_err("%s: no tensor named '%s'", r->img->path, name);
+		return NULL;
+	}
+	return r->base + t->offset;
+}
+
+uint64_t fp_min_budget(const fp_region *r)
+{
+	return 2ull * r->chunk_size;
+}
+
+/* Publish new settings; the old ones are freed after a grace period, since
+ * the handler reads them under RCU without the residency lock. */
+static void publish(fp_region *r, struct fp_settings *s)
+{
+	struct fp_settings *old = r->settings;
+	rcu_assign_pointer(r->settings, s);
+	pthread_mutex_unlock(&r->res_lock);
+	synchronize_rcu();
+	if (old->policy != s->policy)
+		old->policy_ops->destroy(old->policy);
+	free(old);
+}
+
+int fp_set_budget(fp_region *r, uint64_t budget)
+{
+	if (budget < fp_min_budget(r))
+		return fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes",
+		              r->img->path, (unsigned long long)budget,
+		              (unsigned long long)fp_min_budget(r));
+	struct fp_settings *s = malloc(sizeof *s);
+	if (!s)
+		return fp_err("out of memory");
+	pthread_mutex_lock(&r->res_lock);
+	*s = *r->settings;
+	s->budget = budget;
+	publish(r, s);
+	return fp_evict_to(r, budget);
+}
+
+int fp_set_policy(fp_region *r, const char *name)
+{
+	const struct fp_policy_ops *ops = policy_or_err(name);
+	if (!ops)
+		return -1;
+	pthread_mutex_lock(&r->res_lock);
+	struct fp_settings *s = settings_new(r, r->settings->budget, ops);
+	if (!s) {
+		pthread_mutex_unlock(&r->res_lock);
+		return fp_err("out of memory");
+	}
+	/* The new policy starts from what is resident now. */
+	for (uint32_t c = 0; c < r->n_chunks; c++)
+		if (chunk_state(r, c) == CHUNK_RESIDENT)
+			ops->loaded(s->policy, c, 0);
+	publish(r, s);
+	return 0;
+}

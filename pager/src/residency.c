@@ -1,0 +1,78 @@
+/* Residency: resident region bytes stay within the budget.  Every chunk
+ * that is installed was first reserved here, and eviction (chosen by the
+ * policy) makes the room.  All of it happens under res_lock, which no path
+ * that touches region memory ever holds. */
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/* Evict chunk v, which the policy offered (so it is RESIDENT). */
+static void evict_one(fp_region *r, struct fp_settings *s, uint32_t v)
+{
+	atomic_store(&r->state[v], CHUNK_EVICTING);
+	s->policy_ops->evicted(s->policy, v);
+	/* The whole slot: also drops zero pages installed in its padding. */
+	madvise(r->base + (uint64_t)v * r->chunk_size, r->chunk_size, MADV_DONTNEED);
+	r->resident -= r->page_len[v];
+	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
+	uint32_t st = CHUNK_EVICTING;
+	for (;;) {
+		if (st & CHUNK_DEMANDED) {
+			/* A thread faulted while the pages went: load it again. */
+			if (atomic_compare_exchange_weak(&r->state[v], &st,
+			                                 CHUNK_LOADING | CHUNK_DEMANDED)) {
+				atomic_store(&r->queued_ns[v], fp_now_ns());
+				fp_queue_push(&r->queue, v, 1);
+				return;
+			}
+		} else if (atomic_compare_exchange_weak(&r->state[v], &st, CHUNK_EMPTY)) {
+			return;
+		}
+	}
+}
+
+int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip)
+{
+	pthread_mutex_lock(&r->res_lock);
+	struct fp_settings *s = r->settings;
+	while (r->resident + bytes > s->budget) {
+		int64_t v = s->policy_ops->victim(s->policy);
+		if (v < 0) {
+			/* Everything else is in flight.  A demand load goes over
+			 * by its one chunk (the documented bound); read-ahead waits. */
+			if (may_skip) {
+				pthread_mutex_unlock(&r->res_lock);
+				return 1;
+			}
+			break;
+		}
+		evict_one(r, s, (uint32_t)v);
+	}
+	r->resident += bytes;
+	if (r->resident > atomic_load(&r->stats.peak_resident))
+		atomic_store(&r->stats.peak_resident, r->resident);
+	pthread_mutex_unlock(&r->res_lock);
+	return 0;
+}
+
+void fp_mark_resident(fp_region *r, uint32_t c, int demand)
+{
+	pthread_mutex_lock(&r->res_lock);
+	atomic_store(&r->state[c], CHUNK_RESIDENT);
+	r->settings->policy_ops->loaded(r->settings->policy, c, demand);
+	pthread_mutex_unlock(&r->res_lock);
+}
+
+int fp_evict_to(fp_region *r, uint64_t target)
+{
+	pthread_mutex_lock(&r->res_lock);
+	struct fp_settings *s = r->settings;
+	while (r->resident > target) {
+		int64_t v = s->policy_ops->victim(s->policy);
+		if (v < 0)
+			break;
+		evict_one(r, s, (uint32_t)v);
+	}
+	pthread_mutex_unlock(&r->res_lock);
+	return 0;
+}

@@ -1,0 +1,122 @@
+/* Counters and latency histograms.  Histograms are log-linear: four
+ * buckets per power of two of nanoseconds, so quantiles are within 19%. */
+#include <stdio.h>
+#include <time.h>
+
+#include "internal.h"
+
+uint64_t fp_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int bucket_of(uint64_t ns)
+{
+	if (ns < 4)
+		return (int)ns;
+	int e = 63 - __builtin_clzll(ns);
+	int b = 4 * (e - 1) + (int)((ns >> (e - 2)) & 3);
+	return b < FP_HIST_BUCKETS ? b : FP_HIST_BUCKETS - 1;
+}
+
+/* The largest value in bucket b. */
+static uint64_t bucket_top(int b)
+{
+	if (b < 4)
+		return (uint64_t)b;
+	int e = b / 4 + 1, sub = b % 4;
+	return ((4ull + (uint64_t)sub + 1) << (e - 2)) - 1;
+}
+
+void fp_stat_latency(fp_region *r, int stage, uint64_t ns)
+{
+	struct fp_counters *s = &r->stats;
+	atomic_fetch_add_explicit(&s->hist[stage][bucket_of(ns)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->hist_count[stage], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->hist_sum[stage], ns, memory_order_relaxed);
+	uint64_t m = atomic_load_explicit(&s->hist_max[stage], memory_order_relaxed);
+	while (ns > m && !atomic_compare_exchange_weak(&s->hist_max[stage], &m, ns))
+		;
+}
+
+uint64_t fp_hist_quantile(const struct fp_hist *h, double q)
+{
+	if (!h->count)
+		return 0;
+	uint64_t want = (uint64_t)(q * (double)h->count);
+	if (want >= h->count)
+		want = h->count - 1;
+	uint64_t seen = 0;
+	for (int b = 0; b < FP_HIST_BUCKETS; b++) {
+		seen += h->bucket[b];
+		if (seen > want) {
+			uint64_t top = bucket_top(b);
+			return top < h->max_ns ? top : h->max_ns;
+		}
+	}
+	return h->max_ns;
+}
+
+const char *fp_stage_name(int stage)
+{
+	static const char *names[FP_NSTAGES] = {"fault", "wait", "read", "decompress", "install"};
+	return stage >= 0 && stage < FP_NSTAGES ? names[stage] : "?";
+}
+
+void fp_get_stats(const fp_region *r, struct fp_stats *o)
+{
+	const struct fp_counters *s = &r->stats;
+	o->faults = s->faults;
+	o->demand_loads = s->demand_loads;
+	o->prefetch_loads = s->prefetch_loads;
+	o->evictions = s->evictions;
+	o->retries = s->retries;
+	o->poisoned = s->poisoned;
+	o->huge_installs = s->huge_installs;
+	o->small_installs = s->small_installs;
+	o->bytes_read = s->bytes_read;
+	o->bytes_decompressed = s->bytes_decompressed;
+	o->bytes_installed = s->bytes_installed;
+	o->peak_resident_bytes = s->peak_resident;
+	fp_region *w = (fp_region *)r;
+	pthread_mutex_lock(&w->res_lock);
+	o->resident_bytes = r->resident;
+	o->budget = r->settings->budget;
+	pthread_mutex_unlock(&w->res_lock);
+	for (int st = 0; st < FP_NSTAGES; st++) {
+		struct fp_hist *h = &o->lat[st];
+		h->count = s->hist_count[st];
+		h->sum_ns = s->hist_sum[st];
+		h->max_ns = s->hist_max[st];
+		for (int b = 0; b < FP_HIST_BUCKETS; b++)
+			h->bucket[b] = s->hist[st][b];
+	}
+}
+
+void fp_print_stats(FILE *f, const struct fp_stats *s)
+{
+	const double mib = 1 << 20;
+	fprintf(f, "faults %llu, loads %llu demand + %llu read-ahead, evictions %llu, "
+	           "retries %llu, poisoned %llu\n",
+	        (unsigned long long)s->faults, (unsigned long long)s->demand_loads,
+	        (unsigned long long)s->prefetch_loads, (unsigned long long)s->evictions,
+	        (unsigned long long)s->retries, (unsigned long long)s->poisoned);
+	fprintf(f, "installs %llu huge (UFFDIO_MOVE) + %llu by copy; read %.1f MiB, "
+	           "decompressed %.1f MiB, installed %.1f MiB\n",
+	        (unsigned long long)s->huge_installs, (unsigned long long)s->small_installs,
+	        (double)s->bytes_read / mib, (double)s->bytes_decompressed / mib,
+	        (double)s->bytes_installed / mib);
+	fprintf(f, "resident %.1f MiB (peak %.1f MiB) of budget %.1f MiB\n",
+	        (double)s->resident_bytes / mib, (double)s->peak_resident_bytes / mib,
+	        (double)s->budget / mib);
+	fprintf(f, "%-11s %9s %9s %9s %9s %9s\n", "latency us", "count", "p50", "p90", "p99", "max");
+	for (int st = 0; st < FP_NSTAGES; st++) {
+		const struct fp_hist *h = &s->lat[st];
+		fprintf(f, "%-11s %9llu %9.1f %9.1f %9.1f %9.1f\n", fp_stage_name(st),
+		        (unsigned long long)h->count, (double)fp_hist_quantile(h, 0.5) / 1e3,
+		        (double)fp_hist_quantile(h, 0.9) / 1e3, (double)fp_hist_quantile(h, 0.99) / 1e3,
+		        (double)h->max_ns / 1e3);
+	}
+}

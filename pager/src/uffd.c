@@ -1,0 +1,177 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "uffd.h"
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+static int raw_open(int flags)
+{
+	int fd = (int)syscall(SYS_userfaultfd, flags);
+	if (fd >= 0)
+		return fd;
+	int err = errno;
+	/* /dev/userfaultfd grants full userfaultfd to whoever may open it,
+	 * whatever vm.unprivileged_userfaultfd says. */
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+		close(dev);
+		if (fd >= 0)
+			return fd;
+	}
+	errno = err;
+	return -1;
+}
+
+static int handshake(int fd, uint64_t want, uint64_t *granted)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = want};
+	if (ioctl(fd, UFFDIO_API, &api))
+		return -errno;
+	*granted = api.features;
+	return 0;
+}
+
+int fp_uffd_open(struct fp_uffd *u)
+{
+	const int base = O_CLOEXEC | O_NONBLOCK;
+	memset(u, 0, sizeof *u);
+	int fd = raw_open(base);
+	if (fd < 0 && (errno == EPERM || errno == EACCES)) {
+		fd = raw_open(base | UFFD_USER_MODE_ONLY);
+		u->user_mode_only = fd >= 0;
+	}
+	if (fd < 0) {
+		int e = errno;
+		if (e == ENOSYS)
+			return fp_err("userfaultfd is not available: this kernel was built without "
+			              "CONFIG_USERFAULTFD");
+		return fp_err("userfaultfd is not available (%s): run as root, or allow it with "
+		              "'sysctl vm.unprivileged_userfaultfd=1', or give this user access to "
+		              "/dev/userfaultfd", strerror(e));
+	}
+	/* Ask for what we can use; features the kernel lacks are masked out
+	 * by asking first on a throwaway descriptor (UFFDIO_API may be called
+	 * once per descriptor). */
+	uint64_t want = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE |
+	                UFFD_FEATURE_EXACT_ADDRESS;
+	int probe = raw_open(base | (u->user_mode_only ? UFFD_USER_MODE_ONLY : 0));
+	uint64_t avail = 0;
+	if (probe >= 0) {
+		if (handshake(probe, 0, &avail))
+			avail = 0;
+		close(probe);
+	}
+	int rc = handshake(fd, want & avail, &u->features);
+	if (rc) {
+		close(fd);
+		return fp_err("userfaultfd: UFFDIO_API handshake failed: %s", strerror(-rc));
+	}
+	u->fd = fd;
+	return 0;
+}
+
+int fp_uffd_register(int fd, void *addr, size_t len, uint64_t *ioctls)
+{
+	struct uffdio_register reg = {
+		.range = {.start = (uintptr_t)addr, .len = len},
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
+		return -errno;
+	*ioctls = reg.ioctls;
+	return 0;
+}
+
+int fp_uffd_unregister(int fd, void *addr, size_t len)
+{
+	struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
+	return ioctl(fd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
+}
+
+int fp_uffd_wake(int fd, void *addr, size_t len)
+{
+	struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
+	return ioctl(fd, UFFDIO_WAKE, &r) ? -errno : 0;
+}
+
+int fp_uffd_copy(int fd, void *dst, const void *src, size_t len)
+{
+	const size_t page = 4096;
+	size_t done = 0;
+	while (done < len) {
+		struct uffdio_copy c = {
+			.dst = (uintptr_t)dst + done,
+			.src = (uintptr_t)src + done,
+			.len = len - done,
+		};
+		int rc = ioctl(fd, UFFDIO_COPY, &c) ? errno : 0;
+		if (c.copy > 0)
+			done += (size_t)c.copy;
+		if (!rc)
+			continue;
+		if (rc == EAGAIN || rc == EINTR)
+			continue; /* partial copy or a racing mm change: resume */
+		if (rc == EEXIST) {
+			/* Someone installed this page first.  The kernel does not
+			 * wake its waiters for us: do it, then go on past it. */
+			fp_uffd_wake(fd, (char *)dst + done, page);
+			done += page;
+			continue;
+		}
+		return -rc;
+	}
+	return 0;
+}
+
+int fp_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
+{
+	size_t done = 0;
+	*moved = 0;
+	while (done < len) {
+		struct uffdio_move m = {
+			.dst = (uintptr_t)dst + done,
+			.src = (uintptr_t)src + done,
+			.len = len - done,
+		};
+		int rc = ioctl(fd, UFFDIO_MOVE, &m) ? errno : 0;
+		if (m.move > 0) {
+			done += (size_t)m.move;
+			*moved = done;
+		}
+		if (!rc)
+			continue;
+		if (rc == EAGAIN && m.move > 0)
+			continue;
+		return -rc;
+	}
+	return 0;
+}
+
+int fp_uffd_zeropage(int fd, void *dst, size_t len)
+{
+	struct uffdio_zeropage z = {.range = {.start = (uintptr_t)dst, .len = len}};
+	if (!ioctl(fd, UFFDIO_ZEROPAGE, &z))
+		return 0;
+	if (errno == EEXIST)
+		return fp_uffd_wake(fd, dst, len);
+	return -errno;
+}
+
+int fp_uffd_poison(int fd, void *addr, size_t len)
+{
+	struct uffdio_poison p = {.range = {.start = (uintptr_t)addr, .len = len}};
+	if (!ioctl(fd, UFFDIO_POISON, &p))
+		return 0;
+	if (errno == EEXIST)
+		return fp_uffd_wake(fd, addr, len);
+	return -errno;
+}

@@ -1,0 +1,180 @@
+/* flexpage pack IN OUT: a file (as one opaque tensor) or a llama2.c
+ * checkpoint (as named tensors) into an image. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "util.h"
+
+static void pack_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: flexpage pack IN OUT [options]\n"
+	        "  Writes IN as a flexpage image OUT.  A llama2.c checkpoint becomes named\n"
+	        "  tensors; any other file becomes one opaque tensor named 'data'.\n\n"
+	        "  --chunk SIZE        chunk size, a power of two from 64K to 4M (default 2M)\n"
+	        "  --codec raw|zstd[:LEVEL]  payload codec (default raw; zstd level default 3)\n"
+	        "  --quant f32|q8_0|q4_0     quantize a checkpoint's matrices (default f32)\n"
+	        "  --opaque            pack a checkpoint as plain bytes too\n"
+	        "  -f, --force         replace OUT if it exists\n"
+	        "  -q, --quiet         no progress bar or summary\n");
+}
+
+static int pack_opaque(const char *in, fp_writer *w, char *err, size_t errlen)
+{
+	int fd = open(in, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st)) {
+		snprintf(err, errlen, "%s: cannot open: %s", in, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (st.st_size == 0) {
+		snprintf(err, errlen, "%s: the file is empty", in);
+		close(fd);
+		return -1;
+	}
+	uint64_t shape[1] = {(uint64_t)st.st_size};
+	char meta[64];
+	snprintf(meta, sizeof meta, "arch=opaque\n");
+	int rc = fp_writer_set_meta(w, meta) ||
+	         fp_writer_begin_tensor(w, "data", FP_TYPE_U8, 1, shape);
+	size_t cap = 4 << 20;
+	char *buf = malloc(cap);
+	uint64_t left = shape[0];
+	while (!rc && left) {
+		ssize_t n = read(fd, buf, left < cap ? left : cap);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "%s: read failed: %s", in, n ? strerror(errno) : "file shrank");
+			rc = -1;
+			break;
+		}
+		rc = fp_writer_write(w, buf, (size_t)n);
+		left -= (uint64_t)n;
+	}
+	if (!rc)
+		rc = fp_writer_end_tensor(w);
+	if (rc && !err[0])
+		snprintf(err, errlen, "%s", fp_last_error());
+	free(buf);
+	close(fd);
+	return rc ? -1 : 0;
+}
+
+int cmd_pack(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"chunk", required_argument, 0, 'c'}, {"codec", required_argument, 0, 'z'},
+		{"quant", required_argument, 0, 'Q'}, {"opaque", no_argument, 0, 'o'},
+		{"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'},
+		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+	};
+	struct fp_writer_options wo = {.chunk_size = 2u << 20, .progress = 1};
+	const char *quant = NULL;
+	int opaque = 0, force = 0, quiet = 0, o;
+	char err[512] = "";
+	uint64_t v;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "fqh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			if (parse_size(optarg, 0, &v, "--chunk", err, sizeof err))
+				goto usage_err;
+			if (v < FP_CHUNK_MIN || v > FP_CHUNK_MAX || (v & (v - 1))) {
+				snprintf(err, sizeof err, "--chunk: %s is not a power of two from 64K to 4M", optarg);
+				goto usage_err;
+			}
+			wo.chunk_size = (uint32_t)v;
+			break;
+		case 'z':
+			if (parse_codec(optarg, &wo.codec, &wo.zstd_level)) {
+				snprintf(err, sizeof err, "--codec: '%s' is not raw, zstd or zstd:LEVEL (1-22)", optarg);
+				goto usage_err;
+			}
+			break;
+		case 'Q':
+			if (strcmp(optarg, "f32") && strcmp(optarg, "q8_0") && strcmp(optarg, "q4_0")) {
+				snprintf(err, sizeof err, "--quant: '%s' is not f32, q8_0 or q4_0", optarg);
+				goto usage_err;
+			}
+			quant = optarg;
+			break;
+		case 'o': opaque = 1; break;
+		case 'f': force = 1; break;
+		case 'q': quiet = 1; wo.progress = 0; break;
+		case 'h': pack_usage(stdout); return 0;
+		default: pack_usage(stderr); return 2;
+		}
+	}
+	if (argc - optind != 2) {
+		snprintf(err, sizeof err, "expected IN and OUT");
+		goto usage_err;
+	}
+	const char *in = argv[optind], *out = argv[optind + 1];
+	struct stat si, so;
+	if (stat(in, &si)) {
+		fprintf(stderr, "flexpage pack: %s: %s\n", in, strerror(errno));
+		return 1;
+	}
+	if (!stat(out, &so)) {
+		if (so.st_dev == si.st_dev && so.st_ino == si.st_ino) {
+			fprintf(stderr, "flexpage pack: %s: OUT is the input file\n", out);
+			return 1;
+		}
+		if (!force) {
+			fprintf(stderr, "flexpage pack: %s exists; pass --force to replace it\n", out);
+			return 1;
+		}
+	}
+	int model = !opaque && model_is_llama2c(in);
+	if (quant && !model) {
+		fprintf(stderr, "flexpage pack: %s: --quant needs a llama2.c checkpoint\n", in);
+		return 1;
+	}
+	wo.expected_bytes = (uint64_t)si.st_size;
+	fp_writer *w = fp_writer_create(out, &wo);
+	if (!w) {
+		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
+		return 1;
+	}
+	int rc = model ? model_import_llama2c(in, w, quant, err, sizeof err)
+	               : pack_opaque(in, w, err, sizeof err);
+	if (rc) {
+		fp_writer_abort(w);
+		fprintf(stderr, "flexpage pack: %s\n", err[0] ? err : fp_last_error());
+		return 1;
+	}
+	if (fp_writer_finish(w)) {
+		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
+		return 1;
+	}
+	if (!quiet) {
+		fp_image *img = fp_image_open(out);
+		if (!img) {
+			fprintf(stderr, "flexpage pack: wrote %s but cannot read it back: %s\n", out,
+			        fp_last_error());
+			return 1;
+		}
+		const struct fp_image_info *info = fp_image_info(img);
+		char a[32], b[32];
+		fprintf(stderr, "wrote %s: %u tensors, %u chunks of %u KiB, %s of data stored in %s (ratio %.3f)\n",
+		        out, info->n_tensors, info->n_chunks, info->chunk_size >> 10,
+		        fmt_bytes(info->data_bytes, a, sizeof a), fmt_bytes(info->stored_bytes, b, sizeof b),
+		        info->stored_bytes ? (double)info->data_bytes / (double)info->stored_bytes : 0.0);
+		fp_image_close(img);
+	}
+	return 0;
+usage_err:
+	fprintf(stderr, "flexpage pack: %s\n", err);
+	pack_usage(stderr);
+	return 2;
+}

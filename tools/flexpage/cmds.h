@@ -1,0 +1,22 @@
+/* The flexpage command's subcommands, one file each. */
+#ifndef FLEXPAGE_TOOL_CMDS_H
+#define FLEXPAGE_TOOL_CMDS_H
+
+#include <flexpage/flexpage.h>
+
+int cmd_pack(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+/* llama2.c checkpoints (model_import.c). */
+/* 1 if path starts with a plausible llama2.c header, 0 if not. */
+int model_is_llama2c(const char *path);
+/* Write the checkpoint's tensors (GGUF names, per layer) and meta into w;
+ * quant is NULL/"f32", "q8_0" or "q4_0".  -1 with fp_last_error()-style
+ * message in err on failure. */
+int model_import_llama2c(const char *path, fp_writer *w, const char *quant,
+                         char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,126 @@
+#include "util.h"
+
+#include <flexpage/flexpage.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int parse_size(const char *s, uint64_t whole, uint64_t *out,
+               const char *option, char *err, size_t errlen)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || errno || !(v >= 0) || isinf(v)) {
+		snprintf(err, errlen, "%s: '%s' is not a size (try 600M, 1.5G or 40%%)", option, s);
+		return -1;
+	}
+	double mult = 1;
+	if (*end == '%') {
+		if (!whole) {
+			snprintf(err, errlen, "%s: a per cent needs a whole to take it of", option);
+			return -1;
+		}
+		if (v > 100) {
+			snprintf(err, errlen, "%s: %s is more than 100%%", option, s);
+			return -1;
+		}
+		mult = (double)whole / 100.0;
+		end++;
+	} else if (*end) {
+		switch (*end) {
+		case 'k': case 'K': mult = 1024.0; break;
+		case 'm': case 'M': mult = 1024.0 * 1024; break;
+		case 'g': case 'G': mult = 1024.0 * 1024 * 1024; break;
+		case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
+		case 'b': case 'B': mult = 1; break;
+		default:
+			snprintf(err, errlen, "%s: unknown size suffix in '%s' (K, M, G, T or %%)", option, s);
+			return -1;
+		}
+		end++;
+		if ((*end == 'i' || *end == 'I') && (end[1] == 'B' || end[1] == 'b'))
+			end += 2;
+		else if (*end == 'B' || *end == 'b')
+			end++;
+	}
+	if (*end) {
+		snprintf(err, errlen, "%s: trailing characters in '%s'", option, s);
+		return -1;
+	}
+	double r = v * mult;
+	if (r >= 18446744073709551615.0) {
+		snprintf(err, errlen, "%s: '%s' is too large", option, s);
+		return -1;
+	}
+	*out = (uint64_t)r;
+	return 0;
+}
+
+int parse_duration(const char *s, uint64_t *ns)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || errno || !(v >= 0))
+		return -1;
+	double mult = 1e9;
+	if (!strcmp(end, "ms"))
+		mult = 1e6;
+	else if (!strcmp(end, "us"))
+		mult = 1e3;
+	else if (!strcmp(end, "s") || !*end)
+		mult = 1e9;
+	else
+		return -1;
+	*ns = (uint64_t)(v * mult);
+	return 0;
+}
+
+const char *fmt_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	int u = 0;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, len, "%.2f %s", v, unit[u]);
+	return buf;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int parse_codec(const char *s, uint32_t *codec, int *level)
+{
+	*level = 0;
+	if (!strcmp(s, "raw")) {
+		*codec = FP_CODEC_RAW;
+		return 0;
+	}
+	if (!strncmp(s, "zstd", 4) && (!s[4] || s[4] == ':')) {
+		*codec = FP_CODEC_ZSTD;
+		if (s[4] == ':') {
+			char *end;
+			long l = strtol(s + 5, &end, 10);
+			if (*end || end == s + 5 || l < 1 || l > 22)
+				return -1;
+			*level = (int)l;
+		}
+		return 0;
+	}
+	return -1;
+}
