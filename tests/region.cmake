@@ -1,0 +1,3 @@
+# The pager's own suites: bytes, budget, failure, lifecycle, settings.
+flexpage_test(test_region test_region.c region_util.c)
+target_link_libraries(test_region PRIVATE flexpage_pager)

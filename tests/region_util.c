@@ -1,0 +1,220 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "region_util.h"
+
+static uint64_t next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+uint8_t *ru_data(size_t len, uint64_t seed)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	uint64_t x = 0x2545F4914F6CDD1Dull ^ (seed * 0x9E3779B97F4A7C15ull);
+	size_t i = 0;
+	while (i < len) {
+		size_t run = 1 + next(&x) % 20000;
+		int kind = (int)(next(&x) % 3);
+		uint64_t pat = next(&x);
+		for (size_t k = 0; k < run && i < len; k++, i++)
+			p[i] = kind == 0 ? (uint8_t)next(&x) : kind == 1 ? (uint8_t)(pat >> (8 * (k % 5))) : 0;
+	}
+	return p;
+}
+
+static char tmpdir[256];
+
+static void remove_tmpdir(void)
+{
+	rmdir(tmpdir);
+}
+
+const char *ru_tmpdir(void)
+{
+	if (!tmpdir[0]) {
+		snprintf(tmpdir, sizeof tmpdir, "/var/tmp/flexpage-test-%d", (int)getpid());
+		mkdir(tmpdir, 0755);
+		chmod(tmpdir, 0755);
+		atexit(remove_tmpdir);
+	}
+	return tmpdir;
+}
+
+void ru_write_image(const char *path, const uint8_t *data, size_t len, uint32_t chunk,
+                    uint32_t codec)
+{
+	struct fp_writer_options wo = {.chunk_size = chunk, .codec = codec};
+	fp_writer *w = fp_writer_create(path, &wo);
+	uint64_t shape[1] = {len};
+	if (!w || fp_writer_begin_tensor(w, "data", FP_TYPE_U8, 1, shape) ||
+	    fp_writer_write(w, data, len) || fp_writer_end_tensor(w) || fp_writer_finish(w)) {
+		fprintf(stderr, "cannot write %s: %s\n", path, fp_last_error());
+		abort();
+	}
+}
+
+struct fp_options ru_options(uint64_t budget)
+{
+	return (struct fp_options){.budget = budget, .retries = -1, .readahead = -1};
+}
+
+uint64_t ru_resident_pages(const void *base, uint64_t len)
+{
+	size_t pages = (size_t)((len + 4095) / 4096);
+	unsigned char *vec = malloc(pages);
+	uint64_t n = 0;
+	if (vec && !mincore((void *)base, len, vec))
+		for (size_t i = 0; i < pages; i++)
+			n += vec[i] & 1;
+	free(vec);
+	return n;
+}
+
+void ru_flip_byte(const char *path, uint64_t offset)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+	if (fd < 0 || pread(fd, &b, 1, (off_t)offset) != 1)
+		abort();
+	b ^= 0x5a;
+	if (pwrite(fd, &b, 1, (off_t)offset) != 1)
+		abort();
+	fsync(fd);
+	close(fd);
+}
+
+int ru_count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n - (strstr(path, "/fd") ? 1 : 0); /* opendir's own descriptor */
+}
+
+int ru_kernel_has_move(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	struct uffdio_api api = {.api = UFFD_API};
+	int ok = !ioctl(fd, UFFDIO_API, &api) && (api.features & (1ull << 16));
+	close(fd);
+	return ok;
+}
+
+void ru_drop_caches(void)
+{
+	sync();
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+	if (fd >= 0) {
+		if (write(fd, "3", 1) != 1)
+			perror("drop_caches");
+		close(fd);
+	}
+}
+
+static int memory_cgroup_dir(char *out, size_t n)
+{
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	char line[512];
+	int found = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		char *p = strstr(line, ":memory:");
+		if (!p)
+			continue;
+		p += strlen(":memory:");
+		p[strcspn(p, "\n")] = 0;
+		snprintf(out, n, "/sys/fs/cgroup/memory%s", p);
+		found = 1;
+	}
+	if (f)
+		fclose(f);
+	return found ? 0 : -1;
+}
+
+int ru_cgroup_available(char *why, size_t n)
+{
+	char dir[400], file[512];
+	if (geteuid() != 0) {
+		snprintf(why, n, "needs root to create a memory cgroup");
+		return 0;
+	}
+	if (memory_cgroup_dir(dir, sizeof dir)) {
+		snprintf(why, n, "no cgroup v1 memory controller in /proc/self/cgroup");
+		return 0;
+	}
+	snprintf(file, sizeof file, "%s/memory.limit_in_bytes", dir);
+	if (access(file, W_OK)) {
+		snprintf(why, n, "%s is not writable", file);
+		return 0;
+	}
+	return 1;
+}
+
+static int write_file(const char *dir, const char *name, const char *val)
+{
+	char file[600];
+	snprintf(file, sizeof file, "%s/%s", dir, name);
+	int fd = open(file, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, val, strlen(val));
+	close(fd);
+	return w == (ssize_t)strlen(val) ? 0 : -1;
+}
+
+int ru_cgroup_create(char *path, size_t n, uint64_t limit)
+{
+	static int seq;
+	char dir[400], val[32];
+	if (memory_cgroup_dir(dir, sizeof dir))
+		return -1;
+	snprintf(path, n, "%s/flexpage-test-%d-%d", dir, (int)getpid(), seq++);
+	if (mkdir(path, 0755))
+		return -1;
+	snprintf(val, sizeof val, "%llu", (unsigned long long)limit);
+	return write_file(path, "memory.limit_in_bytes", val);
+}
+
+int ru_cgroup_join(const char *path)
+{
+	char val[32];
+	snprintf(val, sizeof val, "%d", (int)getpid());
+	return write_file(path, "cgroup.procs", val);
+}
+
+uint64_t ru_cgroup_max_usage(const char *path)
+{
+	char file[600];
+	unsigned long long v = 0;
+	snprintf(file, sizeof file, "%s/memory.max_usage_in_bytes", path);
+	FILE *f = fopen(file, "r");
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+void ru_cgroup_remove(const char *path)
+{
+	rmdir(path);
+}

@@ -1,0 +1,33 @@
+/* Helpers for the pager suites: data, images, residency, cgroups. */
+#ifndef FLEXPAGE_REGION_UTIL_H
+#define FLEXPAGE_REGION_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <flexpage/flexpage.h>
+
+/* len bytes, deterministic in seed: runs of random bytes, of repeated
+ * short patterns and of zeros, so zstd finds some chunks worth shrinking. */
+uint8_t *ru_data(size_t len, uint64_t seed);
+/* A directory on a real disk (O_DIRECT works there), made once per process. */
+const char *ru_tmpdir(void);
+/* An image holding data as one u8 tensor named "data". */
+void ru_write_image(const char *path, const uint8_t *data, size_t len, uint32_t chunk,
+                    uint32_t codec);
+struct fp_options ru_options(uint64_t budget);
+/* Pages of [base, base+len) that are resident, by mincore(2). */
+uint64_t ru_resident_pages(const void *base, uint64_t len);
+void ru_flip_byte(const char *path, uint64_t offset);
+int ru_count_dir(const char *path);
+int ru_kernel_has_move(void);
+void ru_drop_caches(void);
+
+/* A child memory cgroup (v1) under the one this process is in. */
+int ru_cgroup_available(char *why, size_t n);
+int ru_cgroup_create(char *path, size_t n, uint64_t limit);
+int ru_cgroup_join(const char *path);
+uint64_t ru_cgroup_max_usage(const char *path);
+void ru_cgroup_remove(const char *path);
+
+#endif
