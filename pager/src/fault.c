@@ -23,11 +23,12 @@ static void read_ahead(fp_region *r, uint32_t c, uint64_t now)
 	}
 }
 
-void fp_region_fault(fp_region *r, uint64_t addr)
+void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
 	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
+	fp_trace_event(r, FP_EV_FAULT, atomic_load(&r->state[c]) & CHUNK_STATE_MASK, c, tid, off);
 	if (off % r->chunk_size >= r->page_len[c]) {
 		/* Padding after a tensor's last byte: it reads as zeros. */
 		fp_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);

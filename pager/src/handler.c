@@ -12,6 +12,8 @@
 #include "error.h"
 #include "internal.h"
 
+_Thread_local uint16_t fp_thread_id = FP_TRACE_OTHER_THREAD;
+
 static struct {
 	pthread_mutex_t lock;        /* attach/detach; the list's writers */
 	struct cds_list_head regions;
@@ -42,7 +44,7 @@ static void serve(const struct uffd_msg *m)
 	rcu_read_lock();
 	fp_region *r = find_region(addr);
 	if (r)
-		fp_region_fault(r, addr);
+		fp_region_fault(r, addr, m->arg.pagefault.feat.ptid);
 	rcu_read_unlock();
 	/* A fault in no region belongs to a region being closed; closing
 	 * unregisters the range, which wakes the thread. */
@@ -51,6 +53,7 @@ static void serve(const struct uffd_msg *m)
 static void *handler_main(void *arg)
 {
 	rcu_register_thread();
+	fp_thread_id = 0;
 	struct uffd_msg msgs[64];
 	struct pollfd pfd[2] = {
 		{.fd = H.uffd.fd, .events = POLLIN},

@@ -11,6 +11,7 @@
 #include "image.h"
 #include "policy.h"
 #include "queue.h"
+#include "trace.h"
 #include "uffd.h"
 #include <flexpage/flexpage.h>
 
@@ -80,7 +81,19 @@ struct fp_region {
 	struct fp_settings *settings; /* RCU-published; writers hold res_lock */
 
 	struct fp_counters stats;
+	struct fp_tracer *tracer;    /* NULL: no trace */
 };
+
+/* Which flexpage thread this is, for the trace: 0 the handler, 1.. the
+ * loaders, FP_TRACE_OTHER_THREAD for the application's threads. */
+extern _Thread_local uint16_t fp_thread_id;
+
+static inline void fp_trace_event(fp_region *r, uint32_t type, uint32_t flags, uint32_t chunk,
+                                  uint64_t a, uint64_t b)
+{
+	if (r->tracer)
+		fp_tracer_emit(r->tracer, type, flags, fp_thread_id, chunk, a, b);
+}
 
 /* handler.c: the process-wide fault handler and its region list. */
 /* Take (start) or drop (stop on the last) the process-wide handler. */
@@ -89,7 +102,7 @@ void fp_handler_put(void);
 /* Route r's faults to it; unpublish returns once the handler cannot see r. */
 void fp_handler_publish(fp_region *r);
 void fp_handler_unpublish(fp_region *r);
-void fp_region_fault(fp_region *r, uint64_t addr);
+void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid);
 
 /* loader.c */
 int fp_loaders_start(fp_region *r);

@@ -16,6 +16,7 @@
 
 struct loader {
 	fp_region *r;
+	uint16_t id;             /* 1.., for the trace */
 	pthread_t thread;
 	uint8_t *stage;          /* chunk_size, 2 MiB aligned, huge pages */
 	void *stage_map;
@@ -67,7 +68,8 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 }
 
 /* Read, verify and decode chunk c into the stage, with retries. */
-static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen)
+static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen, uint64_t *read_ns,
+                 uint64_t *decode_ns)
 {
 	fp_region *r = L->r;
 	const struct fp_chunk_desc *d = &r->img->chunks[c];
@@ -87,8 +89,10 @@ static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen)
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}
-		fp_stat_latency(r, FP_STAGE_READ, t1 - t0);
-		fp_stat_latency(r, FP_STAGE_DECOMPRESS, fp_now_ns() - t1);
+		*read_ns = t1 - t0;
+		*decode_ns = fp_now_ns() - t1;
+		fp_stat_latency(r, FP_STAGE_READ, *read_ns);
+		fp_stat_latency(r, FP_STAGE_DECOMPRESS, *decode_ns);
 		if (d->codec != FP_CODEC_RAW)
 			atomic_fetch_add_explicit(&r->stats.bytes_decompressed, d->logical_len,
 			                          memory_order_relaxed);
@@ -126,12 +130,18 @@ static void install(struct loader *L, uint32_t c)
 	atomic_fetch_add_explicit(&r->stats.small_installs, 1, memory_order_relaxed);
 }
 
+static uint64_t clamp32(uint64_t ns)
+{
+	return ns > UINT32_MAX ? UINT32_MAX : ns;
+}
+
 static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 {
 	fp_region *r = L->r;
 	char why[400];
-	fp_stat_latency(r, FP_STAGE_WAIT, popped_ns - atomic_load(&r->queued_ns[c]));
-	if (fetch(L, c, why, sizeof why)) {
+	uint64_t read_ns = 0, decode_ns = 0, wait_ns = popped_ns - atomic_load(&r->queued_ns[c]);
+	fp_stat_latency(r, FP_STAGE_WAIT, wait_ns);
+	if (fetch(L, c, why, sizeof why, &read_ns, &decode_ns)) {
 		fp_poison_chunk(r, c, why);
 		return;
 	}
@@ -158,6 +168,8 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		fp_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
 	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
 	                          memory_order_relaxed);
+	fp_trace_event(r, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
+	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
 }
 
 static void *loader_main(void *arg)
@@ -165,6 +177,7 @@ static void *loader_main(void *arg)
 	struct loader *L = arg;
 	fp_region *r = L->r;
 	rcu_register_thread();
+	fp_thread_id = L->id;
 	uint32_t c;
 	int demand;
 	while (!fp_queue_pop(&r->queue, &c, &demand)) {
@@ -220,6 +233,7 @@ int fp_loaders_start(fp_region *r)
 	struct loader *L = r->loaders;
 	for (r->n_loaders = 0; r->n_loaders < n; r->n_loaders++) {
 		struct loader *l = &L[r->n_loaders];
+		l->id = (uint16_t)(r->n_loaders + 1);
 		if (loader_init(l, r) || pthread_create(&l->thread, NULL, loader_main, l)) {
 			if (!strstr(fp_last_error(), "loader"))
 				fp_err("cannot start a loader thread");

@@ -2,6 +2,7 @@
  * range served by the handler and this region's loaders; settings; close. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -101,6 +102,31 @@ static int map_region(fp_region *r)
 	return 0;
 }
 
+static int start_trace(fp_region *r)
+{
+	struct fp_trace_header h = {
+		.version = FP_TRACE_VERSION,
+		.record_size = sizeof(struct fp_trace_event),
+		.start_ns = fp_now_ns(),
+		.budget = r->settings->budget,
+		.logical_size = r->size,
+		.chunk_size = r->chunk_size,
+		.n_chunks = r->n_chunks,
+		.loaders = (uint32_t)r->opt.loaders,
+		.readahead = (uint32_t)r->opt.readahead,
+	};
+	memcpy(h.magic, FP_TRACE_MAGIC, 8);
+	snprintf(h.policy, sizeof h.policy, "%s", r->settings->policy_ops->name);
+	snprintf(h.image, sizeof h.image, "%s", r->img->path);
+	r->tracer = fp_tracer_start(r->opt.trace_path, &h);
+	return r->tracer ? 0 : -1;
+}
+
+void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value)
+{
+	fp_trace_event(r, FP_EV_MARK, kind, 0, value, (uint64_t)gettid());
+}
+
 fp_region *fp_open(const char *path, const struct fp_options *opt)
 {
 	fp_region *r = calloc(1, sizeof *r);
@@ -167,12 +193,16 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	r->huge_ok = !(r->opt.flags & FP_OPEN_NO_HUGE) && (u.features & UFFD_FEATURE_MOVE) &&
 	             (ioctls & (1ull << _UFFDIO_MOVE)) && r->chunk_size % HUGE_2M == 0;
 	r->can_poison = !!(u.features & UFFD_FEATURE_POISON);
-	if (fp_loaders_start(r))
+	if (r->opt.trace_path && start_trace(r))
 		goto fail_register;
+	if (fp_loaders_start(r))
+		goto fail_trace;
 	fp_reporter_add(r);
 	fp_handler_publish(r);
 	return r;
 
+fail_trace:
+	fp_tracer_stop(r->tracer);
 fail_register:
 	fp_uffd_unregister(r->uffd, r->base, r->size);
 fail_map:
@@ -193,6 +223,7 @@ void fp_close(fp_region *r)
 		return;
 	fp_handler_unpublish(r);
 	fp_loaders_stop(r);
+	fp_tracer_stop(r->tracer);
 	fp_reporter_remove(r);
 	fp_uffd_unregister(r->uffd, r->base, r->size);
 	munmap(r->base, r->size);
@@ -260,6 +291,7 @@ int fp_set_budget(fp_region *r, uint64_t budget)
 	*s = *r->settings;
 	s->budget = budget;
 	publish(r, s);
+	fp_trace_event(r, FP_EV_SETTINGS, 0, 0, budget, 0);
 	return fp_evict_to(r, budget);
 }
 

@@ -80,6 +80,8 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	o->bytes_decompressed = s->bytes_decompressed;
 	o->bytes_installed = s->bytes_installed;
 	o->peak_resident_bytes = s->peak_resident;
+	o->trace_events = fp_tracer_written(r->tracer);
+	o->trace_dropped = fp_tracer_dropped(r->tracer);
 	fp_region *w = (fp_region *)r;
 	pthread_mutex_lock(&w->res_lock);
 	o->resident_bytes = r->resident;

@@ -150,6 +150,7 @@ struct fp_options {
 	int readahead;               /* sequential read-ahead, chunks; <0: 4 */
 	fp_read_hook read_hook;
 	void *read_hook_ctx;
+	const char *trace_path;      /* record an event trace there; NULL: none */
 };
 
 typedef struct fp_region fp_region;
@@ -202,6 +203,7 @@ struct fp_stats {
 	uint64_t bytes_decompressed; /* decoded bytes out of zstd */
 	uint64_t bytes_installed;
 	uint64_t resident_bytes, peak_resident_bytes, budget;
+	uint64_t trace_events, trace_dropped;
 	struct fp_hist lat[FP_NSTAGES];
 };
 
@@ -209,6 +211,64 @@ void fp_get_stats(const fp_region *r, struct fp_stats *out);
 uint64_t fp_hist_quantile(const struct fp_hist *h, double q); /* ns */
 const char *fp_stage_name(int stage);
 void fp_print_stats(FILE *f, const struct fp_stats *s);
+
+/* ------------------------------------------------------------------ */
+/* Event trace (docs/trace.md)                                          */
+
+#define FP_TRACE_MAGIC "FPTRACE1"
+#define FP_TRACE_VERSION 1u
+
+enum fp_event_type {
+	FP_EV_FAULT = 1,     /* flags: chunk state seen; a: faulting tid; b: logical offset */
+	FP_EV_LOAD = 2,      /* at install; flags bit 0: demand; a: read_ns | decompress_ns << 32;
+	                        b: install_ns | wait_ns << 32 */
+	FP_EV_EVICT = 3,
+	FP_EV_POISON = 4,
+	FP_EV_MARK = 5,      /* fp_trace_mark(): flags: kind; a: value; thread: the caller's tid */
+	FP_EV_SETTINGS = 6,  /* a: new budget */
+	FP_EV_TYPES
+};
+
+enum fp_mark_kind {
+	FP_MARK_TOKEN = 1,   /* a token's forward pass begins; value: token index */
+	FP_MARK_TOKEN_END = 2,
+};
+
+struct fp_trace_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t record_size;        /* 32 */
+	uint64_t start_ns;           /* CLOCK_MONOTONIC of t = 0 */
+	uint64_t budget;
+	uint64_t logical_size;
+	uint32_t chunk_size;
+	uint32_t n_chunks;
+	uint32_t loaders;
+	uint32_t readahead;
+	char policy[32];
+	char image[192];
+};
+
+struct fp_trace_event {
+	uint64_t t_ns;               /* since start_ns */
+	uint8_t type;                /* enum fp_event_type */
+	uint8_t flags;
+	uint16_t thread;             /* 0 handler, 1.. loaders, 0xffff other */
+	uint32_t chunk;
+	uint64_t a, b;
+};
+
+/* Record a mark (for example a token boundary) in r's trace, if any. */
+void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value);
+
+typedef struct fp_trace fp_trace;
+/* Read a trace: validates the header and the records' framing and types. */
+fp_trace *fp_trace_open(const char *path);
+const struct fp_trace_header *fp_trace_header(const fp_trace *t);
+uint64_t fp_trace_count(const fp_trace *t);
+/* All events, sorted by time. */
+const struct fp_trace_event *fp_trace_events(const fp_trace *t);
+void fp_trace_close(fp_trace *t);
 
 /* ------------------------------------------------------------------ */
 /* Failure reporting                                                    */
