@@ -63,9 +63,14 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 				atomic_store(&r->fault_ns[c], now);
 			}
 			break;
+		case CHUNK_RESIDENT:
+			/* The install raced this message; it is still an access,
+			 * which the policy hears of as the simulator's hits. */
+			fp_touch(r, c);
+			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
+			break;
 		default:
-			/* RESIDENT or POISONED: the install (or poison) raced this
-			 * message.  Waking again is harmless and makes sure. */
+			/* POISONED: waking lets the access raise SIGBUS. */
 			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
 			break;
 		}

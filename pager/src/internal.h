@@ -113,6 +113,8 @@ void fp_loaders_stop(fp_region *r);
  * (may_skip) gives up rather than exceed the budget: returns 1. */
 int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip);
 void fp_mark_resident(fp_region *r, uint32_t c, int demand);
+/* Tell the policy of an access to resident chunk c. */
+void fp_touch(fp_region *r, uint32_t c);
 void fp_unreserve(fp_region *r, uint64_t bytes);
 int fp_evict_to(fp_region *r, uint64_t target);
 

@@ -103,23 +103,29 @@ static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen, uint64_
 	return -1;
 }
 
-static void install(struct loader *L, uint32_t c)
+/* Counters are raised before the ioctl: the install wakes the waiting
+ * threads, and what they read next (fp_get_stats) must include it. */
+static void install(struct loader *L, uint32_t c, int demand)
 {
 	fp_region *r = L->r;
 	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
 	size_t len = r->page_len[c], moved = 0;
+	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
+	                          memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->stats.bytes_installed, len, memory_order_relaxed);
 	if (atomic_load(&r->huge_ok) && len == r->chunk_size) {
+		atomic_fetch_add_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
 		int rc = fp_uffd_move(r->uffd, dst, L->stage, len, &moved);
-		if (!rc) {
-			atomic_fetch_add_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
+		if (!rc)
 			return;
-		}
+		atomic_fetch_sub_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
 		/* The kernel refused to move (no UFFDIO_MOVE support for this
 		 * mapping, or the page is pinned): copy from now on. */
 		if (atomic_exchange(&r->huge_ok, 0))
 			fprintf(stderr, "flexpage: %s: UFFDIO_MOVE failed (%s); installing by copy\n",
 			        r->img->path, strerror(-rc));
 	}
+	atomic_fetch_add_explicit(&r->stats.small_installs, 1, memory_order_relaxed);
 	int rc = fp_uffd_copy(r->uffd, dst + moved, L->stage + moved, len - moved);
 	if (rc) {
 		/* Nothing sane is left: the region can no longer be served. */
@@ -127,7 +133,6 @@ static void install(struct loader *L, uint32_t c)
 		        strerror(-rc));
 		abort();
 	}
-	atomic_fetch_add_explicit(&r->stats.small_installs, 1, memory_order_relaxed);
 }
 
 static uint64_t clamp32(uint64_t ns)
@@ -156,18 +161,15 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		demand = 1;
 		fp_reserve(r, c, bytes, 0);
 	}
+	demand |= !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
 	uint64_t t0 = fp_now_ns();
-	install(L, c);
+	install(L, c, demand);
 	uint64_t t1 = fp_now_ns();
 	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
-	atomic_fetch_add_explicit(&r->stats.bytes_installed, bytes, memory_order_relaxed);
-	demand |= !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
 	fp_mark_resident(r, c, demand);
 	uint64_t fault = atomic_exchange(&r->fault_ns[c], 0);
 	if (fault)
 		fp_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
-	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
-	                          memory_order_relaxed);
 	fp_trace_event(r, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
 }

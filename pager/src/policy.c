@@ -1,52 +1,100 @@
+/* The policy registry and the chunk list the list-based policies share. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "policy.h"
-#include <flexpage/flexpage.h>
 
-static const struct fp_policy_ops *const policies[] = {
-	&fp_policy_fifo,
-	&fp_policy_lru,
+#define MAX_POLICIES 32
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct fp_policy_ops *policies[MAX_POLICIES] = {
+	&fp_policy_fifo, &fp_policy_lru, &fp_policy_clock, &fp_policy_stream, &fp_policy_belady,
 };
+static const char *names[MAX_POLICIES + 1];
+
+int fp_policy_register(const struct fp_policy_ops *ops)
+{
+	if (!ops || !ops->name || !ops->create || !ops->destroy || !ops->loaded || !ops->touched ||
+	    !ops->evicted || !ops->victim)
+		return fp_err("policy: every hook but future is required");
+	pthread_mutex_lock(&lock);
+	int i;
+	for (i = 0; i < MAX_POLICIES && policies[i]; i++)
+		if (!strcmp(policies[i]->name, ops->name)) {
+			pthread_mutex_unlock(&lock);
+			return fp_err("policy '%s' is already registered", ops->name);
+		}
+	if (i == MAX_POLICIES) {
+		pthread_mutex_unlock(&lock);
+		return fp_err("policy: no room for more than %d policies", MAX_POLICIES);
+	}
+	policies[i] = ops;
+	pthread_mutex_unlock(&lock);
+	return 0;
+}
 
 const struct fp_policy_ops *fp_policy_find(const char *name)
 {
-	for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
+	const struct fp_policy_ops *found = NULL;
+	pthread_mutex_lock(&lock);
+	for (int i = 0; i < MAX_POLICIES && policies[i]; i++)
 		if (!strcmp(policies[i]->name, name))
-			return policies[i];
-	return NULL;
+			found = policies[i];
+	pthread_mutex_unlock(&lock);
+	return found;
 }
 
 const char *const *fp_policy_names(void)
 {
-	static const char *names[sizeof policies / sizeof policies[0] + 1];
-	for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
+	pthread_mutex_lock(&lock);
+	int i;
+	for (i = 0; i < MAX_POLICIES && policies[i]; i++)
 		names[i] = policies[i]->name;
+	names[i] = NULL;
+	pthread_mutex_unlock(&lock);
 	return names;
+}
+
+int fp_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
+                 const uint64_t *resident, uint64_t bytes,
+                 void (*evict)(void *ctx, uint32_t c), void *ctx)
+{
+	while (*resident + bytes > budget) {
+		int64_t v = ops->victim(policy);
+		if (v < 0)
+			return 1;
+		evict(ctx, (uint32_t)v);
+	}
+	return 0;
 }
 
 #define NIL UINT32_MAX
 
-int fp_chunk_list_init(struct fp_chunk_list *l, uint32_t n_chunks)
+void *fp_chunk_list_create(const struct fp_policy_env *env)
 {
-	l->prev = malloc(sizeof *l->prev * n_chunks);
-	l->next = malloc(sizeof *l->next * n_chunks);
+	struct fp_chunk_list *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	l->prev = malloc(sizeof *l->prev * env->n_chunks);
+	l->next = malloc(sizeof *l->next * env->n_chunks);
 	if (!l->prev || !l->next) {
-		fp_chunk_list_free(l);
-		return -1;
+		fp_chunk_list_destroy(l);
+		return NULL;
 	}
-	memset(l->prev, 0xff, sizeof *l->prev * n_chunks);
-	memset(l->next, 0xff, sizeof *l->next * n_chunks);
+	memset(l->prev, 0xff, sizeof *l->prev * env->n_chunks);
+	memset(l->next, 0xff, sizeof *l->next * env->n_chunks);
 	l->head = l->tail = NIL;
-	l->n = 0;
-	return 0;
+	return l;
 }
 
-void fp_chunk_list_free(struct fp_chunk_list *l)
+void fp_chunk_list_destroy(void *p)
 {
+	struct fp_chunk_list *l = p;
 	free(l->prev);
 	free(l->next);
-	l->prev = l->next = NULL;
+	free(l);
 }
 
 int fp_chunk_list_contains(const struct fp_chunk_list *l, uint32_t c)
@@ -81,4 +129,21 @@ void fp_chunk_list_remove(struct fp_chunk_list *l, uint32_t c)
 		l->tail = p;
 	l->prev[c] = l->next[c] = NIL;
 	l->n--;
+}
+
+void fp_chunk_list_requeue(void *l, uint32_t c, int demand)
+{
+	fp_chunk_list_remove(l, c);
+	fp_chunk_list_push(l, c);
+}
+
+void fp_chunk_list_evicted(void *l, uint32_t c)
+{
+	fp_chunk_list_remove(l, c);
+}
+
+int64_t fp_chunk_list_oldest(void *p)
+{
+	struct fp_chunk_list *l = p;
+	return l->n ? (int64_t)l->head : -1;
 }

@@ -1,43 +1,41 @@
-/* The eviction policy interface.  The live pager and the simulator drive
- * the same policy code through these calls.  A policy sees only what the
- * pager sees: loads, faults and evictions of chunks, never reads of pages
- * that are already resident.  Calls are serialised by the caller. */
+/* Built-in eviction policies and what they share.  The interface itself
+ * (struct fp_policy_ops) is public: see <flexpage/flexpage.h>. */
 #ifndef FLEXPAGE_POLICY_H
 #define FLEXPAGE_POLICY_H
 
 #include <stdint.h>
 
-struct fp_policy_ops {
-	const char *name;
-	const char *summary;
-	void *(*create)(uint32_t n_chunks);
-	void (*destroy)(void *p);
-	/* Chunk c became resident (demand: a thread was waiting on it). */
-	void (*loaded)(void *p, uint32_t c, int demand);
-	/* A fault touched resident or loading chunk c. */
-	void (*touched)(void *p, uint32_t c);
-	/* Chunk c left memory (evicted by the pager, whatever chose it). */
-	void (*evicted)(void *p, uint32_t c);
-	/* Choose a resident chunk to evict; -1 if none. */
-	int64_t (*victim)(void *p);
-};
-
-const struct fp_policy_ops *fp_policy_find(const char *name);
+#include <flexpage/flexpage.h>
 
 extern const struct fp_policy_ops fp_policy_fifo;
 extern const struct fp_policy_ops fp_policy_lru;
+extern const struct fp_policy_ops fp_policy_clock;
+extern const struct fp_policy_ops fp_policy_stream;
+extern const struct fp_policy_ops fp_policy_belady;
 
-/* An intrusive doubly linked list over chunk indices, shared by the
- * list-based policies. */
+/* The accounting both the live pager and the simulator run: evict the
+ * policy's victims until bytes more fit in the budget.  evict() must drop
+ * the chunk, call ops->evicted and lower *resident.  Returns 1 if the
+ * policy had nothing left to evict and the bytes still do not fit. */
+int fp_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
+                 const uint64_t *resident, uint64_t bytes,
+                 void (*evict)(void *ctx, uint32_t c), void *ctx);
+
+/* An intrusive doubly linked list over chunk indices, oldest at the head.
+ * fifo, lru and stream are this list with different update rules. */
 struct fp_chunk_list {
 	uint32_t *prev, *next;   /* UINT32_MAX: not on the list */
-	uint32_t head, tail;     /* head: oldest */
+	uint32_t head, tail;
 	uint32_t n;
 };
-int fp_chunk_list_init(struct fp_chunk_list *l, uint32_t n_chunks);
-void fp_chunk_list_free(struct fp_chunk_list *l);
+void *fp_chunk_list_create(const struct fp_policy_env *env);
+void fp_chunk_list_destroy(void *l);
 void fp_chunk_list_push(struct fp_chunk_list *l, uint32_t c);   /* at the tail */
 void fp_chunk_list_remove(struct fp_chunk_list *l, uint32_t c);
 int fp_chunk_list_contains(const struct fp_chunk_list *l, uint32_t c);
+/* Policy hooks that fit any list policy. */
+void fp_chunk_list_requeue(void *l, uint32_t c, int demand); /* remove, push at tail */
+void fp_chunk_list_evicted(void *l, uint32_t c);
+int64_t fp_chunk_list_oldest(void *l);
 
 #endif

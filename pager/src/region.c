@@ -42,7 +42,13 @@ static struct fp_settings *settings_new(fp_region *r, uint64_t budget,
 		return NULL;
 	s->budget = budget;
 	s->policy_ops = ops;
-	s->policy = ops->create(r->n_chunks);
+	struct fp_policy_env env = {
+		.n_chunks = r->n_chunks,
+		.chunk_size = r->chunk_size,
+		.chunks = r->img->chunks,
+		.budget = budget,
+	};
+	s->policy = ops->create(&env);
 	if (!s->policy) {
 		free(s);
 		return NULL;
@@ -59,6 +65,9 @@ static const struct fp_policy_ops *policy_or_err(const char *name)
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
 			         list[0] ? ", " : "", *n);
 		fp_err("unknown policy '%s' (known: %s)", name, list);
+	} else if (ops->future) {
+		fp_err("policy '%s' needs the future accesses: it runs in the simulator only", name);
+		return NULL;
 	}
 	return ops;
 }

@@ -7,8 +7,10 @@
 #include "internal.h"
 
 /* Evict chunk v, which the policy offered (so it is RESIDENT). */
-static void evict_one(fp_region *r, struct fp_settings *s, uint32_t v)
+static void evict_one(void *ctx, uint32_t v)
 {
+	fp_region *r = ctx;
+	struct fp_settings *s = r->settings;
 	atomic_store(&r->state[v], CHUNK_EVICTING);
 	s->policy_ops->evicted(s->policy, v);
 	/* The whole slot: also drops zero pages installed in its padding. */
@@ -36,18 +38,12 @@ int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip)
 {
 	pthread_mutex_lock(&r->res_lock);
 	struct fp_settings *s = r->settings;
-	while (r->resident + bytes > s->budget) {
-		int64_t v = s->policy_ops->victim(s->policy);
-		if (v < 0) {
-			/* Everything else is in flight.  A demand load goes over
-			 * by its one chunk (the documented bound); read-ahead waits. */
-			if (may_skip) {
-				pthread_mutex_unlock(&r->res_lock);
-				return 1;
-			}
-			break;
-		}
-		evict_one(r, s, (uint32_t)v);
+	if (fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, r) &&
+	    may_skip) {
+		/* Everything else is in flight.  A demand load goes over by its
+		 * one chunk (the documented bound); read-ahead gives up. */
+		pthread_mutex_unlock(&r->res_lock);
+		return 1;
 	}
 	r->resident += bytes;
 	if (r->resident > atomic_load(&r->stats.peak_resident))
@@ -68,12 +64,15 @@ int fp_evict_to(fp_region *r, uint64_t target)
 {
 	pthread_mutex_lock(&r->res_lock);
 	struct fp_settings *s = r->settings;
-	while (r->resident > target) {
-		int64_t v = s->policy_ops->victim(s->policy);
-		if (v < 0)
-			break;
-		evict_one(r, s, (uint32_t)v);
-	}
+	fp_make_room(s->policy_ops, s->policy, target, &r->resident, 0, evict_one, r);
 	pthread_mutex_unlock(&r->res_lock);
 	return 0;
+}
+
+void fp_touch(fp_region *r, uint32_t c)
+{
+	pthread_mutex_lock(&r->res_lock);
+	if (chunk_state(r, c) == CHUNK_RESIDENT)
+		r->settings->policy_ops->touched(r->settings->policy, c);
+	pthread_mutex_unlock(&r->res_lock);
 }

@@ -72,6 +72,7 @@ struct fp_chunk_desc {
 };
 
 typedef struct fp_image fp_image;
+typedef struct fp_trace fp_trace;
 
 struct fp_image_info {
 	const char *path;
@@ -173,8 +174,65 @@ int fp_set_policy(fp_region *r, const char *name);
 /* The smallest budget fp_open accepts for this image and options. */
 uint64_t fp_min_budget(const fp_region *r);
 
-/* Eviction policies by name ("fifo", "lru", ...), NULL-terminated. */
+/* ------------------------------------------------------------------ */
+/* Eviction policies (docs/policies.md)                                 */
+
+/* What a policy is given when it is created. */
+struct fp_policy_env {
+	uint32_t n_chunks;
+	uint32_t chunk_size;
+	const struct fp_chunk_desc *chunks;  /* the image's chunk table */
+	uint64_t budget;                     /* at creation; it may change later */
+};
+
+/* A policy sees what the pager sees: loads, faults and evictions of
+ * chunks, never reads of resident pages.  The live pager and the
+ * simulator make the same calls in the same order; calls are serialised.
+ * Preserved (locked) chunks are never shown to the policy. */
+struct fp_policy_ops {
+	const char *name;
+	const char *summary;
+	void *(*create)(const struct fp_policy_env *env);
+	void (*destroy)(void *p);
+	/* Chunk c became resident; demand: a thread was waiting on it. */
+	void (*loaded)(void *p, uint32_t c, int demand);
+	/* An access (a fault, or in the simulator a hit) to resident chunk c. */
+	void (*touched)(void *p, uint32_t c);
+	/* Chunk c left memory (whatever chose it). */
+	void (*evicted)(void *p, uint32_t c);
+	/* A resident chunk to evict; -1 if there is none. */
+	int64_t (*victim)(void *p);
+	/* Offline policies only: the whole access stream, before any other
+	 * call.  A policy with this hook runs in the simulator only. */
+	void (*future)(void *p, const uint32_t *access, uint64_t n);
+};
+
+/* Make a policy available by its name, to fp_open, fp_set_policy and the
+ * simulator.  The ops must outlive every use; -1 if the name is taken. */
+int fp_policy_register(const struct fp_policy_ops *ops);
+const struct fp_policy_ops *fp_policy_find(const char *name);
+/* Registered policy names, NULL-terminated. */
 const char *const *fp_policy_names(void);
+
+/* ------------------------------------------------------------------ */
+/* Simulator                                                            */
+
+struct fp_sim_result {
+	uint64_t accesses, hits, loads, evictions;
+	uint64_t bytes_read;         /* stored bytes of the loaded chunks */
+	uint64_t bytes_decoded;      /* logical bytes of loaded zstd chunks */
+	uint64_t peak_resident;
+};
+
+/* Replay an access stream (chunk indices) through a policy under a budget,
+ * with the live pager's accounting (a chunk takes its data rounded up to
+ * pages).  Returns -1 with fp_last_error() on bad arguments. */
+int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *policy,
+                const uint32_t *access, uint64_t n, struct fp_sim_result *out);
+/* The chunk access stream of a trace: its faults in time order, padding
+ * faults and immediate repeats dropped.  img (may be NULL) tells padding;
+ * the caller frees *access. */
+int fp_trace_accesses(const fp_trace *t, const fp_image *img, uint32_t **access, uint64_t *n);
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                           */
@@ -261,7 +319,6 @@ struct fp_trace_event {
 /* Record a mark (for example a token boundary) in r's trace, if any. */
 void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value);
 
-typedef struct fp_trace fp_trace;
 /* Read a trace: validates the header and the records' framing and types. */
 fp_trace *fp_trace_open(const char *path);
 const struct fp_trace_header *fp_trace_header(const fp_trace *t);
