@@ -23,19 +23,37 @@ static void read_ahead(fp_region *r, uint32_t c, uint64_t now)
 	}
 }
 
+/* Set DEMANDED on chunk c (state *s).  The fault time is published first,
+ * so the loader that clears DEMANDED always finds it. */
+static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
+{
+	uint64_t none = 0;
+	int stamped = atomic_compare_exchange_strong(&r->fault_ns[c], &none, now);
+	if (atomic_compare_exchange_strong(&r->state[c], s, *s | CHUNK_DEMANDED))
+		return 1;
+	if (stamped) {
+		uint64_t mine = now;
+		atomic_compare_exchange_strong(&r->fault_ns[c], &mine, 0);
+	}
+	return 0;
+}
+
 void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
+	uint64_t now = fp_now_ns();
 	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
-	fp_trace_event(r, FP_EV_FAULT, atomic_load(&r->state[c]) & CHUNK_STATE_MASK, c, tid, off);
+	uint32_t s = atomic_load(&r->state[c]);
 	if (off % r->chunk_size >= r->page_len[c]) {
-		/* Padding after a tensor's last byte: it reads as zeros. */
-		fp_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
+		/* Padding after a tensor's last byte reads as zeros: map zero
+		 * pages over all of it at once. */
+		fp_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
+		uint8_t *pad = r->base + (uint64_t)c * r->chunk_size + r->page_len[c];
+		fp_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
 		return;
 	}
-	uint64_t now = fp_now_ns();
-	uint32_t s = atomic_load(&r->state[c]);
+	fp_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
 	for (;;) {
 		switch (s & CHUNK_STATE_MASK) {
 		case CHUNK_EMPTY:
@@ -47,21 +65,15 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 			fp_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_LOADING:
-			if (!(s & CHUNK_DEMANDED)) {
-				/* Read-ahead was already on it: make it a demand load. */
-				if (!atomic_compare_exchange_weak(&r->state[c], &s, s | CHUNK_DEMANDED))
-					continue;
-				atomic_store(&r->fault_ns[c], now);
-				fp_queue_push(&r->queue, c, 1);
-			}
-			break;
 		case CHUNK_EVICTING:
-			/* The evictor re-queues it once the pages are gone. */
-			if (!(s & CHUNK_DEMANDED)) {
-				if (!atomic_compare_exchange_weak(&r->state[c], &s, s | CHUNK_DEMANDED))
-					continue;
-				atomic_store(&r->fault_ns[c], now);
-			}
+			if (s & CHUNK_DEMANDED)
+				break;
+			/* Read-ahead was already on it (make it a demand load), or
+			 * its pages are going (the evictor re-queues it). */
+			if (!mark_demanded(r, c, &s, now))
+				continue;
+			if ((s & CHUNK_STATE_MASK) == CHUNK_LOADING)
+				fp_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_RESIDENT:
 			/* The install raced this message; it is still an access,

@@ -73,8 +73,10 @@ static int check_header(const char *path, const struct fp_disk_header *h, uint64
 		return fp_err("%s: header tables are implausibly large", path);
 	if (h->flags & ~FP_FLAG_RAW_LAYOUT)
 		return fp_err("%s: header.flags has unknown bits 0x%x", path, h->flags);
-	if (h->n_tensors == 0 || h->n_chunks == 0)
-		return fp_err("%s: image holds no tensors", path);
+	if (h->n_tensors == 0)
+		return fp_err("%s: header.n_tensors is 0: the image holds no tensors", path);
+	if (h->n_chunks == 0)
+		return fp_err("%s: header.n_chunks is 0: the image holds no chunks", path);
 	return 0;
 }
 
@@ -272,6 +274,17 @@ fp_image *fp_image_open(const char *path)
 		goto fail;
 	if (img->info.raw_base) {
 		const struct fp_chunk_desc *c = img->chunks;
+		uint64_t tables = h.tensor_table_offset;
+		if (h.chunk_table_offset < tables)
+			tables = h.chunk_table_offset;
+		if (h.meta_offset < tables)
+			tables = h.meta_offset;
+		if (!range_ok(h.raw_base, h.logical_size, tables)) {
+			fp_err("%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
+			       "or past the file", path, (unsigned long long)h.raw_base,
+			       (unsigned long long)h.logical_size);
+			goto fail;
+		}
 		for (uint32_t i = 0; i < h.n_chunks; i++)
 			if (c[i].stored_len && (c[i].codec != FP_CODEC_RAW ||
 			                        c[i].file_offset != h.raw_base + c[i].logical_offset)) {
@@ -406,8 +419,9 @@ int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
 	else if (read_full(fd, buf, c->stored_len, c->file_offset))
 		fp_err("%s: chunk %u: short read at file offset %llu", img->path, i,
 		       (unsigned long long)c->file_offset);
-	else
-		rc = fp_decode_chunk(img, i, buf, dst, NULL);
+	else if (!(rc = fp_decode_chunk(img, i, buf, dst, NULL)))
+		/* zstd may have used the buffer past the frame as scratch. */
+		memset((char *)dst + c->logical_len, 0, img->info.chunk_size - c->logical_len);
 	if (buf != dst)
 		free(buf);
 	close(fd);

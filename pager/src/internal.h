@@ -88,11 +88,12 @@ struct fp_region {
  * loaders, FP_TRACE_OTHER_THREAD for the application's threads. */
 extern _Thread_local uint16_t fp_thread_id;
 
-static inline void fp_trace_event(fp_region *r, uint32_t type, uint32_t flags, uint32_t chunk,
-                                  uint64_t a, uint64_t b)
+/* t_ns: when it happened (CLOCK_MONOTONIC), 0 for now. */
+static inline void fp_trace_event(fp_region *r, uint64_t t_ns, uint32_t type, uint32_t flags,
+                                  uint32_t chunk, uint64_t a, uint64_t b)
 {
 	if (r->tracer)
-		fp_tracer_emit(r->tracer, type, flags, fp_thread_id, chunk, a, b);
+		fp_tracer_emit(r->tracer, t_ns, type, flags, fp_thread_id, chunk, a, b);
 }
 
 /* handler.c: the process-wide fault handler and its region list. */

@@ -168,9 +168,9 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
 	fp_mark_resident(r, c, demand);
 	uint64_t fault = atomic_exchange(&r->fault_ns[c], 0);
-	if (fault)
+	if (fault && fault <= t1)
 		fp_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
-	fp_trace_event(r, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
+	fp_trace_event(r, t1, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
 }
 

@@ -133,7 +133,7 @@ static int start_trace(fp_region *r)
 
 void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value)
 {
-	fp_trace_event(r, FP_EV_MARK, kind, 0, value, (uint64_t)gettid());
+	fp_trace_event(r, 0, FP_EV_MARK, kind, 0, value, (uint64_t)gettid());
 }
 
 fp_region *fp_open(const char *path, const struct fp_options *opt)
@@ -165,7 +165,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	uint64_t budget = r->opt.budget ? r->opt.budget : r->size;
 	if (budget < fp_min_budget(r)) {
 		fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes "
-		       "(two chunks of %u)", path, (unsigned long long)budget,
+		       "(chunks of %u)", path, (unsigned long long)budget,
 		       (unsigned long long)fp_min_budget(r), r->chunk_size);
 		goto fail;
 	}
@@ -271,7 +271,8 @@ const void *fp_tensor(const fp_region *r, const char *name, const struct fp_tens
 
 uint64_t fp_min_budget(const fp_region *r)
 {
-	return 2ull * r->chunk_size;
+	/* Two chunks: the one a thread reads and the one it faults on next. */
+	return r->n_chunks > 1 ? 2ull * r->chunk_size : r->chunk_size;
 }
 
 /* Publish new settings; the old ones are freed after a grace period, since
@@ -300,7 +301,7 @@ int fp_set_budget(fp_region *r, uint64_t budget)
 	*s = *r->settings;
 	s->budget = budget;
 	publish(r, s);
-	fp_trace_event(r, FP_EV_SETTINGS, 0, 0, budget, 0);
+	fp_trace_event(r, 0, FP_EV_SETTINGS, 0, 0, budget, 0);
 	return fp_evict_to(r, budget);
 }
 

@@ -45,7 +45,7 @@ void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason)
 		fp_uffd_wake(r->uffd, p, len);
 	}
 	atomic_store(&r->state[c], CHUNK_POISONED);
-	fp_trace_event(r, FP_EV_POISON, 0, c, 0, 0);
+	fp_trace_event(r, 0, FP_EV_POISON, 0, c, 0, 0);
 	atomic_fetch_add_explicit(&r->stats.poisoned, 1, memory_order_relaxed);
 	fprintf(stderr, "flexpage: poisoned %s\n", reason);
 }

@@ -17,7 +17,7 @@ static void evict_one(void *ctx, uint32_t v)
 	madvise(r->base + (uint64_t)v * r->chunk_size, r->chunk_size, MADV_DONTNEED);
 	r->resident -= r->page_len[v];
 	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
-	fp_trace_event(r, FP_EV_EVICT, 0, v, 0, 0);
+	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);
 	uint32_t st = CHUNK_EVICTING;
 	for (;;) {
 		if (st & CHUNK_DEMANDED) {

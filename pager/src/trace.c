@@ -71,8 +71,8 @@ static struct ring *my_ring(struct fp_tracer *t)
 	return r;
 }
 
-void fp_tracer_emit(struct fp_tracer *t, uint32_t type, uint32_t flags, uint32_t thread,
-                    uint32_t chunk, uint64_t a, uint64_t b)
+void fp_tracer_emit(struct fp_tracer *t, uint64_t t_ns, uint32_t type, uint32_t flags,
+                    uint32_t thread, uint32_t chunk, uint64_t a, uint64_t b)
 {
 	struct ring *r = my_ring(t);
 	if (!r) {
@@ -85,7 +85,7 @@ void fp_tracer_emit(struct fp_tracer *t, uint32_t type, uint32_t flags, uint32_t
 		return;
 	}
 	struct fp_trace_event *e = &r->ev[h % RING_RECORDS];
-	e->t_ns = mono_ns() - t->start_ns;
+	e->t_ns = (t_ns ? t_ns : mono_ns()) - t->start_ns;
 	e->type = (uint8_t)type;
 	e->flags = (uint8_t)flags;
 	e->thread = (uint16_t)thread;

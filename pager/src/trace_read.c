@@ -8,6 +8,8 @@
 #include "error.h"
 #include <flexpage/flexpage.h>
 
+#define CHUNK_STATE_MAX 4u /* poisoned: see internal.h */
+
 struct fp_trace {
 	struct fp_trace_header h;
 	struct fp_trace_event *ev;
@@ -55,7 +57,9 @@ fp_trace *fp_trace_open(const char *path)
 		       t->h.version, t->h.record_size, FP_TRACE_VERSION, sizeof(struct fp_trace_event));
 		goto fail;
 	}
-	if (!t->h.chunk_size || !t->h.n_chunks || !memchr(t->h.policy, 0, sizeof t->h.policy) ||
+	if (!t->h.chunk_size || !t->h.n_chunks ||
+	    t->h.logical_size != (uint64_t)t->h.n_chunks * t->h.chunk_size ||
+	    !memchr(t->h.policy, 0, sizeof t->h.policy) ||
 	    !memchr(t->h.image, 0, sizeof t->h.image)) {
 		fp_err("%s: corrupt trace header", path);
 		goto fail;
@@ -74,8 +78,12 @@ fp_trace *fp_trace_open(const char *path)
 	}
 	for (uint64_t i = 0; i < t->n; i++) {
 		const struct fp_trace_event *e = &t->ev[i];
-		if (e->type < FP_EV_FAULT || e->type >= FP_EV_TYPES ||
-		    (e->type != FP_EV_MARK && e->type != FP_EV_SETTINGS && e->chunk >= t->h.n_chunks)) {
+		int bad = e->type < FP_EV_FAULT || e->type >= FP_EV_TYPES ||
+		          (e->type != FP_EV_MARK && e->type != FP_EV_SETTINGS && e->chunk >= t->h.n_chunks);
+		if (e->type == FP_EV_FAULT)
+			bad |= e->b / t->h.chunk_size != e->chunk ||
+			       (e->flags > CHUNK_STATE_MAX && e->flags != FP_FAULT_PADDING);
+		if (bad) {
 			fp_err("%s: corrupt trace: record %llu has type %u, chunk %u", path,
 			       (unsigned long long)i, e->type, e->chunk);
 			goto fail;

@@ -103,33 +103,49 @@ int fp_uffd_wake(int fd, void *addr, size_t len)
 	return ioctl(fd, UFFDIO_WAKE, &r) ? -errno : 0;
 }
 
-int fp_uffd_copy(int fd, void *dst, const void *src, size_t len)
+/* One UFFDIO_COPY or UFFDIO_ZEROPAGE attempt: 0 or an errno, and the
+ * bytes it filled in *done. */
+static int copy_once(int fd, uintptr_t dst, uintptr_t src, size_t len, size_t *done)
+{
+	struct uffdio_copy c = {.dst = dst, .src = src, .len = len};
+	int rc = ioctl(fd, UFFDIO_COPY, &c) ? errno : 0;
+	*done = c.copy > 0 ? (size_t)c.copy : 0;
+	return rc;
+}
+
+static int zero_once(int fd, uintptr_t dst, uintptr_t src, size_t len, size_t *done)
+{
+	struct uffdio_zeropage z = {.range = {.start = dst, .len = len}};
+	int rc = ioctl(fd, UFFDIO_ZEROPAGE, &z) ? errno : 0;
+	*done = z.zeropage > 0 ? (size_t)z.zeropage : 0;
+	return rc;
+}
+
+/* Fill the missing pages of [dst, dst+len), resuming partial fills.  A page
+ * that already exists (EEXIST) was installed by someone else: the kernel
+ * does not wake its waiters for us, so wake them and go on past it. */
+static int fill(int fd, void *dst, const void *src, size_t len,
+                int (*once)(int, uintptr_t, uintptr_t, size_t, size_t *))
 {
 	const size_t page = 4096;
 	size_t done = 0;
 	while (done < len) {
-		struct uffdio_copy c = {
-			.dst = (uintptr_t)dst + done,
-			.src = (uintptr_t)src + done,
-			.len = len - done,
-		};
-		int rc = ioctl(fd, UFFDIO_COPY, &c) ? errno : 0;
-		if (c.copy > 0)
-			done += (size_t)c.copy;
-		if (!rc)
+		size_t n;
+		int rc = once(fd, (uintptr_t)dst + done, (uintptr_t)src + done, len - done, &n);
+		done += n;
+		if (!rc || rc == EAGAIN || rc == EINTR)
 			continue;
-		if (rc == EAGAIN || rc == EINTR)
-			continue; /* partial copy or a racing mm change: resume */
-		if (rc == EEXIST) {
-			/* Someone installed this page first.  The kernel does not
-			 * wake its waiters for us: do it, then go on past it. */
-			fp_uffd_wake(fd, (char *)dst + done, page);
-			done += page;
-			continue;
-		}
-		return -rc;
+		if (rc != EEXIST)
+			return -rc;
+		fp_uffd_wake(fd, (char *)dst + done, page);
+		done += page;
 	}
 	return 0;
+}
+
+int fp_uffd_copy(int fd, void *dst, const void *src, size_t len)
+{
+	return fill(fd, dst, src, len, copy_once);
 }
 
 int fp_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
@@ -158,12 +174,7 @@ int fp_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
 
 int fp_uffd_zeropage(int fd, void *dst, size_t len)
 {
-	struct uffdio_zeropage z = {.range = {.start = (uintptr_t)dst, .len = len}};
-	if (!ioctl(fd, UFFDIO_ZEROPAGE, &z))
-		return 0;
-	if (errno == EEXIST)
-		return fp_uffd_wake(fd, dst, len);
-	return -errno;
+	return fill(fd, dst, NULL, len, zero_once);
 }
 
 int fp_uffd_poison(int fd, void *addr, size_t len)

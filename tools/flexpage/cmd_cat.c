@@ -96,6 +96,11 @@ int cmd_cat(int argc, char **argv)
 			fprintf(stderr, "flexpage cat: %s\n", err);
 			return 2;
 		}
+		if (!fo.budget) {
+			fprintf(stderr, "flexpage cat: --budget: %s leaves no memory to page through\n",
+			        budget);
+			return 2;
+		}
 	}
 	fp_install_fault_reporter();
 	fp_region *r = fp_open(path, &fo);

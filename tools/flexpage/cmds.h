@@ -9,6 +9,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_sim(int argc, char **argv);
 
 /* llama2.c checkpoints (model_import.c). */
 /* 1 if path starts with a plausible llama2.c header, 0 if not. */

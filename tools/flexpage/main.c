@@ -15,6 +15,8 @@ static const struct {
 	{"cat", cmd_cat, "write an image's bytes to stdout, read through the pager"},
 	{"run", cmd_run, "generate tokens with a model (resident, mmap or paged)"},
 	{"synth", cmd_synth, "write a synthetic model of a named shape as an image"},
+	{"trace", cmd_trace, "summarise a recorded event trace; Chrome JSON and plots"},
+	{"sim", cmd_sim, "replay a trace's accesses through eviction policies"},
 };
 
 static void usage(FILE *f)

@@ -277,7 +277,8 @@ void fp_print_stats(FILE *f, const struct fp_stats *s);
 #define FP_TRACE_VERSION 1u
 
 enum fp_event_type {
-	FP_EV_FAULT = 1,     /* flags: chunk state seen; a: faulting tid; b: logical offset */
+	FP_EV_FAULT = 1,     /* flags: chunk state seen, or FP_FAULT_PADDING; a: faulting tid;
+	                        b: logical offset */
 	FP_EV_LOAD = 2,      /* at install; flags bit 0: demand; a: read_ns | decompress_ns << 32;
 	                        b: install_ns | wait_ns << 32 */
 	FP_EV_EVICT = 3,
@@ -286,6 +287,9 @@ enum fp_event_type {
 	FP_EV_SETTINGS = 6,  /* a: new budget */
 	FP_EV_TYPES
 };
+
+/* A fault in a chunk's padding, answered with zero pages. */
+#define FP_FAULT_PADDING 8u
 
 enum fp_mark_kind {
 	FP_MARK_TOKEN = 1,   /* a token's forward pass begins; value: token index */

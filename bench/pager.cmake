@@ -1,0 +1,9 @@
+# bench/fault_latency: cold fault latency and throughput of a flexpage region
+# next to the machine's bounds (see bench/README.md).
+add_executable(fault_latency
+  ${CMAKE_CURRENT_LIST_DIR}/fault_latency.c
+  ${CMAKE_CURRENT_LIST_DIR}/fl_util.c
+  ${CMAKE_CURRENT_LIST_DIR}/fl_base.c)
+target_link_libraries(fault_latency PRIVATE flexpage_pager PkgConfig::ZSTD Threads::Threads m)
+target_compile_definitions(fault_latency PRIVATE
+  FL_DEFAULT_OUT="${CMAKE_CURRENT_LIST_DIR}/results")

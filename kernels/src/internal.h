@@ -1,0 +1,57 @@
+/* Internal to flexkern: the per-ISA kernels behind the public API. */
+#ifndef FLEXKERN_INTERNAL_H
+#define FLEXKERN_INTERNAL_H
+
+#include <flexkern/kernels.h>
+
+/* x quantized for the quantized products: q8_0 values with a float scale
+ * per block (GGML keeps an fp16 scale here; float loses nothing for free),
+ * and per block and per group of 4 values -128 * (sum of the 4 values),
+ * where the AVX-512 path starts its unsigned-by-signed sums: with w + 128
+ * as the unsigned factor, sum (w + 128) * x - 128 * sum x = sum w * x. */
+struct fk_xq {
+	float *d;        /* nb */
+	int8_t *qs;      /* nb * 32, 64-byte aligned */
+	int32_t *bias;   /* nb * 8, 64-byte aligned */
+};
+
+/* One ISA's kernels.  Every rows_* computes y[r] for r0 <= r < r1 with the
+ * canonical arithmetic of docs/runtime.md ("bit-exact across paths"). */
+struct fk_impl {
+	void (*rows_f32)(const float *w, const float *x, float *y,
+	                 int n_in, int r0, int r1);
+	void (*rows_q8_0)(const fk_block_q8_0 *w, const struct fk_xq *x, float *y,
+	                  int n_in, int r0, int r1);
+	void (*rows_q4_0)(const fk_block_q4_0 *w, const struct fk_xq *x, float *y,
+	                  int n_in, int r0, int r1);
+	void (*quantize_x)(const float *x, const struct fk_xq *out, int n);
+};
+
+extern const struct fk_impl fk_impl_scalar;
+/* Shared by the AVX2 and AVX-512 tables (AVX2 instructions). */
+void fk_quantize_x_avx2(const float *x, const struct fk_xq *out, int n);
+extern const struct fk_impl fk_impl_avx2;
+extern const struct fk_impl fk_impl_avx512;
+
+/* 64-byte aligned memory owned by the pool, valid until the next call;
+ * NULL if it cannot grow. */
+void *fk_pool_scratch(fk_pool *p, size_t size);
+
+/* The selected ISA's kernels (dispatch.c). */
+const struct fk_impl *fk_impl_current(void);
+
+/* The canonical final sum of 16 partial sums: (a[l] + a[l+8]), then halves
+ * again, pairwise, as a SIMD horizontal sum does it. */
+static inline float fk_reduce16(const float a[16])
+{
+	float s[8], t[4], u[2];
+	for (int l = 0; l < 8; l++)
+		s[l] = a[l] + a[l + 8];
+	for (int l = 0; l < 4; l++)
+		t[l] = s[l] + s[l + 4];
+	for (int l = 0; l < 2; l++)
+		u[l] = t[l] + t[l + 2];
+	return u[0] + u[1];
+}
+
+#endif

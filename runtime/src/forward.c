@@ -1,0 +1,64 @@
+/* The forward pass of one token, llama2.c's transformer:
+ *
+ *   x = embed(token)
+ *   per layer: x += wo · attention(rope(wq·n(x)), rope(wk·n(x)), wv·n(x))
+ *              x += w2 · (silu(w1·n(x)) * w3·n(x))
+ *   logits = output · n(x)
+ *
+ * with n() the layer's RMSNorm.  Products that read the same input run
+ * as one batch, so the pool wakes once for q, k and v and once for the
+ * gate and up projections. */
+#include "internal.h"
+
+static void add(float *x, const float *y, int n)
+{
+	for (int i = 0; i < n; i++)
+		x[i] += y[i];
+}
+
+float *frt_forward(frt_model *m, int token, int pos)
+{
+	const struct frt_config *c = &m->cfg;
+	const int dim = c->dim, hidden = c->hidden_dim, kv_dim = m->kv_dim;
+	const int type = m->w.type;
+
+	if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= m->max_seq)
+		return NULL;
+
+	fk_dequantize_row(type, (const char *)m->w.token_embd + (size_t)token * m->embd_row_bytes,
+	                  m->x, (size_t)dim);
+
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct frt_layer *L = &m->layers[l];
+		const size_t at = ((size_t)l * m->max_seq + pos) * kv_dim;
+		float *k = m->key_cache + at, *v = m->value_cache + at;
+
+		fk_rmsnorm(m->xb, m->x, L->attn_norm, dim, c->norm_eps);
+		const struct fk_matvec qkv[3] = {
+			{ type, L->wq, m->xb, m->q, dim, dim },
+			{ type, L->wk, m->xb, k, dim, kv_dim },
+			{ type, L->wv, m->xb, v, dim, kv_dim },
+		};
+		fk_matvec_batch(m->pool, qkv, 3);
+		fk_rope(m->q, c->n_heads, m->head_size, pos, c->rope_theta);
+		fk_rope(k, c->n_kv_heads, m->head_size, pos, c->rope_theta);
+
+		frt_attention(m, l, pos);
+		fk_matvec(m->pool, m->xb2, L->wo, type, m->xb, dim, dim);
+		add(m->x, m->xb2, dim);
+
+		fk_rmsnorm(m->xb, m->x, L->ffn_norm, dim, c->norm_eps);
+		const struct fk_matvec ffn[2] = {
+			{ type, L->w1, m->xb, m->hb, dim, hidden },
+			{ type, L->w3, m->xb, m->hb2, dim, hidden },
+		};
+		fk_matvec_batch(m->pool, ffn, 2);
+		fk_swiglu(m->hb, m->hb2, hidden);
+		fk_matvec(m->pool, m->xb, L->w2, type, m->hb, hidden, dim);
+		add(m->x, m->xb, dim);
+	}
+
+	fk_rmsnorm(m->x, m->x, m->w.output_norm, dim, c->norm_eps);
+	fk_matvec(m->pool, m->logits, m->w.output, type, m->x, dim, c->vocab_size);
+	return m->logits;
+}

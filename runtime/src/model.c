@@ -1,0 +1,174 @@
+/* Model state: configuration checks, KV cache and activation buffers. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Limits that keep every index and size below overflow, far above any
+ * real model. */
+#define MAX_DIM (1 << 16)
+#define MAX_HIDDEN (1 << 20)
+#define MAX_LAYERS 4096
+#define MAX_VOCAB (1 << 24)
+#define MAX_SEQ (1 << 20)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static int check_range(const char *name, int v, int max, char *err, size_t errlen)
+{
+	if (v <= 0 || v > max)
+		return fail(err, errlen, "config: %s = %d is out of range (1..%d)", name, v, max);
+	return 0;
+}
+
+static int check_config(const struct frt_config *c, char *err, size_t errlen)
+{
+	if (check_range("dim", c->dim, MAX_DIM, err, errlen) ||
+	    check_range("hidden_dim", c->hidden_dim, MAX_HIDDEN, err, errlen) ||
+	    check_range("n_layers", c->n_layers, MAX_LAYERS, err, errlen) ||
+	    check_range("n_heads", c->n_heads, c->dim > 0 ? c->dim : 1, err, errlen) ||
+	    check_range("n_kv_heads", c->n_kv_heads, c->n_heads > 0 ? c->n_heads : 1, err, errlen) ||
+	    check_range("vocab_size", c->vocab_size, MAX_VOCAB, err, errlen) ||
+	    check_range("seq_len", c->seq_len, MAX_SEQ, err, errlen))
+		return -1;
+	if (c->dim % c->n_heads)
+		return fail(err, errlen, "config: dim %d is not a multiple of n_heads %d", c->dim, c->n_heads);
+	if (c->n_heads % c->n_kv_heads)
+		return fail(err, errlen, "config: n_heads %d is not a multiple of n_kv_heads %d",
+		            c->n_heads, c->n_kv_heads);
+	if ((c->dim / c->n_heads) % 2)
+		return fail(err, errlen, "config: head size %d is odd (RoPE rotates pairs)",
+		            c->dim / c->n_heads);
+	if (c->rope_theta < 0 || c->norm_eps < 0)
+		return fail(err, errlen, "config: rope_theta and norm_eps must not be negative");
+	return 0;
+}
+
+static int check_weights(const struct frt_config *c, const struct frt_weights *w,
+                         char *err, size_t errlen)
+{
+	if (!fk_type_name(w->type))
+		return fail(err, errlen, "weights: unknown matrix type %d", w->type);
+	if (w->type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
+		return fail(err, errlen, "weights: %s needs dim (%d) and hidden_dim (%d) to be multiples of %d",
+		            fk_type_name(w->type), c->dim, c->hidden_dim, FK_QK);
+	if (!w->token_embd || !w->output_norm || !w->output || !w->layers)
+		return fail(err, errlen, "weights: %s is missing",
+		            !w->token_embd ? "token_embd" : !w->output_norm ? "output_norm" :
+		            !w->output ? "output" : "layers");
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct frt_layer *L = &w->layers[l];
+		const void *p[] = { L->attn_norm, L->wq, L->wk, L->wv, L->wo,
+		                    L->ffn_norm, L->w1, L->w2, L->w3 };
+		static const char *const names[] = { "attn_norm", "wq", "wk", "wv", "wo",
+		                                      "ffn_norm", "w1", "w2", "w3" };
+		for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+			if (!p[i])
+				return fail(err, errlen, "weights: layer %d %s is missing", l, names[i]);
+	}
+	return 0;
+}
+
+static float *falloc(size_t n)
+{
+	return calloc(n ? n : 1, sizeof(float));
+}
+
+frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weights *w,
+                            const struct frt_options *opt, char *err, size_t errlen)
+{
+	if (check_config(cfg, err, errlen) || check_weights(cfg, w, err, errlen))
+		return NULL;
+	frt_model *m = calloc(1, sizeof *m);
+	if (!m) {
+		fail(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->cfg = *cfg;
+	if (!m->cfg.rope_theta)
+		m->cfg.rope_theta = 10000.0f;
+	if (!m->cfg.norm_eps)
+		m->cfg.norm_eps = 1e-5f;
+	m->w = *w;
+	m->max_seq = opt && opt->max_seq > 0 && opt->max_seq < cfg->seq_len ? opt->max_seq : cfg->seq_len;
+	m->head_size = cfg->dim / cfg->n_heads;
+	m->kv_dim = cfg->dim / cfg->n_heads * cfg->n_kv_heads;
+	m->embd_row_bytes = fk_row_bytes(w->type, (size_t)cfg->dim);
+
+	m->layers = malloc((size_t)cfg->n_layers * sizeof *m->layers);
+	if (m->layers)
+		memcpy(m->layers, w->layers, (size_t)cfg->n_layers * sizeof *m->layers);
+	m->w.layers = m->layers;
+
+	const size_t cache = (size_t)cfg->n_layers * (size_t)m->max_seq * (size_t)m->kv_dim;
+	m->x = falloc((size_t)cfg->dim);
+	m->xb = falloc((size_t)cfg->dim);
+	m->xb2 = falloc((size_t)cfg->dim);
+	m->hb = falloc((size_t)cfg->hidden_dim);
+	m->hb2 = falloc((size_t)cfg->hidden_dim);
+	m->q = falloc((size_t)cfg->dim);
+	m->att = falloc((size_t)cfg->n_heads * (size_t)m->max_seq);
+	m->logits = falloc((size_t)cfg->vocab_size);
+	m->key_cache = falloc(cache);
+	m->value_cache = falloc(cache);
+	m->pool = fk_pool_create(opt && opt->n_threads > 0 ? opt->n_threads : 1);
+	if (!m->layers || !m->x || !m->xb || !m->xb2 || !m->hb || !m->hb2 || !m->q ||
+	    !m->att || !m->logits || !m->key_cache || !m->value_cache || !m->pool) {
+		fail(err, errlen, "out of memory for the model state (KV cache %zu MiB)",
+		     cache * 2 * sizeof(float) >> 20);
+		frt_model_destroy(m);
+		return NULL;
+	}
+	return m;
+}
+
+void frt_model_destroy(frt_model *m)
+{
+	if (!m)
+		return;
+	fk_pool_destroy(m->pool);
+	free(m->layers);
+	free(m->x);
+	free(m->xb);
+	free(m->xb2);
+	free(m->hb);
+	free(m->hb2);
+	free(m->q);
+	free(m->att);
+	free(m->logits);
+	free(m->key_cache);
+	free(m->value_cache);
+	free(m);
+}
+
+const struct frt_config *frt_model_config(const frt_model *m)
+{
+	return &m->cfg;
+}
+
+int frt_model_max_seq(const frt_model *m)
+{
+	return m->max_seq;
+}
+
+uint64_t frt_model_bytes_per_token(const frt_model *m)
+{
+	const struct frt_config *c = &m->cfg;
+	const uint64_t rd = fk_row_bytes(m->w.type, (size_t)c->dim);
+	const uint64_t rh = fk_row_bytes(m->w.type, (size_t)c->hidden_dim);
+	const uint64_t layer = rd * (uint64_t)(2 * c->dim + 2 * m->kv_dim + 2 * c->hidden_dim) +
+	                       rh * (uint64_t)c->dim + 2 * sizeof(float) * (uint64_t)c->dim;
+	return layer * (uint64_t)c->n_layers + rd /* one embedding row */ +
+	       sizeof(float) * (uint64_t)c->dim + rd * (uint64_t)c->vocab_size;
+}

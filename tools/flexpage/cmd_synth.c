@@ -1,0 +1,149 @@
+/* flexpage synth: write a synthetic Llama-shaped model as an image. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <flexkern/kernels.h>
+
+#include "cmds.h"
+#include "synth.h"
+#include "util.h"
+
+static void synth_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: flexpage synth --shape NAME -o OUT [options]\n"
+	        "  Writes a model of a Llama shape, with weights drawn to look like trained\n"
+	        "  ones (heavy-tailed, per-row scales), as a flexpage image.  The same\n"
+	        "  shape, quant and seed always give the same file.\n\n"
+	        "  --shape NAME        260k, 110m, tinyllama-1.1b, llama2-7b, or\n"
+	        "                      DIM,HIDDEN,LAYERS,HEADS,KV_HEADS,VOCAB,SEQ[,SHARED]\n"
+	        "  --quant TYPE        f32, q8_0 or q4_0 (default f32)\n"
+	        "  --codec raw|zstd[:LEVEL]  payload codec (default raw)\n"
+	        "  --chunk SIZE        chunk size, a power of two from 64K to 4M (default 2M)\n"
+	        "  --seed S            random seed (default 1)\n"
+	        "  --threads N         generator threads (default 2)\n"
+	        "  -o, --output OUT    the image to write\n"
+	        "  -f, --force         replace OUT if it exists\n"
+	        "  -q, --quiet         no progress bar or summary\n");
+}
+
+int cmd_synth(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"shape", required_argument, 0, 's'}, {"quant", required_argument, 0, 'Q'},
+		{"codec", required_argument, 0, 'z'}, {"chunk", required_argument, 0, 'c'},
+		{"seed", required_argument, 0, 'S'},  {"threads", required_argument, 0, 't'},
+		{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
+		{"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	struct fp_writer_options wo = {.chunk_size = 2u << 20, .progress = 1};
+	struct synth_shape shape;
+	const char *shape_name = NULL, *out = NULL;
+	int type = FK_F32, threads = 2, force = 0, quiet = 0, o;
+	unsigned long long seed = 1;
+	char err[512] = "", *end;
+	uint64_t v;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "o:fqh", opts, NULL)) != -1) {
+		switch (o) {
+		case 's': shape_name = optarg; break;
+		case 'Q':
+			type = fk_type_parse(optarg);
+			if (type < 0) {
+				snprintf(err, sizeof err, "--quant: '%s' is not f32, q8_0 or q4_0", optarg);
+				goto usage_err;
+			}
+			break;
+		case 'z':
+			if (parse_codec(optarg, &wo.codec, &wo.zstd_level)) {
+				snprintf(err, sizeof err, "--codec: '%s' is not raw, zstd or zstd:LEVEL (1-22)", optarg);
+				goto usage_err;
+			}
+			break;
+		case 'c':
+			if (parse_size(optarg, 0, &v, "--chunk", err, sizeof err))
+				goto usage_err;
+			if (v < FP_CHUNK_MIN || v > FP_CHUNK_MAX || (v & (v - 1))) {
+				snprintf(err, sizeof err, "--chunk: %s is not a power of two from 64K to 4M", optarg);
+				goto usage_err;
+			}
+			wo.chunk_size = (uint32_t)v;
+			break;
+		case 'S':
+			seed = strtoull(optarg, &end, 0);
+			if (end == optarg || *end) {
+				snprintf(err, sizeof err, "--seed: '%s' is not a number", optarg);
+				goto usage_err;
+			}
+			break;
+		case 't':
+			threads = (int)strtol(optarg, &end, 10);
+			if (end == optarg || *end || threads < 1 || threads > 256) {
+				snprintf(err, sizeof err, "--threads: '%s' is not a count from 1 to 256", optarg);
+				goto usage_err;
+			}
+			break;
+		case 'o': out = optarg; break;
+		case 'f': force = 1; break;
+		case 'q': quiet = 1; wo.progress = 0; break;
+		case 'h': synth_usage(stdout); return 0;
+		default: synth_usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, sizeof err, "unexpected argument '%s'", argv[optind]);
+		goto usage_err;
+	}
+	if (!shape_name || !out) {
+		snprintf(err, sizeof err, "%s is required", !shape_name ? "--shape" : "-o OUT");
+		goto usage_err;
+	}
+	if (synth_parse_shape(shape_name, &shape, err, sizeof err))
+		goto usage_err;
+	if (type != FK_F32 && (shape.cfg.dim % FK_QK || shape.cfg.hidden_dim % FK_QK)) {
+		fprintf(stderr, "flexpage synth: shape %s cannot be %s: dim %d and hidden_dim %d must be "
+		        "multiples of %d\n", shape.name, fk_type_name(type), shape.cfg.dim,
+		        shape.cfg.hidden_dim, FK_QK);
+		return 1;
+	}
+	struct stat st;
+	if (!force && !stat(out, &st)) {
+		fprintf(stderr, "flexpage synth: %s exists; pass --force to replace it\n", out);
+		return 1;
+	}
+
+	const uint64_t bytes = synth_tensor_bytes(&shape.cfg, shape.shared_classifier, type);
+	wo.expected_bytes = bytes;
+	const uint64_t t0 = now_ns();
+	fp_writer *w = fp_writer_create(out, &wo);
+	if (!w) {
+		fprintf(stderr, "flexpage synth: %s\n", fp_last_error());
+		return 1;
+	}
+	if (synth_write(w, &shape.cfg, shape.shared_classifier, type, seed, threads, err, sizeof err)) {
+		fp_writer_abort(w);
+		fprintf(stderr, "flexpage synth: %s\n", err);
+		return 1;
+	}
+	if (fp_writer_finish(w)) {
+		fprintf(stderr, "flexpage synth: %s\n", fp_last_error());
+		return 1;
+	}
+	if (!quiet) {
+		char b[32];
+		const double s = (double)(now_ns() - t0) / 1e9;
+		fprintf(stderr, "wrote %s: shape %s, %s, %s of tensors in %.1f s (%.0f MB/s)\n", out,
+		        shape.name, fk_type_name(type), fmt_bytes(bytes, b, sizeof b), s,
+		        (double)bytes / s / 1e6);
+	}
+	return 0;
+usage_err:
+	fprintf(stderr, "flexpage synth: %s\n", err);
+	synth_usage(stderr);
+	return 2;
+}
