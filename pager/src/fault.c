@@ -40,6 +40,12 @@ static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
 
 void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
+	if (fp_pool_contains(&r->pool, addr)) {
+		/* Never meant to happen (empty pool slots are not touched); a
+		 * zero page keeps the toucher from waiting forever. */
+		fp_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
+		return;
+	}
 	uint64_t now = fp_now_ns();
 	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
 	uint64_t off = addr - (uintptr_t)r->base;

@@ -30,7 +30,8 @@ static fp_region *find_region(uint64_t addr)
 {
 	fp_region *r;
 	cds_list_for_each_entry_rcu(r, &H.regions, node) {
-		if (addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size)
+		if ((addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size) ||
+		    fp_pool_contains(&r->pool, addr))
 			return r;
 	}
 	return NULL;

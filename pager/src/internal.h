@@ -10,6 +10,7 @@
 
 #include "image.h"
 #include "policy.h"
+#include "pool.h"
 #include "queue.h"
 #include "trace.h"
 #include "uffd.h"
@@ -72,6 +73,7 @@ struct fp_region {
 	uint32_t *page_len;          /* per chunk: logical_len rounded to pages */
 
 	struct fp_queue queue;       /* demand first, then read-ahead */
+	struct fp_pool pool;         /* recycled huge pages (huge installs only) */
 	void *loaders;               /* struct loader[n_loaders] (loader.c) */
 	int n_loaders;
 

@@ -67,9 +67,9 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 	return 0;
 }
 
-/* Read, verify and decode chunk c into the stage, with retries. */
-static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen, uint64_t *read_ns,
-                 uint64_t *decode_ns)
+/* Read, verify and decode chunk c into buf (chunk_size bytes), with retries. */
+static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t whylen,
+                 uint64_t *read_ns, uint64_t *decode_ns)
 {
 	fp_region *r = L->r;
 	const struct fp_chunk_desc *d = &r->img->chunks[c];
@@ -78,14 +78,14 @@ static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen, uint64_
 		if (attempt)
 			atomic_fetch_add_explicit(&r->stats.retries, 1, memory_order_relaxed);
 		uint64_t t0 = fp_now_ns();
-		void *src = d->codec == FP_CODEC_RAW ? (void *)L->stage : (void *)L->rbuf;
+		void *src = d->codec == FP_CODEC_RAW ? (void *)buf : (void *)L->rbuf;
 		size_t cap = d->codec == FP_CODEC_RAW ? r->chunk_size : L->rbuf_len;
 		if (read_payload(L, c, src, cap)) {
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}
 		uint64_t t1 = fp_now_ns();
-		if (fp_decode_chunk(r->img, c, src, L->stage, L->dctx)) {
+		if (fp_decode_chunk(r->img, c, src, buf, L->dctx)) {
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}
@@ -97,15 +97,16 @@ static int fetch(struct loader *L, uint32_t c, char *why, size_t whylen, uint64_
 			atomic_fetch_add_explicit(&r->stats.bytes_decompressed, d->logical_len,
 			                          memory_order_relaxed);
 		/* The last page past the data must read as zeros. */
-		memset(L->stage + d->logical_len, 0, r->page_len[c] - d->logical_len);
+		memset(buf + d->logical_len, 0, r->page_len[c] - d->logical_len);
 		return 0;
 	}
 	return -1;
 }
 
-/* Counters are raised before the ioctl: the install wakes the waiting
+/* Install chunk c from buf; returns 1 if its pages were moved out of buf.
+ * Counters are raised before the ioctl: the install wakes the waiting
  * threads, and what they read next (fp_get_stats) must include it. */
-static void install(struct loader *L, uint32_t c, int demand)
+static int install(struct loader *L, uint32_t c, int demand, uint8_t *buf)
 {
 	fp_region *r = L->r;
 	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
@@ -115,9 +116,9 @@ static void install(struct loader *L, uint32_t c, int demand)
 	atomic_fetch_add_explicit(&r->stats.bytes_installed, len, memory_order_relaxed);
 	if (atomic_load(&r->huge_ok) && len == r->chunk_size) {
 		atomic_fetch_add_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
-		int rc = fp_uffd_move(r->uffd, dst, L->stage, len, &moved);
+		int rc = fp_uffd_move(r->uffd, dst, buf, len, &moved);
 		if (!rc)
-			return;
+			return 1;
 		atomic_fetch_sub_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
 		/* The kernel refused to move (no UFFDIO_MOVE support for this
 		 * mapping, or the page is pinned): copy from now on. */
@@ -126,13 +127,14 @@ static void install(struct loader *L, uint32_t c, int demand)
 			        r->img->path, strerror(-rc));
 	}
 	atomic_fetch_add_explicit(&r->stats.small_installs, 1, memory_order_relaxed);
-	int rc = fp_uffd_copy(r->uffd, dst + moved, L->stage + moved, len - moved);
+	int rc = fp_uffd_copy(r->uffd, dst + moved, buf + moved, len - moved);
 	if (rc) {
 		/* Nothing sane is left: the region can no longer be served. */
 		fprintf(stderr, "flexpage: %s: chunk %u: UFFDIO_COPY failed: %s\n", r->img->path, c,
 		        strerror(-rc));
 		abort();
 	}
+	return moved > 0;
 }
 
 static uint64_t clamp32(uint64_t ns)
@@ -146,7 +148,13 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	char why[400];
 	uint64_t read_ns = 0, decode_ns = 0, wait_ns = popped_ns - atomic_load(&r->queued_ns[c]);
 	fp_stat_latency(r, FP_STAGE_WAIT, wait_ns);
-	if (fetch(L, c, why, sizeof why, &read_ns, &decode_ns)) {
+	/* A full chunk goes through a pooled huge page when there is one. */
+	uint8_t *slot = r->page_len[c] == r->chunk_size && atomic_load(&r->huge_ok)
+	                    ? fp_pool_take_full(&r->pool) : NULL;
+	uint8_t *buf = slot ? slot : L->stage;
+	if (fetch(L, c, buf, why, sizeof why, &read_ns, &decode_ns)) {
+		if (slot)
+			fp_pool_put(&r->pool, slot, 1);
 		fp_poison_chunk(r, c, why);
 		return;
 	}
@@ -156,14 +164,19 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		/* No room without pushing out what is in use, and no one waits:
 		 * drop the read-ahead, unless a fault arrived meanwhile. */
 		uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;
-		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY))
+		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY)) {
+			if (slot)
+				fp_pool_put(&r->pool, slot, 1);
 			return;
+		}
 		demand = 1;
 		fp_reserve(r, c, bytes, 0);
 	}
 	demand |= !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
 	uint64_t t0 = fp_now_ns();
-	install(L, c, demand);
+	int moved = install(L, c, demand, buf);
+	if (slot)
+		fp_pool_put(&r->pool, slot, !moved);
 	uint64_t t1 = fp_now_ns();
 	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
 	fp_mark_resident(r, c, demand);

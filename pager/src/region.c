@@ -104,9 +104,7 @@ static int map_region(fp_region *r)
 	if (tail)
 		munmap(base + r->size, tail);
 	r->base = base;
-	/* Huge pages appear only where a loader moves one in on purpose; a
-	 * fork must not copy (or share) the served pages. */
-	madvise(base, r->size, MADV_NOHUGEPAGE);
+	/* A fork must not copy (or share) the served pages. */
 	madvise(base, r->size, MADV_DONTFORK);
 	return 0;
 }
@@ -202,6 +200,15 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	r->huge_ok = !(r->opt.flags & FP_OPEN_NO_HUGE) && (u.features & UFFD_FEATURE_MOVE) &&
 	             (ioctls & (1ull << _UFFDIO_MOVE)) && r->chunk_size % HUGE_2M == 0;
 	r->can_poison = !!(u.features & UFFD_FEATURE_POISON);
+	/* Huge pages appear in the region only where a loader moves one in on
+	 * purpose (a missing fault goes to userfaultfd, never to the THP
+	 * allocator).  A region that takes huge pages must say so, or the
+	 * kernel maps a moved huge page as 512 small ones. */
+	madvise(r->base, r->size, r->huge_ok ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	/* One pooled page per loader and two to spare; without a pool the
+	 * loaders stage in fresh pages. */
+	if (r->huge_ok)
+		fp_pool_init(&r->pool, r->uffd, r->chunk_size, (uint32_t)r->opt.loaders + 2);
 	if (r->opt.trace_path && start_trace(r))
 		goto fail_register;
 	if (fp_loaders_start(r))
@@ -213,6 +220,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 fail_trace:
 	fp_tracer_stop(r->tracer);
 fail_register:
+	fp_pool_destroy(&r->pool, r->uffd);
 	fp_uffd_unregister(r->uffd, r->base, r->size);
 fail_map:
 	munmap(r->base, r->size);
@@ -234,6 +242,7 @@ void fp_close(fp_region *r)
 	fp_loaders_stop(r);
 	fp_tracer_stop(r->tracer);
 	fp_reporter_remove(r);
+	fp_pool_destroy(&r->pool, r->uffd);
 	fp_uffd_unregister(r->uffd, r->base, r->size);
 	munmap(r->base, r->size);
 	fp_handler_put();

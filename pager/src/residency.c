@@ -13,8 +13,19 @@ static void evict_one(void *ctx, uint32_t v)
 	struct fp_settings *s = r->settings;
 	atomic_store(&r->state[v], CHUNK_EVICTING);
 	s->policy_ops->evicted(s->policy, v);
-	/* The whole slot: also drops zero pages installed in its padding. */
-	madvise(r->base + (uint64_t)v * r->chunk_size, r->chunk_size, MADV_DONTNEED);
+	uint8_t *p = r->base + (uint64_t)v * r->chunk_size;
+	uint8_t *slot = r->page_len[v] == r->chunk_size ? fp_pool_take_empty(&r->pool) : NULL;
+	if (slot) {
+		/* Keep the page for the next load rather than free it. */
+		size_t moved;
+		int rc = fp_uffd_move(r->uffd, slot, p, r->chunk_size, &moved);
+		fp_pool_put(&r->pool, slot, moved > 0);
+		if (rc)
+			madvise(p, r->chunk_size, MADV_DONTNEED);
+	} else {
+		/* The whole slot: also drops zero pages installed in its padding. */
+		madvise(p, r->chunk_size, MADV_DONTNEED);
+	}
 	r->resident -= r->page_len[v];
 	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
 	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);

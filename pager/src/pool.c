@@ -1,0 +1,103 @@
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "pool.h"
+#include "uffd.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define HUGE (2u << 20)
+
+int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots)
+{
+	memset(p, 0, sizeof *p);
+	size_t len = (size_t)chunk_size * n_slots;
+	uint8_t *map = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE,
+	                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	uint8_t *base = (uint8_t *)(((uintptr_t)map + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+	if (base > map)
+		munmap(map, (size_t)(base - map));
+	if (map + len + HUGE > base + len)
+		munmap(base + len, (size_t)(map + len + HUGE - (base + len)));
+	madvise(base, len, MADV_HUGEPAGE);
+	madvise(base, len, MADV_DONTFORK);
+	/* Pages first, registration after: a registered empty slot must never
+	 * be touched. */
+	if (madvise(base, len, MADV_POPULATE_WRITE))
+		memset(base, 0, len);
+	uint64_t ioctls;
+	p->full = malloc(sizeof *p->full * n_slots);
+	p->empty = malloc(sizeof *p->empty * n_slots);
+	if (!p->full || !p->empty || fp_uffd_register(uffd, base, len, &ioctls)) {
+		free(p->full);
+		free(p->empty);
+		munmap(base, len);
+		memset(p, 0, sizeof *p);
+		return -1;
+	}
+	p->base = base;
+	p->len = len;
+	p->chunk_size = chunk_size;
+	p->n_slots = n_slots;
+	for (uint32_t i = 0; i < n_slots; i++)
+		p->full[p->n_full++] = i;
+	pthread_mutex_init(&p->lock, NULL);
+	return 0;
+}
+
+void fp_pool_destroy(struct fp_pool *p, int uffd)
+{
+	if (!p->base)
+		return;
+	fp_uffd_unregister(uffd, p->base, p->len);
+	munmap(p->base, p->len);
+	free(p->full);
+	free(p->empty);
+	pthread_mutex_destroy(&p->lock);
+	memset(p, 0, sizeof *p);
+}
+
+uint8_t *fp_pool_take_full(struct fp_pool *p)
+{
+	if (!p->base)
+		return NULL;
+	uint8_t *slot = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->n_full)
+		slot = p->base + (size_t)p->full[--p->n_full] * p->chunk_size;
+	pthread_mutex_unlock(&p->lock);
+	return slot;
+}
+
+uint8_t *fp_pool_take_empty(struct fp_pool *p)
+{
+	if (!p->base)
+		return NULL;
+	uint8_t *slot = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->n_empty)
+		slot = p->base + (size_t)p->empty[--p->n_empty] * p->chunk_size;
+	pthread_mutex_unlock(&p->lock);
+	return slot;
+}
+
+void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full)
+{
+	uint32_t i = (uint32_t)((size_t)(slot - p->base) / p->chunk_size);
+	pthread_mutex_lock(&p->lock);
+	if (full)
+		p->full[p->n_full++] = i;
+	else
+		p->empty[p->n_empty++] = i;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int fp_pool_contains(const struct fp_pool *p, uint64_t addr)
+{
+	return p->base && addr >= (uintptr_t)p->base && addr < (uintptr_t)p->base + p->len;
+}

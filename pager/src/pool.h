@@ -1,0 +1,38 @@
+/* The page pool: huge pages recycled between loads and evictions.
+ *
+ * A fresh huge page costs a 2 MiB zeroing on first touch (and far more when
+ * the hypervisor has taken the free memory back), so a loader reads into a
+ * slot that already holds a page, and UFFDIO_MOVE hands that page to the
+ * region; an eviction moves a region page back into an empty slot instead
+ * of freeing it.  The pool is an anonymous range registered with the same
+ * userfaultfd (UFFDIO_MOVE needs a registered destination); an empty slot
+ * is never touched. */
+#ifndef FLEXPAGE_POOL_H
+#define FLEXPAGE_POOL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct fp_pool {
+	uint8_t *base;           /* NULL: no pool (small chunks, no UFFDIO_MOVE) */
+	size_t len;
+	uint32_t chunk_size, n_slots;
+	pthread_mutex_t lock;
+	uint32_t *full, n_full;  /* stacks of slot indices */
+	uint32_t *empty, n_empty;
+};
+
+/* Map, populate and register n_slots slots.  Returns -1 (and no pool) if
+ * any step fails: the caller then goes without. */
+int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots);
+void fp_pool_destroy(struct fp_pool *p, int uffd);
+/* A slot holding a page, or NULL. */
+uint8_t *fp_pool_take_full(struct fp_pool *p);
+/* Give back a slot: `full` says whether it still holds its page. */
+void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full);
+/* An empty slot to move an evicted page into, or NULL when the pool has
+ * enough pages already. */
+uint8_t *fp_pool_take_empty(struct fp_pool *p);
+int fp_pool_contains(const struct fp_pool *p, uint64_t addr);
+
+#endif
