@@ -120,9 +120,10 @@ static int install(struct loader *L, uint32_t c, int demand, uint8_t *buf)
 		if (!rc)
 			return 1;
 		atomic_fetch_sub_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
-		/* The kernel refused to move (no UFFDIO_MOVE support for this
-		 * mapping, or the page is pinned): copy from now on. */
-		if (atomic_exchange(&r->huge_ok, 0))
+		/* A busy page (pinned for a moment, under migration) is copied
+		 * this once; a refusal of the mapping itself means copying from
+		 * now on. */
+		if (rc != -EBUSY && rc != -EAGAIN && atomic_exchange(&r->huge_ok, 0))
 			fprintf(stderr, "flexpage: %s: UFFDIO_MOVE failed (%s); installing by copy\n",
 			        r->img->path, strerror(-rc));
 	}
@@ -181,8 +182,11 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
 	fp_mark_resident(r, c, demand);
 	uint64_t fault = atomic_exchange(&r->fault_ns[c], 0);
-	if (fault && fault <= t1)
+	if (fault && fault <= t1) {
 		fp_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
+		uint64_t own = read_ns + decode_ns;
+		fp_stat_latency(r, FP_STAGE_OVERHEAD, t1 - fault > own ? t1 - fault - own : 0);
+	}
 	fp_trace_event(r, t1, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
 }
@@ -214,7 +218,8 @@ static void loader_free(struct loader *L)
 {
 	if (L->stage_map)
 		munmap(L->stage_map, L->stage_map_len);
-	free(L->rbuf);
+	if (L->rbuf)
+		munmap(L->rbuf, L->rbuf_len);
 	ZSTD_freeDCtx(L->dctx);
 }
 
@@ -231,10 +236,19 @@ static int loader_init(struct loader *L, fp_region *r)
 	L->stage = (uint8_t *)round_up((uintptr_t)L->stage_map, HUGE_2M);
 	madvise(L->stage, r->chunk_size, MADV_HUGEPAGE);
 	madvise(L->stage_map, L->stage_map_len, MADV_DONTFORK);
-	L->rbuf_len = round_up(ZSTD_compressBound(r->chunk_size), 4096);
-	L->rbuf = aligned_alloc(4096, L->rbuf_len);
+	/* Compressed payloads are read into huge pages too: a 2 MiB O_DIRECT
+	 * read into small pages is split into several requests. */
+	L->rbuf_len = round_up(ZSTD_compressBound(r->chunk_size), HUGE_2M);
+	L->rbuf = mmap(NULL, L->rbuf_len, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (L->rbuf == MAP_FAILED) {
+		L->rbuf = NULL;
+		return fp_err("out of memory for a loader");
+	}
+	madvise(L->rbuf, L->rbuf_len, MADV_HUGEPAGE);
+	madvise(L->rbuf, L->rbuf_len, MADV_DONTFORK);
 	L->dctx = ZSTD_createDCtx();
-	if (!L->rbuf || !L->dctx)
+	if (!L->dctx)
 		return fp_err("out of memory for a loader");
 	return 0;
 }

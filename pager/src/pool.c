@@ -11,6 +11,38 @@
 
 #define HUGE (2u << 20)
 
+static void *warmer_main(void *arg)
+{
+	struct fp_pool *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->stop && !p->n_empty)
+			pthread_cond_wait(&p->wake, &p->lock);
+		if (p->stop)
+			break;
+		uint32_t i = p->empty[--p->n_empty];
+		pthread_mutex_unlock(&p->lock);
+		uint8_t *slot = p->base + (size_t)i * p->chunk_size;
+		size_t moved = 0;
+		if (madvise(p->scratch, p->chunk_size, MADV_POPULATE_WRITE))
+			memset(p->scratch, 0, p->chunk_size);
+		fp_uffd_move(p->uffd, slot, p->scratch, p->chunk_size, &moved);
+		/* A partial move leaves holes: the scratch keeps the rest and
+		 * the slot still counts as full (the handler answers a touch of
+		 * a hole with a zero page, so nothing can hang on it). */
+		pthread_mutex_lock(&p->lock);
+		if (moved) {
+			p->full[p->n_full++] = i;
+			p->warmed++;
+		} else {
+			p->empty[p->n_empty++] = i;
+			pthread_cond_wait(&p->wake, &p->lock); /* don't spin on a failing move */
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
 int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots)
 {
 	memset(p, 0, sizeof *p);
@@ -44,9 +76,24 @@ int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_sl
 	p->len = len;
 	p->chunk_size = chunk_size;
 	p->n_slots = n_slots;
+	p->uffd = uffd;
 	for (uint32_t i = 0; i < n_slots; i++)
 		p->full[p->n_full++] = i;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	p->scratch_map = mmap(NULL, (size_t)chunk_size + HUGE, PROT_READ | PROT_WRITE,
+	                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->scratch_map != MAP_FAILED) {
+		p->scratch = (uint8_t *)(((uintptr_t)p->scratch_map + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+		madvise(p->scratch, chunk_size, MADV_HUGEPAGE);
+		madvise(p->scratch_map, (size_t)chunk_size + HUGE, MADV_DONTFORK);
+		if (pthread_create(&p->warmer, NULL, warmer_main, p)) {
+			munmap(p->scratch_map, (size_t)chunk_size + HUGE);
+			p->scratch_map = NULL;
+		}
+	} else {
+		p->scratch_map = NULL;
+	}
 	return 0;
 }
 
@@ -54,11 +101,20 @@ void fp_pool_destroy(struct fp_pool *p, int uffd)
 {
 	if (!p->base)
 		return;
+	if (p->scratch_map) {
+		pthread_mutex_lock(&p->lock);
+		p->stop = 1;
+		pthread_cond_broadcast(&p->wake);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->warmer, NULL);
+		munmap(p->scratch_map, (size_t)p->chunk_size + HUGE);
+	}
 	fp_uffd_unregister(uffd, p->base, p->len);
 	munmap(p->base, p->len);
 	free(p->full);
 	free(p->empty);
 	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->wake);
 	memset(p, 0, sizeof *p);
 }
 
@@ -90,10 +146,12 @@ void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full)
 {
 	uint32_t i = (uint32_t)((size_t)(slot - p->base) / p->chunk_size);
 	pthread_mutex_lock(&p->lock);
-	if (full)
+	if (full) {
 		p->full[p->n_full++] = i;
-	else
+	} else {
 		p->empty[p->n_empty++] = i;
+		pthread_cond_signal(&p->wake);
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 

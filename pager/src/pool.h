@@ -6,7 +6,9 @@
  * region; an eviction moves a region page back into an empty slot instead
  * of freeing it.  The pool is an anonymous range registered with the same
  * userfaultfd (UFFDIO_MOVE needs a registered destination); an empty slot
- * is never touched. */
+ * is never touched.  A warmer thread refills empty slots off the load path:
+ * it faults a huge page into a scratch range of its own (paying the zeroing
+ * there, on the other core) and moves it into the slot. */
 #ifndef FLEXPAGE_POOL_H
 #define FLEXPAGE_POOL_H
 
@@ -17,9 +19,16 @@ struct fp_pool {
 	uint8_t *base;           /* NULL: no pool (small chunks, no UFFDIO_MOVE) */
 	size_t len;
 	uint32_t chunk_size, n_slots;
+	int uffd;
 	pthread_mutex_t lock;
+	pthread_cond_t wake;     /* the warmer: an empty slot, or stop */
 	uint32_t *full, n_full;  /* stacks of slot indices */
 	uint32_t *empty, n_empty;
+	int stop;
+	pthread_t warmer;
+	uint8_t *scratch;        /* the warmer's unregistered chunk */
+	void *scratch_map;
+	uint64_t warmed;         /* pages the warmer has made */
 };
 
 /* Map, populate and register n_slots slots.  Returns -1 (and no pool) if

@@ -150,7 +150,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		goto fail;
 	}
 	if (r->opt.readahead < 0)
-		r->opt.readahead = 4;
+		r->opt.readahead = -1; /* set from the chunk size below */
 	const struct fp_policy_ops *ops = policy_or_err(r->opt.policy ? r->opt.policy : "fifo");
 	if (!ops)
 		goto fail;
@@ -158,6 +158,11 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	if (!r->img)
 		goto fail;
 	r->chunk_size = r->img->info.chunk_size;
+	if (r->opt.readahead < 0) {
+		/* 16 MiB in flight keeps the storage busy whatever the chunk size. */
+		r->opt.readahead = (int)((16u << 20) / r->chunk_size);
+		r->opt.readahead = r->opt.readahead < 2 ? 2 : r->opt.readahead > 64 ? 64 : r->opt.readahead;
+	}
 	r->n_chunks = r->img->info.n_chunks;
 	r->size = r->img->info.logical_size;
 	uint64_t budget = r->opt.budget ? r->opt.budget : r->size;
@@ -205,10 +210,11 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	 * allocator).  A region that takes huge pages must say so, or the
 	 * kernel maps a moved huge page as 512 small ones. */
 	madvise(r->base, r->size, r->huge_ok ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	/* One pooled page per loader and two to spare; without a pool the
-	 * loaders stage in fresh pages. */
+	/* Two pooled pages per loader and two to spare (the warmer refills
+	 * them while the loaders read); without a pool the loaders stage in
+	 * fresh pages. */
 	if (r->huge_ok)
-		fp_pool_init(&r->pool, r->uffd, r->chunk_size, (uint32_t)r->opt.loaders + 2);
+		fp_pool_init(&r->pool, r->uffd, r->chunk_size, 2 * (uint32_t)r->opt.loaders + 2);
 	if (r->opt.trace_path && start_trace(r))
 		goto fail_register;
 	if (fp_loaders_start(r))

@@ -1,5 +1,5 @@
-/* Counters and latency histograms.  Histograms are log-linear: four
- * buckets per power of two of nanoseconds, so quantiles are within 19%. */
+/* Counters and latency histograms.  Histograms are log-linear: eight
+ * buckets per power of two of nanoseconds, so quantiles are within 9%. */
 #include <stdio.h>
 #include <time.h>
 
@@ -12,22 +12,25 @@ uint64_t fp_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+#define SUB 8  /* buckets per power of two */
+#define SUB_BITS 3
+
 static int bucket_of(uint64_t ns)
 {
-	if (ns < 4)
+	if (ns < SUB)
 		return (int)ns;
-	int e = 63 - __builtin_clzll(ns);
-	int b = 4 * (e - 1) + (int)((ns >> (e - 2)) & 3);
+	int e = 63 - __builtin_clzll(ns); /* e >= SUB_BITS */
+	int b = SUB * (e - SUB_BITS + 1) + (int)((ns >> (e - SUB_BITS)) & (SUB - 1));
 	return b < FP_HIST_BUCKETS ? b : FP_HIST_BUCKETS - 1;
 }
 
 /* The largest value in bucket b. */
 static uint64_t bucket_top(int b)
 {
-	if (b < 4)
+	if (b < SUB)
 		return (uint64_t)b;
-	int e = b / 4 + 1, sub = b % 4;
-	return ((4ull + (uint64_t)sub + 1) << (e - 2)) - 1;
+	int e = b / SUB + SUB_BITS - 1, sub = b % SUB;
+	return (((uint64_t)SUB + (uint64_t)sub + 1) << (e - SUB_BITS)) - 1;
 }
 
 void fp_stat_latency(fp_region *r, int stage, uint64_t ns)
@@ -61,7 +64,8 @@ uint64_t fp_hist_quantile(const struct fp_hist *h, double q)
 
 const char *fp_stage_name(int stage)
 {
-	static const char *names[FP_NSTAGES] = {"fault", "wait", "read", "decompress", "install"};
+	static const char *names[FP_NSTAGES] = {"fault", "wait", "read", "decompress", "install",
+	                                        "overhead"};
 	return stage >= 0 && stage < FP_NSTAGES ? names[stage] : "?";
 }
 

@@ -148,7 +148,7 @@ struct fp_options {
 	const char *policy;          /* eviction policy; NULL: "fifo" */
 	unsigned flags;              /* enum fp_open_flags */
 	int retries;                 /* extra attempts of a failed load; <0: 2 */
-	int readahead;               /* sequential read-ahead, chunks; <0: 4 */
+	int readahead;               /* read-ahead depth in chunks; <0: 16 MiB worth (2-64) */
 	fp_read_hook read_hook;
 	void *read_hook_ctx;
 	const char *trace_path;      /* record an event trace there; NULL: none */
@@ -243,13 +243,14 @@ enum fp_stage {
 	FP_STAGE_READ,       /* payload read */
 	FP_STAGE_DECOMPRESS, /* checksum + decode */
 	FP_STAGE_INSTALL,    /* UFFDIO_MOVE / UFFDIO_COPY */
+	FP_STAGE_OVERHEAD,   /* a demand fault's service time beyond its read and decode */
 	FP_NSTAGES
 };
 
-#define FP_HIST_BUCKETS 128
+#define FP_HIST_BUCKETS 256
 struct fp_hist {
 	uint64_t count, sum_ns, max_ns;
-	uint64_t bucket[FP_HIST_BUCKETS]; /* log-linear: 4 buckets per power of 2 */
+	uint64_t bucket[FP_HIST_BUCKETS]; /* log-linear: 8 buckets per power of 2 */
 };
 
 struct fp_stats {
