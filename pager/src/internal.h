@@ -84,6 +84,11 @@ struct fp_region {
 
 	struct fp_counters stats;
 	struct fp_tracer *tracer;    /* NULL: no trace */
+
+	uint8_t *preserve;           /* per chunk, or NULL */
+	uint64_t lock_quota;
+	uint64_t preserved_bytes, locked_bytes; /* under res_lock */
+	int lock_warned;
 };
 
 /* Which flexpage thread this is, for the trace: 0 the handler, 1.. the

@@ -161,7 +161,8 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	}
 	uint64_t bytes = r->page_len[c];
 	int demand = !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
-	if (fp_reserve(r, c, bytes, !demand) == 1) {
+	int preserved = r->preserve && r->preserve[c];
+	if (fp_reserve(r, c, bytes, !demand && !preserved) == 1) {
 		/* No room without pushing out what is in use, and no one waits:
 		 * drop the read-ahead, unless a fault arrived meanwhile. */
 		uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;

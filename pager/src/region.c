@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -28,6 +29,7 @@ static void region_free(fp_region *r)
 	free((void *)r->fault_ns);
 	free((void *)r->queued_ns);
 	free(r->page_len);
+	free(r->preserve);
 	if (r->fd >= 0)
 		close(r->fd);
 	fp_image_close(r->img);
@@ -186,6 +188,18 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	}
 	for (uint32_t c = 0; c < n; c++)
 		r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
+	if (r->opt.preserve) {
+		r->preserve = malloc(n);
+		if (!r->preserve) {
+			fp_err("%s: out of memory", path);
+			goto fail;
+		}
+		memcpy(r->preserve, r->opt.preserve, n);
+		struct rlimit rl;
+		r->lock_quota = r->opt.lock_quota ? r->opt.lock_quota
+		                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY
+		                ? UINT64_MAX : rl.rlim_cur;
+	}
 	pthread_mutex_init(&r->res_lock, NULL);
 	if (open_payload(r, path))
 		goto fail;
@@ -221,6 +235,15 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		goto fail_trace;
 	fp_reporter_add(r);
 	fp_handler_publish(r);
+	/* Preserved chunks are loaded now, ahead of the loop. */
+	for (uint32_t c = 0; r->preserve && c < r->n_chunks; c++) {
+		uint32_t expect = CHUNK_EMPTY;
+		if (r->preserve[c] && r->page_len[c] &&
+		    atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_LOADING)) {
+			atomic_store(&r->queued_ns[c], fp_now_ns());
+			fp_queue_push(&r->queue, c, 0);
+		}
+	}
 	return r;
 
 fail_trace:

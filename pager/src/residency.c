@@ -2,6 +2,9 @@
  * that is installed was first reserved here, and eviction (chosen by the
  * policy) makes the room.  All of it happens under res_lock, which no path
  * that touches region memory ever holds. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "internal.h"
@@ -63,11 +66,35 @@ int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip)
 	return 0;
 }
 
+/* A preserved chunk is locked so that neither reclaim nor swap (zram) can
+ * take it, within the quota; past the quota, or where mlock is refused, it
+ * stays resident all the same, and the region says so once. */
+static void lock_preserved(fp_region *r, uint32_t c)
+{
+	uint64_t len = r->page_len[c];
+	if ((r->opt.flags & FP_OPEN_NO_LOCK) || r->locked_bytes + len > r->lock_quota)
+		return;
+	if (!mlock2(r->base + (uint64_t)c * r->chunk_size, len, MLOCK_ONFAULT)) {
+		r->locked_bytes += len;
+	} else if (!r->lock_warned) {
+		r->lock_warned = 1;
+		fprintf(stderr, "flexpage: %s: mlock of preserved chunks failed (%s) after %llu bytes: "
+		        "they stay resident but unlocked (raise RLIMIT_MEMLOCK, ulimit -l)\n",
+		        r->img->path, strerror(errno), (unsigned long long)r->locked_bytes);
+	}
+}
+
 void fp_mark_resident(fp_region *r, uint32_t c, int demand)
 {
 	pthread_mutex_lock(&r->res_lock);
 	atomic_store(&r->state[c], CHUNK_RESIDENT);
-	r->settings->policy_ops->loaded(r->settings->policy, c, demand);
+	if (r->preserve && r->preserve[c]) {
+		/* Never shown to the policy: it can never be a victim. */
+		r->preserved_bytes += r->page_len[c];
+		lock_preserved(r, c);
+	} else {
+		r->settings->policy_ops->loaded(r->settings->policy, c, demand);
+	}
 	pthread_mutex_unlock(&r->res_lock);
 }
 

@@ -90,6 +90,8 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	pthread_mutex_lock(&w->res_lock);
 	o->resident_bytes = r->resident;
 	o->budget = r->settings->budget;
+	o->preserved_bytes = r->preserved_bytes;
+	o->locked_bytes = r->locked_bytes;
 	pthread_mutex_unlock(&w->res_lock);
 	for (int st = 0; st < FP_NSTAGES; st++) {
 		struct fp_hist *h = &o->lat[st];
@@ -114,9 +116,11 @@ void fp_print_stats(FILE *f, const struct fp_stats *s)
 	        (unsigned long long)s->huge_installs, (unsigned long long)s->small_installs,
 	        (double)s->bytes_read / mib, (double)s->bytes_decompressed / mib,
 	        (double)s->bytes_installed / mib);
-	fprintf(f, "resident %.1f MiB (peak %.1f MiB) of budget %.1f MiB\n",
+	fprintf(f, "resident %.1f MiB (peak %.1f MiB) of budget %.1f MiB; preserved %.1f MiB, "
+	           "%.1f MiB of it locked\n",
 	        (double)s->resident_bytes / mib, (double)s->peak_resident_bytes / mib,
-	        (double)s->budget / mib);
+	        (double)s->budget / mib, (double)s->preserved_bytes / mib,
+	        (double)s->locked_bytes / mib);
 	fprintf(f, "%-11s %9s %9s %9s %9s %9s\n", "latency us", "count", "p50", "p90", "p99", "max");
 	for (int st = 0; st < FP_NSTAGES; st++) {
 		const struct fp_hist *h = &s->lat[st];

@@ -11,6 +11,11 @@ int cmd_run(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+
+/* The share of tensor t a Llama decode reads every token (cmd_plan.c);
+ * img is the fp_image, for fp_plan_options.read_share. */
+double llama_read_share(const struct fp_tensor_desc *t, void *img);
 
 /* llama2.c checkpoints (model_import.c). */
 /* 1 if path starts with a plausible llama2.c header, 0 if not. */

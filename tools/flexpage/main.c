@@ -17,6 +17,7 @@ static const struct {
 	{"synth", cmd_synth, "write a synthetic model of a named shape as an image"},
 	{"trace", cmd_trace, "summarise a recorded event trace; Chrome JSON and plots"},
 	{"sim", cmd_sim, "replay a trace's accesses through eviction policies"},
+	{"plan", cmd_plan, "choose the chunks to preserve within a budget"},
 };
 
 static void usage(FILE *f)

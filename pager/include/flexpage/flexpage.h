@@ -135,6 +135,7 @@ void fp_writer_abort(fp_writer *w);   /* removes the temporary file, frees w */
 enum fp_open_flags {
 	FP_OPEN_NO_HUGE = 1u << 0,   /* install with UFFDIO_COPY of 4 KiB pages only */
 	FP_OPEN_BUFFERED = 1u << 1,  /* read through the page cache, not O_DIRECT */
+	FP_OPEN_NO_LOCK = 1u << 2,   /* keep preserved chunks resident without mlock */
 };
 
 /* Fault injection seam: called after every payload read with the bytes
@@ -152,6 +153,10 @@ struct fp_options {
 	fp_read_hook read_hook;
 	void *read_hook_ctx;
 	const char *trace_path;      /* record an event trace there; NULL: none */
+	/* Per chunk, 1 = preserve: loaded at open, never evicted, mlocked
+	 * within lock_quota (fp_plan_make chooses them).  NULL: none. */
+	const uint8_t *preserve;
+	uint64_t lock_quota;         /* 0: what RLIMIT_MEMLOCK allows (all, for root) */
 };
 
 typedef struct fp_region fp_region;
@@ -235,6 +240,43 @@ int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *pol
 int fp_trace_accesses(const fp_trace *t, const fp_image *img, uint32_t **access, uint64_t *n);
 
 /* ------------------------------------------------------------------ */
+/* Preservation planning (FlexInfer's tensor preservation)              */
+
+enum fp_plan_order {
+	FP_PLAN_BY_BENEFIT = 0,      /* most I/O and decode time saved per resident byte */
+	FP_PLAN_ATTENTION_FIRST = 1, /* attention tensors before the feed-forward ones */
+};
+
+struct fp_plan_options {
+	uint64_t budget;             /* resident bytes in all */
+	uint64_t stream_bytes;       /* of it, kept for streaming the rest */
+	double read_bytes_per_s;     /* measured storage rate; 0: 2e9 */
+	double decode_bytes_per_s;   /* measured zstd rate; 0: 1.2e9 */
+	int balanced;                /* same share of every layer (balanced locking);
+	                                0: the first layers first */
+	int order;                   /* enum fp_plan_order, within a layer */
+	/* The share of a tensor the loop reads every token (default 1): an
+	 * embedding table that is only looked up row by row gives 0, and is
+	 * then never worth preserving.  NULL: every tensor is read whole. */
+	double (*read_share)(const struct fp_tensor_desc *t, void *ctx);
+	void *read_share_ctx;
+};
+
+struct fp_plan {
+	uint32_t n_chunks, n_preserved;
+	uint8_t *preserve;           /* per chunk: 1 = keep resident */
+	uint64_t preserved_bytes;    /* resident bytes the preserved chunks take */
+	uint64_t streamed_stored;    /* stored bytes read a token for the others */
+	double saved_ns;             /* read + decode time a token the plan saves */
+	double streamed_ns;          /* read + decode time a token left to stream */
+};
+
+/* Choose the chunks to preserve within budget - stream_bytes.  Layers are
+ * the tensors named "blk.N.*"; other tensors form one more group. */
+int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp_plan *out);
+void fp_plan_free(struct fp_plan *p);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                           */
 
 enum fp_stage {
@@ -263,6 +305,7 @@ struct fp_stats {
 	uint64_t bytes_installed;
 	uint64_t resident_bytes, peak_resident_bytes, budget;
 	uint64_t trace_events, trace_dropped;
+	uint64_t preserved_bytes, locked_bytes; /* resident preserved chunks; mlocked */
 	struct fp_hist lat[FP_NSTAGES];
 };
 

@@ -1,0 +1,199 @@
+/* The preservation planner.  Preserving a chunk saves, every token, the
+ * time to read its stored bytes and to decode them, and costs its bytes of
+ * memory for good.  Within a capacity the best set is a 0/1 knapsack:
+ * solved exactly by dynamic programming over pages when it is small, and
+ * greedily by benefit per byte otherwise (the chunks of a model are many
+ * and alike, so the greedy answer is within one chunk of the optimum).
+ *
+ * Balanced (FlexInfer's balanced memory locking): every layer keeps the
+ * same share of its bytes, so every layer streams about as much and the
+ * pipeline runs evenly.  Unbalanced: the first layers are preserved whole,
+ * then the next, as a naive pager would end up. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "image.h"
+
+struct item {
+	uint32_t chunk;
+	int group;               /* layer, or n_layers for everything else */
+	int attention;           /* in an attn_* tensor */
+	uint64_t cost;           /* page-rounded bytes */
+	double benefit;          /* ns saved a token */
+	double stored;           /* stored bytes read a token */
+};
+
+static int layer_of(const char *name)
+{
+	if (strncmp(name, "blk.", 4))
+		return -1;
+	char *end;
+	long l = strtol(name + 4, &end, 10);
+	return end != name + 4 && *end == '.' && l >= 0 && l < 1000000 ? (int)l : -1;
+}
+
+/* Preferred first: attention (if asked), then more benefit per byte. */
+static int by_preference(const void *pa, const void *pb, void *attention_first)
+{
+	const struct item *a = pa, *b = pb;
+	if (*(const int *)attention_first && a->attention != b->attention)
+		return b->attention - a->attention;
+	double ra = a->benefit / (double)a->cost, rb = b->benefit / (double)b->cost;
+	if (ra != rb)
+		return ra > rb ? -1 : 1;
+	return a->chunk < b->chunk ? -1 : a->chunk > b->chunk;
+}
+
+/* Choose among items[0..n) within cap; sets keep[i]. */
+static void knapsack(struct item *it, size_t n, uint64_t cap, uint8_t *keep, int exact_ok)
+{
+	uint64_t pages = cap / 4096;
+	if (exact_ok && n && pages && (double)n * (double)(pages + 1) <= 4e6) {
+		/* best[p]: most benefit within p pages; take[i][p]: item i used. */
+		double *best = calloc(pages + 1, sizeof *best);
+		uint8_t *take = calloc(n * (pages + 1), 1);
+		if (best && take) {
+			for (size_t i = 0; i < n; i++) {
+				uint64_t w = it[i].cost / 4096;
+				for (uint64_t p = pages; p >= w; p--) {
+					if (best[p - w] + it[i].benefit > best[p]) {
+						best[p] = best[p - w] + it[i].benefit;
+						take[i * (pages + 1) + p] = 1;
+					}
+				}
+			}
+			uint64_t p = pages;
+			for (size_t i = n; i-- > 0;)
+				if (take[i * (pages + 1) + p]) {
+					keep[i] = 1;
+					p -= it[i].cost / 4096;
+				}
+			free(best);
+			free(take);
+			return;
+		}
+		free(best);
+		free(take);
+	}
+	uint64_t used = 0;
+	for (size_t i = 0; i < n; i++)
+		if (used + it[i].cost <= cap) {
+			keep[i] = 1;
+			used += it[i].cost;
+		}
+}
+
+int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp_plan *out)
+{
+	memset(out, 0, sizeof *out);
+	const struct fp_image_info *info = fp_image_info(img);
+	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : 2e9;
+	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : 1.2e9;
+	uint64_t cap = o->budget > o->stream_bytes ? o->budget - o->stream_bytes : 0;
+	size_t n = 0;
+	int n_layers = 0;
+	struct item *it = calloc(info->n_chunks, sizeof *it);
+	uint8_t *keep = calloc(info->n_chunks, 1);
+	out->preserve = calloc(info->n_chunks, 1);
+	if (!it || !keep || !out->preserve) {
+		free(it);
+		free(keep);
+		fp_plan_free(out);
+		return fp_err("plan: out of memory");
+	}
+	out->n_chunks = info->n_chunks;
+	for (uint32_t c = 0; c < info->n_chunks; c++) {
+		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
+		const struct fp_tensor_desc *t = fp_image_tensor_at(img, d->logical_offset);
+		if (!d->logical_len || !t)
+			continue;
+		struct item *x = &it[n++];
+		x->chunk = c;
+		x->group = layer_of(t->name);
+		x->attention = strstr(t->name, ".attn_") != NULL;
+		x->cost = (d->logical_len + 4095ull) & ~4095ull;
+		double share = o->read_share ? o->read_share(t, o->read_share_ctx) : 1.0;
+		x->benefit = share * ((double)d->stored_len / read * 1e9 +
+		                      (d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode * 1e9 : 0));
+		if (!(x->benefit > 0)) {
+			n--; /* read too little to be worth memory */
+			continue;
+		}
+		if (x->group + 1 > n_layers)
+			n_layers = x->group + 1;
+		x->stored = share * d->stored_len;
+		out->streamed_ns += x->benefit;
+		out->streamed_stored += (uint64_t)x->stored;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (it[i].group < 0)
+			it[i].group = n_layers; /* embeddings, final norm, classifier */
+	int attention_first = o->order == FP_PLAN_ATTENTION_FIRST;
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += it[i].cost;
+	if (!o->balanced) {
+		/* First layers first: by group, then by preference inside it. */
+		uint64_t used = 0;
+		for (int g = 0; g <= n_layers; g++) {
+			size_t k = 0;
+			struct item *grp = malloc(sizeof *grp * (n ? n : 1));
+			for (size_t i = 0; i < n; i++)
+				if (it[i].group == g)
+					grp[k++] = it[i];
+			qsort_r(grp, k, sizeof *grp, by_preference, &attention_first);
+			for (size_t i = 0; i < k; i++)
+				if (used + grp[i].cost <= cap) {
+					out->preserve[grp[i].chunk] = 1;
+					used += grp[i].cost;
+				}
+			free(grp);
+		}
+	} else {
+		/* Each group gets the capacity in proportion to its size; what a
+		 * group cannot use (chunk granularity) goes to the next round. */
+		uint64_t left = cap;
+		for (int round = 0; round < 2 && left; round++) {
+			for (int g = 0; g <= n_layers; g++) {
+				size_t k = 0;
+				uint64_t gsize = 0;
+				struct item *grp = malloc(sizeof *grp * (n ? n : 1));
+				for (size_t i = 0; i < n; i++)
+					if (it[i].group == g && !out->preserve[it[i].chunk]) {
+						grp[k++] = it[i];
+						gsize += it[i].cost;
+					}
+				qsort_r(grp, k, sizeof *grp, by_preference, &attention_first);
+				uint64_t share = round ? left : total ? (uint64_t)((double)cap * (double)gsize / (double)total) : 0;
+				if (share > left)
+					share = left;
+				memset(keep, 0, k);
+				knapsack(grp, k, share, keep, !attention_first);
+				for (size_t i = 0; i < k; i++)
+					if (keep[i]) {
+						out->preserve[grp[i].chunk] = 1;
+						left -= grp[i].cost;
+					}
+				free(grp);
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		if (out->preserve[it[i].chunk]) {
+			out->n_preserved++;
+			out->preserved_bytes += it[i].cost;
+			out->saved_ns += it[i].benefit;
+			out->streamed_ns -= it[i].benefit;
+			out->streamed_stored -= (uint64_t)it[i].stored;
+		}
+	free(it);
+	free(keep);
+	return 0;
+}
+
+void fp_plan_free(struct fp_plan *p)
+{
+	free(p->preserve);
+	memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,190 @@
+/* The preservation planner against brute force, its layer balance, and
+ * preserved chunks in a live region: loaded at open, never evicted, locked. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <flexpage/flexpage.h>
+
+#include "region_util.h"
+
+/* An image of named tensors; compressible ones zstd-shrink, random ones do not. */
+static void write_model(const char *path, int n, const char *const *names, const size_t *sizes,
+                        const int *compressible, uint32_t codec)
+{
+	struct fp_writer_options wo = {.chunk_size = 64u << 10, .codec = codec};
+	fp_writer *w = fp_writer_create(path, &wo);
+	cr_assert_not_null(w, "%s", fp_last_error());
+	for (int i = 0; i < n; i++) {
+		uint8_t *d = ru_data(sizes[i], 40 + (uint64_t)i);
+		if (compressible[i])
+			for (size_t k = 0; k < sizes[i]; k++)
+				d[k] = (uint8_t)(k % 7 == 0 ? d[k] : 0);
+		uint64_t shape[1] = {sizes[i]};
+		cr_assert_eq(fp_writer_begin_tensor(w, names[i], FP_TYPE_U8, 1, shape), 0);
+		cr_assert_eq(fp_writer_write(w, d, sizes[i]), 0);
+		cr_assert_eq(fp_writer_end_tensor(w), 0);
+		free(d);
+	}
+	cr_assert_eq(fp_writer_finish(w), 0, "%s", fp_last_error());
+}
+
+Test(plan, is_the_optimum_by_brute_force)
+{
+	const char *names[] = {"a", "b", "c", "d", "e", "f"};
+	const size_t sizes[] = {64u << 10, 100000, 3 * (64u << 10), 5000, 128u << 10, 70000};
+	const int comp[] = {1, 0, 1, 0, 0, 1};
+	char path[512];
+	snprintf(path, sizeof path, "%s/plan.img", ru_tmpdir());
+	write_model(path, 6, names, sizes, comp, FP_CODEC_ZSTD);
+	fp_image *img = fp_image_open(path);
+	cr_assert_not_null(img);
+	uint32_t n = fp_image_info(img)->n_chunks;
+	cr_assert_leq(n, 16);
+	const double read = 1e9, decode = 2e9;
+	double benefit[16];
+	uint64_t cost[16];
+	for (uint32_t c = 0; c < n; c++) {
+		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
+		cost[c] = (d->logical_len + 4095ull) / 4096 * 4096;
+		benefit[c] = d->logical_len ? (double)d->stored_len / read * 1e9 +
+		             (d->codec ? (double)d->logical_len / decode * 1e9 : 0) : 0;
+	}
+	for (uint64_t cap = 64u << 10; cap <= 9 * (64u << 10); cap += 40960) {
+		double best = 0;
+		for (uint32_t set = 0; set < (1u << n); set++) {
+			uint64_t used = 0;
+			double got = 0;
+			for (uint32_t c = 0; c < n; c++)
+				if (set & (1u << c)) {
+					used += cost[c];
+					got += benefit[c];
+				}
+			if (used <= cap && got > best)
+				best = got;
+		}
+		struct fp_plan_options o = {.budget = cap, .read_bytes_per_s = read,
+		                            .decode_bytes_per_s = decode, .balanced = 1};
+		struct fp_plan p;
+		cr_assert_eq(fp_plan_make(img, &o, &p), 0, "%s", fp_last_error());
+		cr_expect_leq(p.preserved_bytes, cap);
+		cr_expect(p.saved_ns > best - 1e-6 && p.saved_ns < best + 1e-6,
+		          "cap %llu: plan saves %.1f ns, the optimum %.1f", (unsigned long long)cap,
+		          p.saved_ns, best);
+		fp_plan_free(&p);
+	}
+	fp_image_close(img);
+	unlink(path);
+}
+
+Test(plan, balanced_spreads_over_layers_and_unbalanced_takes_the_first)
+{
+	const char *names[] = {"blk.0.attn_q.weight", "blk.0.ffn_up.weight",
+	                       "blk.1.attn_q.weight", "blk.1.ffn_up.weight",
+	                       "blk.2.attn_q.weight", "blk.2.ffn_up.weight",
+	                       "blk.3.attn_q.weight", "blk.3.ffn_up.weight"};
+	size_t sizes[8];
+	int comp[8] = {0};
+	for (int i = 0; i < 8; i++)
+		sizes[i] = 4 * (64u << 10);
+	char path[512];
+	snprintf(path, sizeof path, "%s/layers.img", ru_tmpdir());
+	write_model(path, 8, names, sizes, comp, FP_CODEC_RAW);
+	fp_image *img = fp_image_open(path);
+	cr_assert_not_null(img);
+	uint64_t half = 16 * (64u << 10); /* half of the 32 chunks */
+	for (int balanced = 0; balanced < 2; balanced++) {
+		for (int attention = 0; attention < 2; attention++) {
+			struct fp_plan_options o = {.budget = half, .balanced = balanced,
+			                            .order = attention ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT};
+			struct fp_plan p;
+			cr_assert_eq(fp_plan_make(img, &o, &p), 0);
+			cr_expect_eq(p.preserved_bytes, half);
+			int per_layer[4] = {0}, attn = 0;
+			for (uint32_t c = 0; c < p.n_chunks; c++)
+				if (p.preserve[c]) {
+					per_layer[c / 8]++;
+					attn += (c % 8) < 4;
+				}
+			for (int l = 0; l < 4; l++)
+				cr_expect_eq(per_layer[l], balanced ? 4 : (l < 2 ? 8 : 0),
+				             "balanced %d: layer %d keeps %d chunks", balanced, l, per_layer[l]);
+			if (attention && balanced)
+				cr_expect_eq(attn, 16, "attention first: %d of 16 kept chunks are attention", attn);
+			fp_plan_free(&p);
+		}
+	}
+	fp_image_close(img);
+	unlink(path);
+}
+
+Test(plan, preserved_chunks_load_at_open_stay_and_are_locked, .timeout = 60)
+{
+	const uint32_t chunk = 64u << 10;
+	const size_t len = 32u * chunk;
+	uint8_t *ref = ru_data(len, 50);
+	char path[512];
+	snprintf(path, sizeof path, "%s/preserve.img", ru_tmpdir());
+	ru_write_image(path, ref, len, chunk, FP_CODEC_RAW);
+	uint8_t preserve[32] = {0};
+	for (int c = 0; c < 32; c += 4)
+		preserve[c] = 1; /* 8 chunks */
+	for (int quota = 0; quota < 2; quota++) {
+		struct fp_options o = ru_options(12ull * chunk);
+		o.preserve = preserve;
+		o.lock_quota = quota ? 3ull * chunk : 0;
+		fp_region *r = fp_open(path, &o);
+		cr_assert_not_null(r, "%s", fp_last_error());
+		struct fp_stats s;
+		for (int i = 0; i < 2000; i++) { /* the loaders bring them in */
+			fp_get_stats(r, &s);
+			if (s.preserved_bytes == 8ull * chunk)
+				break;
+			usleep(1000);
+		}
+		cr_expect_eq(s.preserved_bytes, 8ull * chunk);
+		cr_expect_eq(s.faults, 0, "preserved chunks come without faults");
+		for (int pass = 0; pass < 3; pass++)
+			cr_expect_eq(memcmp(fp_tensor(r, "data", NULL), ref, len), 0);
+		fp_get_stats(r, &s);
+		cr_expect_gt(s.evictions, 0);
+		/* Preserved chunks are still resident after three passes that
+		 * cycled everything else through the budget. */
+		const uint8_t *base = fp_region_base(r);
+		for (int c = 0; c < 32; c += 4)
+			cr_expect_eq(ru_resident_pages(base + (size_t)c * chunk, chunk), chunk / 4096,
+			             "preserved chunk %d was evicted", c);
+		if (geteuid() == 0 || quota)
+			cr_expect_eq(s.locked_bytes, quota ? 3ull * chunk : 8ull * chunk);
+		cr_expect_leq(s.peak_resident_bytes, o.budget + 4ull * chunk);
+		fp_close(r);
+	}
+	unlink(path);
+	free(ref);
+}
+
+Test(plan, whole_model_budget_takes_no_faults_after_the_first_pass, .timeout = 60)
+{
+	const size_t len = 24u << 20;
+	uint8_t *ref = ru_data(len, 51);
+	char path[512];
+	snprintf(path, sizeof path, "%s/resident.img", ru_tmpdir());
+	ru_write_image(path, ref, len, 2u << 20, FP_CODEC_RAW);
+	struct fp_options o = ru_options(0);
+	fp_region *r = fp_open(path, &o);
+	cr_assert_not_null(r, "%s", fp_last_error());
+	cr_assert_eq(memcmp(fp_tensor(r, "data", NULL), ref, len), 0);
+	struct fp_stats a, b;
+	fp_get_stats(r, &a);
+	for (int pass = 0; pass < 3; pass++)
+		cr_assert_eq(memcmp(fp_tensor(r, "data", NULL), ref, len), 0);
+	fp_get_stats(r, &b);
+	cr_expect_eq(b.faults, a.faults, "%llu faults after the first pass",
+	             (unsigned long long)(b.faults - a.faults));
+	cr_expect_eq(b.evictions, 0);
+	fp_close(r);
+	unlink(path);
+	free(ref);
+}
