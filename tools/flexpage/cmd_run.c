@@ -12,6 +12,7 @@
 
 #include "cmds.h"
 #include "model.h"
+#include "run_paging.h"
 #include "util.h"
 
 static void run_usage(FILE *f)
@@ -34,24 +35,32 @@ static void run_usage(FILE *f)
 	        "  --load MODE         resident, mmap or flexpage (default: flexpage for\n"
 	        "                      images, resident for checkpoints)\n"
 	        "  --madvise ADVICE    for mmap: normal, sequential or random (default normal)\n"
-	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, 40%%\n"
-	        "                      of the image (default: the whole image)\n"
+	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, or 40%%\n"
+	        "                      of the model's bytes (default: the whole image)\n"
 	        "  --loaders N         for flexpage: loader threads (default 4)\n"
 	        "  --policy NAME       for flexpage: eviction policy (default fifo)\n"
 	        "  --readahead N       for flexpage: sequential read-ahead in chunks\n"
 	        "  --buffered          for flexpage: read through the page cache\n"
-	        "  --no-huge           for flexpage: install 4 KiB pages only\n");
+	        "  --no-huge           for flexpage: install 4 KiB pages only\n"
+	        "  --preserve PLAN     for flexpage: balanced, first or none (default none):\n"
+	        "                      keep chunks resident as flexpage plan chooses them\n"
+	        "  --attention-first   for --preserve: attention tensors first in a layer\n"
+	        "  --stream SIZE       for --preserve: budget kept for streaming (default 8 chunks)\n"
+	        "  --no-lock           for --preserve: do not mlock preserved chunks\n"
+	        "  --trace FILE        for flexpage: record an event trace (flexpage trace, sim)\n"
+	        "  --stats-interval T  for flexpage: a line of statistics every T (1s, 500ms)\n");
 }
 
 struct printer {
 	int quiet;
 	int first;
+	struct run_paging *paging;
 };
 
 static int print_token(void *ctx, int pos, int token)
 {
 	struct printer *p = ctx;
-	(void)pos;
+	run_paging_token(p->paging, pos);
 	printf(p->first ? "%d" : " %d", token);
 	p->first = 0;
 	fflush(stdout);
@@ -122,6 +131,9 @@ int cmd_run(int argc, char **argv)
 		{"budget", required_argument, 0, 'b'},  {"loaders", required_argument, 0, 'l'},
 		{"policy", required_argument, 0, 'y'},  {"readahead", required_argument, 0, 'r'},
 		{"buffered", no_argument, 0, 'B'},      {"no-huge", no_argument, 0, 'H'},
+		{"preserve", required_argument, 0, 'R'}, {"attention-first", no_argument, 0, 'A'},
+		{"stream", required_argument, 0, 'W'},  {"no-lock", no_argument, 0, 'U'},
+		{"trace", required_argument, 0, 'X'},   {"stats-interval", required_argument, 0, 'i'},
 		{"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
 	};
 	int steps = 256, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), stop = FRT_BOS, quiet = 0;
@@ -130,6 +142,7 @@ int cmd_run(int argc, char **argv)
 	const char *budget_arg = NULL;
 	int *prompt = NULL, n_prompt = 0, o, rc = 1;
 	struct model_options mo = {0};
+	struct run_paging paging = {0};
 	mo.fp.retries = -1;
 	mo.fp.readahead = -1;
 	char err[1024] = "", *end;
@@ -229,6 +242,18 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'B': mo.fp.flags |= FP_OPEN_BUFFERED; break;
 		case 'H': mo.fp.flags |= FP_OPEN_NO_HUGE; break;
+		case 'R': paging.preserve = optarg; break;
+		case 'A': paging.attention_first = 1; break;
+		case 'W': paging.stream = optarg; break;
+		case 'U': mo.fp.flags |= FP_OPEN_NO_LOCK; break;
+		case 'X': mo.fp.trace_path = optarg; break;
+		case 'i':
+			if (parse_duration(optarg, &paging.stats_interval_ns) || !paging.stats_interval_ns) {
+				snprintf(err, sizeof err, "--stats-interval: '%s' is not a duration like 1s or 500ms",
+				         optarg);
+				goto usage_err;
+			}
+			break;
 		case 'h': run_usage(stdout); rc = 0; goto out;
 		default: run_usage(stderr); rc = 2; goto out;
 		}
@@ -258,7 +283,9 @@ int cmd_run(int argc, char **argv)
 			fprintf(stderr, "flexpage run: %s\n", fp_last_error());
 			goto out;
 		}
-		const uint64_t whole = fp_image_info(img)->logical_size;
+		/* a per cent is of the model's bytes, what a full load makes
+		 * resident, not of the padded logical layout */
+		const uint64_t whole = fp_image_info(img)->data_bytes;
 		fp_image_close(img);
 		if (parse_size(budget_arg, whole, &mo.fp.budget, "--budget", err, sizeof err))
 			goto usage_err;
@@ -267,8 +294,18 @@ int cmd_run(int argc, char **argv)
 			goto usage_err;
 		}
 	}
-	if (load == MODEL_LOAD_FLEXPAGE)
+	if (load != MODEL_LOAD_FLEXPAGE && (paging.preserve || mo.fp.trace_path ||
+	                                    paging.stats_interval_ns)) {
+		snprintf(err, sizeof err, "--preserve, --trace and --stats-interval apply to --load flexpage");
+		goto usage_err;
+	}
+	if (load == MODEL_LOAD_FLEXPAGE) {
 		fp_install_fault_reporter();
+		if (run_paging_plan(&paging, path, &mo.fp, err, sizeof err)) {
+			fprintf(stderr, "flexpage run: %s\n", err);
+			goto out;
+		}
+	}
 
 	struct model m;
 	if (model_open(&m, path, &mo, err, sizeof err)) {
@@ -287,8 +324,10 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 
-	struct printer pr = {quiet, 1};
+	struct printer pr = {quiet, 1, &paging};
 	struct frt_gen_stats st;
+	if (m.region)
+		run_paging_start(&paging, m.region);
 	const uint64_t t0 = now_ns();
 	if (frt_generate(rt, smp, prompt, n_prompt, max_seq, stop, print_token, &pr, &st, err,
 	                 sizeof err)) {
@@ -299,6 +338,7 @@ int cmd_run(int argc, char **argv)
 		rc = 0;
 	}
 	const double total = (double)(now_ns() - t0) / 1e9;
+	run_paging_stop(&paging);
 	if (!rc && !quiet) {
 		char a[32], b[32];
 		fprintf(stderr, "model: %s (%s, %s, %s), load %s, kernels %s, %d thread%s\n", path,
@@ -323,6 +363,7 @@ int cmd_run(int argc, char **argv)
 	frt_model_destroy(rt);
 	model_close(&m);
 out:
+	fp_plan_free(&paging.plan);
 	free(prompt);
 	return rc;
 usage_err:
