@@ -8,7 +8,7 @@
  * synthesized into the cache directory the first time.
  *
  * usage: decode [--model IMAGE] [--csv PATH] [--tokens N] [--shape NAME]
- *               [--quant TYPE] [--reps N]
+ *               [--quant TYPE]
  *   IMAGE defaults to $FLEXPAGE_CACHE (or ~/.cache/flexpage)/SHAPE-QUANT.img,
  *   PATH to bench/results/decode.csv.  Prints a Markdown table; asserts
  *   nothing. */
@@ -56,13 +56,20 @@ static double median(double *v, int n)
 struct reader {
 	const char *p;
 	size_t n;
+	int prefetch;
 	uint64_t sum;
 };
 
-__attribute__((target("avx2"))) static uint64_t read_avx2(const char *p, size_t n)
+/* Four independent sums of 32-byte loads; with prefetch, the kernels'
+ * non-temporal prefetch 4 KiB ahead, which some machines stream faster. */
+__attribute__((target("avx2"))) static uint64_t read_avx2(const char *p, size_t n, int prefetch)
 {
 	__m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
 	for (size_t i = 0; i + 128 <= n; i += 128) {
+		if (prefetch) {
+			_mm_prefetch(p + i + 4096, _MM_HINT_NTA);
+			_mm_prefetch(p + i + 4096 + 64, _MM_HINT_NTA);
+		}
 		a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(p + i)));
 		b = _mm256_add_epi64(b, _mm256_load_si256((const __m256i *)(p + i + 32)));
 		c = _mm256_add_epi64(c, _mm256_load_si256((const __m256i *)(p + i + 64)));
@@ -90,19 +97,20 @@ static uint64_t read_plain(const char *p, size_t n)
 static void *reader_main(void *arg)
 {
 	struct reader *r = arg;
-	r->sum = __builtin_cpu_supports("avx2") ? read_avx2(r->p, r->n) : read_plain(r->p, r->n);
+	r->sum = __builtin_cpu_supports("avx2") ? read_avx2(r->p, r->n, r->prefetch)
+	                                        : read_plain(r->p, r->n);
 	return NULL;
 }
 
 /* GB/s of one pass of nth threads over buf. */
-static double read_pass(const char *buf, size_t len, int nth)
+static double read_once(const char *buf, size_t len, int nth, int prefetch)
 {
 	pthread_t t[8];
 	struct reader r[8];
 	const size_t share = len / (size_t)nth & ~(size_t)127;
 	const double t0 = now_s();
 	for (int i = 0; i < nth; i++) {
-		r[i] = (struct reader){buf + (size_t)i * share, share, 0};
+		r[i] = (struct reader){buf + (size_t)i * share, share, prefetch, 0};
 		pthread_create(&t[i], NULL, reader_main, &r[i]);
 	}
 	for (int i = 0; i < nth; i++)
@@ -110,56 +118,64 @@ static double read_pass(const char *buf, size_t len, int nth)
 	return (double)share * nth / (now_s() - t0) / 1e9;
 }
 
-/* Median of reps passes over a buffer far larger than the caches. */
-static double bandwidth(int nth, int reps)
+/* The read bandwidth: the better of a plain pass and a prefetching one. */
+static double read_pass(const char *buf, size_t len, int nth)
 {
-	const size_t len = 1ull << 30;
+	const double a = read_once(buf, len, nth, 0), b = read_once(buf, len, nth, 1);
+	return a > b ? a : b;
+}
+
+/* A buffer far larger than the caches, for read passes. */
+static char *bw_buffer(size_t len)
+{
 	char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED)
-		return 0;
+		return NULL;
 	madvise(buf, len, MADV_HUGEPAGE);
 	memset(buf, 1, len);
-	read_pass(buf, len, nth); /* warm: first touches, TLB */
-	double v[16];
-	for (int i = 0; i < reps; i++)
-		v[i] = read_pass(buf, len, nth);
-	munmap(buf, len);
-	return median(v, reps);
+	return buf;
 }
 
 /* ------------------------------------------------------------------ */
 /* Decode                                                               */
 
+/* Medians over rounds; each round is a read pass by the same number of
+ * threads, then a few tokens, so that the ratio compares the two under the
+ * same conditions (this machine's bandwidth moves by 2x within seconds). */
 struct decode_result {
-	double tok_s, ms_token, best_tok_s;
+	double tok_s, ms_token, bw, ratio;
 };
 
-static struct decode_result decode(const struct model *m, int threads, int tokens)
+static struct decode_result decode(const struct model *m, int threads, int rounds, int per_round,
+                                   uint64_t bytes, const char *buf, size_t len)
 {
 	char err[512];
 	const int warm = 4;
-	const struct frt_options o = {threads, warm + tokens};
+	const struct frt_options o = {threads, warm + rounds * per_round};
 	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o, err, sizeof err);
-	struct decode_result r = {0, 0, 0};
+	struct decode_result r = {0, 0, 0, 0};
 	if (!rt) {
 		fprintf(stderr, "decode: %s\n", err);
 		return r;
 	}
-	double v[1024];
-	int token = FRT_BOS;
-	for (int pos = 0; pos < warm + tokens; pos++) {
+	double tok_s[64], bw[64], ratio[64];
+	int token = FRT_BOS, pos = 0;
+	for (; pos < warm; pos++)
+		token = frt_argmax(frt_forward(rt, token, pos), m->cfg.vocab_size);
+	read_pass(buf, len, threads);
+	for (int k = 0; k < rounds; k++) {
+		bw[k] = read_pass(buf, len, threads);
 		const double t0 = now_s();
-		const float *lg = frt_forward(rt, token, pos);
-		const double dt = now_s() - t0;
-		token = frt_argmax(lg, m->cfg.vocab_size);
-		if (pos >= warm)
-			v[pos - warm] = dt;
+		for (int i = 0; i < per_round; i++, pos++)
+			token = frt_argmax(frt_forward(rt, token, pos), m->cfg.vocab_size);
+		tok_s[k] = per_round / (now_s() - t0);
+		ratio[k] = (double)bytes * tok_s[k] / 1e9 / bw[k];
 	}
 	frt_model_destroy(rt);
-	const double med = median(v, tokens);
-	r.ms_token = med * 1e3;
-	r.tok_s = 1.0 / med;
-	r.best_tok_s = 1.0 / v[0];
+	r.tok_s = median(tok_s, rounds);
+	r.ms_token = 1e3 / r.tok_s;
+	r.bw = median(bw, rounds);
+	r.ratio = median(ratio, rounds);
 	return r;
 }
 
@@ -224,12 +240,12 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"model", required_argument, 0, 'm'}, {"csv", required_argument, 0, 'c'},
 		{"tokens", required_argument, 0, 'n'}, {"shape", required_argument, 0, 's'},
-		{"quant", required_argument, 0, 'q'},  {"reps", required_argument, 0, 'r'},
+		{"quant", required_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	const char *model_path = NULL, *csv = FLEXPAGE_BENCH_RESULTS "/decode.csv";
 	const char *shape_name = "tinyllama-1.1b", *quant = "q8_0";
-	int tokens = 32, reps = 5, o;
+	int tokens = 64, o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'm': model_path = optarg; break;
@@ -237,18 +253,15 @@ int main(int argc, char **argv)
 		case 'n': tokens = atoi(optarg); break;
 		case 's': shape_name = optarg; break;
 		case 'q': quant = optarg; break;
-		case 'r': reps = atoi(optarg); break;
 		default:
 			fprintf(o == 'h' ? stdout : stderr,
 			        "usage: decode [--model IMAGE] [--csv PATH] [--tokens N] [--shape NAME] "
-			        "[--quant TYPE] [--reps N]\n");
+			        "[--quant TYPE]\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
-	if (tokens < 1 || tokens > 1000)
-		tokens = 32;
-	if (reps < 1 || reps > 16)
-		reps = 5;
+	if (tokens < 4 || tokens > 256)
+		tokens = 64;
 	struct synth_shape shape;
 	char err[512], path[4096];
 	if (synth_parse_shape(shape_name, &shape, err, sizeof err)) {
@@ -287,44 +300,37 @@ int main(int argc, char **argv)
 	cpu_name(cpu, sizeof cpu);
 	const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
-	/* bandwidth before and after the decode runs: the machine is shared,
-	 * so the better of the two medians is the bound */
-	double bw[3];
-	bw[1] = bandwidth(1, reps);
-	bw[2] = bandwidth(2, reps);
-	struct decode_result d[3];
+	const size_t bw_len = 1ull << 30;
+	char *buf = bw_buffer(bw_len);
 	char err1[512];
 	const struct frt_options probe = {1, 1};
 	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &probe, err1, sizeof err1);
-	if (!rt) {
-		fprintf(stderr, "decode: %s\n", err1);
+	if (!rt || !buf) {
+		fprintf(stderr, "decode: %s\n", rt ? "out of memory" : err1);
 		model_close(&m);
 		return 1;
 	}
 	const uint64_t bytes = frt_model_bytes_per_token(rt);
 	frt_model_destroy(rt);
+	struct decode_result d[3];
+	const int per_round = 4, rounds = (tokens + per_round - 1) / per_round;
 	for (int t = 1; t <= 2; t++)
-		d[t] = decode(&m, t, tokens);
-	const double bw1b = bandwidth(1, reps), bw2b = bandwidth(2, reps);
-	if (bw1b > bw[1])
-		bw[1] = bw1b;
-	if (bw2b > bw[2])
-		bw[2] = bw2b;
+		d[t] = decode(&m, t, rounds, per_round, bytes, buf, bw_len);
+	munmap(buf, bw_len);
 
 	printf("\n### Decode, %s %s fully resident (%.2f GB of weights per token)\n\n", shape_name,
 	       quant, (double)bytes / 1e9);
-	printf("CPU: %s, %ld CPUs online, kernels %s; %d tokens after 4 of warm-up, median\n\n", cpu,
-	       ncpu, fk_isa_name(fk_get_isa()), tokens);
-	printf("| threads | tokens/s | ms/token | weights GB/s | read bandwidth GB/s, same threads "
-	       "| of that bandwidth | of 2-thread bandwidth |\n");
-	printf("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-	for (int t = 1; t <= 2; t++) {
-		const double gbs = (double)bytes * d[t].tok_s / 1e9;
-		printf("| %d | %.2f | %.1f | %.1f | %.1f | %.0f%% | %.0f%% |\n", t, d[t].tok_s,
-		       d[t].ms_token, gbs, bw[t], 100 * gbs / bw[t], 100 * gbs / bw[2]);
-	}
-	printf("\n(read bandwidth: median of %d passes over 1 GiB by t threads, the better of the "
-	       "measurements before and after decoding)\n", reps);
+	printf("CPU: %s, %ld CPUs online, kernels %s; %d rounds of (a read pass over 1 GiB, then %d "
+	       "tokens) after 4 tokens of warm-up; medians\n\n", cpu, ncpu, fk_isa_name(fk_get_isa()),
+	       rounds, per_round);
+	printf("| threads | tokens/s | ms/token | weights GB/s | read bandwidth GB/s | of bandwidth |\n");
+	printf("| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+	for (int t = 1; t <= 2; t++)
+		printf("| %d | %.2f | %.1f | %.1f | %.1f | %.0f%% |\n", t, d[t].tok_s, d[t].ms_token,
+		       (double)bytes * d[t].tok_s / 1e9, d[t].bw, 100 * d[t].ratio);
+	printf("\n(read bandwidth: the better of a plain and a prefetching streaming read by the same "
+	       "number of threads; of bandwidth: weight bytes per token x tokens/s / read bandwidth, "
+	       "per round)\n");
 
 	mkdirs(csv);
 	FILE *f = fopen(csv, "w");
@@ -332,13 +338,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "decode: %s: %s\n", csv, strerror(errno));
 	} else {
 		fprintf(f, "shape,quant,kernels,threads,tokens,bytes_per_token,tokens_per_s,ms_per_token,"
-		           "weights_gb_s,bandwidth_gb_s,bandwidth_2t_gb_s,fraction_of_bandwidth,cpu\n");
-		for (int t = 1; t <= 2; t++) {
-			const double gbs = (double)bytes * d[t].tok_s / 1e9;
-			fprintf(f, "%s,%s,%s,%d,%d,%llu,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,\"%s\"\n", shape_name,
-			        quant, fk_isa_name(fk_get_isa()), t, tokens, (unsigned long long)bytes,
-			        d[t].tok_s, d[t].ms_token, gbs, bw[t], bw[2], gbs / bw[t], cpu);
-		}
+		           "weights_gb_s,bandwidth_gb_s,fraction_of_bandwidth,cpu\n");
+		for (int t = 1; t <= 2; t++)
+			fprintf(f, "%s,%s,%s,%d,%d,%llu,%.3f,%.3f,%.3f,%.3f,%.4f,\"%s\"\n", shape_name, quant,
+			        fk_isa_name(fk_get_isa()), t, rounds * per_round, (unsigned long long)bytes,
+			        d[t].tok_s, d[t].ms_token, (double)bytes * d[t].tok_s / 1e9, d[t].bw,
+			        d[t].ratio, cpu);
 		fclose(f);
 		fprintf(stderr, "wrote %s\n", csv);
 	}

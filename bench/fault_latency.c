@@ -289,6 +289,7 @@ static double zstd_rate[MAX_LIST];   /* GB/s per O.chunks[i] */
 static double zstd_ratio[MAX_LIST];
 static double zstd_psi[MAX_LIST];
 static long ncpu;
+static int whatif_moot;      /* the library already does what the what-if does */
 static int drops_failed;
 
 static void drop(void)
@@ -771,6 +772,18 @@ static void host_cold_row(void)
 
 /* ---- the report ------------------------------------------------------ */
 
+/* The overhead goal at p50; the p50s come from histograms too coarse to
+ * resolve 60 µs, so say so when the exact mean disagrees. */
+static const char *overhead_verdict(const struct row *r)
+{
+	if (isnan(r->over_p50_2m))
+		return "–";
+	int p50 = r->over_p50_2m < GOAL_OVERHEAD_US, mean = r->over_mean_2m < GOAL_OVERHEAD_US;
+	if (isnan(r->over_mean_2m) || p50 == mean)
+		return p50 ? "PASS" : "MISS";
+	return p50 ? "PASS (mean: MISS)" : "MISS (mean: PASS)";
+}
+
 /* Markdown cells: "| value " each; end_row closes the line. */
 static void c_s(FILE *f, const char *v)
 {
@@ -946,8 +959,7 @@ static void write_markdown(FILE *f, const char *machine, const char *started, do
 			c_f(f, r->over_p50_2m, 0);
 			c_f(f, r->over_mean, 0);
 			c_f(f, r->over_mean_2m, 0);
-			c_s(f, isnan(r->over_p50_2m) ? "–"
-			       : r->over_p50_2m < GOAL_OVERHEAD_US ? "PASS" : "MISS");
+			c_s(f, overhead_verdict(r));
 			c_p(f, r->thp_frac);
 			c_p(f, r->psi_cpu);
 			c_s(f, r->note);
@@ -960,8 +972,9 @@ static void write_markdown(FILE *f, const char *machine, const char *started, do
 		any_sweep |= rows[i].sec == SEC_SWEEP;
 	if (any_sweep) {
 		fprintf(f, "\n## Loaders × read-ahead, raw 2 MiB chunks, default install\n\n");
-		fprintf(f, "Cold sequential scan.  As is (huge pages split) only read-ahead 0, 4 and "
-		           "16 unless --sweep-readahead is given.  Latencies in µs.\n\n");
+		fprintf(f, "Cold sequential scan.  Latencies in µs.%s\n\n",
+		        O.whatif && !O.sweep_ra_given
+		            ? "  As is only read-ahead 0, 4 and 16, next to the what-if rows." : "");
 		fprintf(f, "| install | loaders | read-ahead | GB/s | × O_DIRECT | × paired | fault p50 "
 		           "| fault p99 "
 		           "| read p50 | install p50 | faults | loads demand + ahead | huge-mapped "
@@ -994,9 +1007,10 @@ static void write_markdown(FILE *f, const char *machine, const char *started, do
 		fprintf(f, "\n## Host memory: warm vs cold\n\n");
 		fprintf(f, "Every table above is host-warm: a reserve of touched memory is freed just "
 		           "before each measurement, so fresh pages come from memory the host still "
-		           "backs.  Host-cold repeats wait %d s first, until the VM has reported the "
-		           "free memory to the host (virtio free page reporting), as on an idle VM "
-		           "loading a model.  GB/s for scans; µs per touch for random access.\n\n",
+		           "backs.  Host-cold repeats keep the reserve and wait %d s, so they get memory "
+		           "that has been free for long and that the VM has reported to the host "
+		           "(virtio free page reporting), as on an idle VM loading a model.  GB/s for "
+		           "scans; µs per touch for random access.\n\n",
 		        FL_REPORT_WAIT_S);
 		fprintf(f, "| measurement | configuration | warm GB/s | cold GB/s | cold / warm "
 		           "| warm touch p50 | cold touch p50 | warm read p50 | cold read p50 "
@@ -1072,12 +1086,16 @@ static void write_markdown(FILE *f, const char *machine, const char *started, do
 			           "at p50, raw 2 MiB chunks, random access | %s | %.0f µs (from means: "
 			           "%.0f µs) | %s |\n",
 			        GOAL_OVERHEAD_US, who, rnd2->over_p50_2m, rnd2->over_mean_2m,
-			        rnd2->over_p50_2m < GOAL_OVERHEAD_US ? "PASS" : "MISS");
+			        overhead_verdict(rnd2));
 		any_goal |= seq2 || rnd2;
 	}
 	if (!any_goal)
 		fprintf(f, "| (raw 2 MiB chunks were not measured) | – | – | – |\n");
-	fprintf(f, "\n\\* what-if: the benchmark calls madvise(MADV_HUGEPAGE) on the region after "
+	if (whatif_moot)
+		fprintf(f, "\nlibflexpage already marks a region that takes huge pages "
+		           "MADV_HUGEPAGE, so this run has no what-if rows.\n");
+	else
+		fprintf(f, "\n\\* what-if: the benchmark calls madvise(MADV_HUGEPAGE) on the region after "
 	           "fp_open, replacing libflexpage's MADV_NOHUGEPAGE, so that UFFDIO_MOVE can hand "
 	           "over whole 2 MiB pages.  Not what libflexpage does today; it shows what the fix "
 	           "would give.  huge-mapped: share of the region's resident bytes mapped as huge "
@@ -1211,6 +1229,19 @@ int main(int argc, char **argv)
 	char bound_path[4096];
 	image_path(bound_path, sizeof bound_path, 2u << 20, FP_CODEC_RAW);
 	write_image(bound_path, 2u << 20, FP_CODEC_RAW);
+	if (O.whatif) {
+		/* The what-if is moot once libflexpage makes the region
+		 * THP-eligible itself. */
+		fp_region *reg = fp_open(bound_path, NULL);
+		if (!reg)
+			fl_die("%s", fp_last_error());
+		if (fl_vma_hugepage(fp_region_base(reg)) == 1) {
+			O.whatif = 0;
+			whatif_moot = 1;
+			fl_note("libflexpage already marks the region MADV_HUGEPAGE: no what-if runs");
+		}
+		fp_close(reg);
+	}
 	measure_bounds(bound_path);
 
 	/* Every chunk size and codec: sequential, then random access. */

@@ -510,6 +510,31 @@ int fl_thp_bytes(const void *addr, uint64_t len, uint64_t *thp, uint64_t *rss)
 	return 0;
 }
 
+int fl_vma_hugepage(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	uintptr_t a = (uintptr_t)addr;
+	char line[512];
+	int in = 0, rc = -1;
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		char dash;
+		if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-' &&
+		    strchr(line, ' ') > strchr(line, '-')) {
+			in = a >= lo && a < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			rc = strstr(line, " hg") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
 uint64_t fl_cpu_pressure_us(void)
 {
 	FILE *f = fopen("/proc/pressure/cpu", "r");

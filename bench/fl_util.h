@@ -80,6 +80,10 @@ uint64_t fl_scan(const uint8_t *base, const uint64_t *off, const uint64_t *len, 
  * bytes (Rss); -1 if smaps cannot be read. */
 int fl_thp_bytes(const void *addr, uint64_t len, uint64_t *thp, uint64_t *rss);
 
+/* 1 if the VMA holding addr has VM_HUGEPAGE (madvise(MADV_HUGEPAGE): "hg"
+ * in /proc/self/smaps VmFlags), 0 if not, -1 if unknown. */
+int fl_vma_hugepage(const void *addr);
+
 /* /proc/pressure/cpu "some" total: microseconds during which some runnable
  * task waited for a CPU; 0 if unavailable. */
 uint64_t fl_cpu_pressure_us(void);

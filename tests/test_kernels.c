@@ -561,6 +561,44 @@ Test(matvec, batch_equals_single_products, .init = find_isas)
 	free_mat(&d);
 }
 
+/* Many jobs on many threads: every row of every job is written once and
+ * right, whoever steals which grain (more jobs and threads than the
+ * on-stack tables hold). */
+Test(matvec, many_jobs_many_threads, .init = find_isas)
+{
+	enum { JOBS = 11 };
+	struct mat m[JOBS];
+	float *want[JOBS], *got[JOBS];
+	struct fk_matvec jobs[JOBS];
+	fk_set_isa(isas[n_isas - 1]);
+	for (int i = 0; i < JOBS; i++) {
+		const int type = i % 3 == 0 ? FK_F32 : i % 3 == 1 ? FK_Q8_0 : FK_Q4_0;
+		m[i] = make_mat(type, 64 * (1 + i % 4), 300 + 37 * i);
+		want[i] = malloc(sizeof(float) * (size_t)m[i].n_out);
+		got[i] = malloc(sizeof(float) * (size_t)m[i].n_out);
+		fk_matvec(NULL, want[i], m[i].w, type, m[i].x, m[i].n_in, m[i].n_out);
+		jobs[i] = (struct fk_matvec){ type, m[i].w, m[i].x, got[i], m[i].n_in, m[i].n_out };
+	}
+	const int threads[] = { 2, 5, 19 };
+	for (int t = 0; t < 3; t++) {
+		fk_pool *p = fk_pool_create(threads[t]);
+		for (int round = 0; round < 20; round++) {
+			for (int i = 0; i < JOBS; i++)
+				memset(got[i], 0xff, sizeof(float) * (size_t)m[i].n_out);
+			fk_matvec_batch(p, jobs, JOBS);
+			for (int i = 0; i < JOBS; i++)
+				cr_assert(!memcmp(got[i], want[i], sizeof(float) * (size_t)m[i].n_out),
+				          "%d threads, round %d: job %d differs", threads[t], round, i);
+		}
+		fk_pool_destroy(p);
+	}
+	for (int i = 0; i < JOBS; i++) {
+		free(want[i]);
+		free(got[i]);
+		free_mat(&m[i]);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Vector operations                                                    */
 

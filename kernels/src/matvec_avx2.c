@@ -1,9 +1,7 @@
 /* AVX2 + FMA + F16C kernels (this file alone is built with those flags;
  * dispatch.c calls it only on a CPU that has them).  Each reproduces the
  * canonical arithmetic of matvec_scalar.c exactly: lanes 0-7 of the first
- * accumulator are sums 0-7, the second's are sums 8-15.  Two rows at a
- * time give the FMA chains independent work without changing any row's
- * order of operations. */
+ * accumulator are sums 0-7, the second's are sums 8-15. */
 #include "internal.h"
 
 #include <immintrin.h>
@@ -33,6 +31,7 @@ static float dot_f32(const float *w, const float *x, int n)
 	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
 	int j = 0;
 	for (; j + 16 <= n; j += 16) {
+		_mm_prefetch((const char *)(w + j) + 4096, _MM_HINT_NTA);
 		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a0);
 		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
 	}
@@ -87,42 +86,26 @@ static inline __m256 block_q4(const fk_block_q4_0 *blk, const struct fk_xq *x, i
 }
 
 /* One function body per block type, for one row or two at once. */
-#ifndef FK_PF
-#define FK_PF 1024
-#endif
-#define PREFETCH(p) _mm_prefetch((const char *)(p) + FK_PF, _MM_HINT_T0)
+/* Rows are read one after the other: one stream per thread, which the
+ * hardware prefetchers follow best (two interleaved rows measured 30%
+ * slower from DRAM).  The software prefetch runs 4 KiB ahead, across the
+ * page boundaries where hardware prefetchers stop, with the non-temporal
+ * hint: a weight is read once per token, and keeping it out of the outer
+ * caches measured 10-25% faster than prefetching into them. */
+#define PREFETCH_AHEAD 4096
+#define PREFETCH(p) _mm_prefetch((const char *)(p) + PREFETCH_AHEAD, _MM_HINT_NTA)
 
 #define ROWS_Q(NAME, BLOCK, STEP)                                              \
 static void NAME(const BLOCK *w, const struct fk_xq *x, float *y,             \
                  int n_in, int r0, int r1)                                    \
 {                                                                              \
 	const int nb = n_in / FK_QK;                                           \
-	int r = r0;                                                            \
-	for (; r + 2 <= r1; r += 2) {                                          \
-		const BLOCK *p = w + (size_t)r * nb, *q = p + nb;              \
-		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();     \
-		__m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();     \
-		int b = 0;                                                     \
-		for (; b + 2 <= nb; b += 2) {                                  \
-			PREFETCH(p + b);                                       \
-			PREFETCH(q + b);                                       \
-			a0 = STEP(p + b, x, b, a0);                            \
-			c0 = STEP(q + b, x, b, c0);                            \
-			a1 = STEP(p + b + 1, x, b + 1, a1);                    \
-			c1 = STEP(q + b + 1, x, b + 1, c1);                    \
-		}                                                              \
-		if (b < nb) {                                                  \
-			a0 = STEP(p + b, x, b, a0);                            \
-			c0 = STEP(q + b, x, b, c0);                            \
-		}                                                              \
-		y[r] = reduce(a0, a1);                                         \
-		y[r + 1] = reduce(c0, c1);                                     \
-	}                                                                      \
-	for (; r < r1; r++) {                                                  \
+	for (int r = r0; r < r1; r++) {                                        \
 		const BLOCK *p = w + (size_t)r * nb;                           \
 		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();     \
 		int b = 0;                                                     \
 		for (; b + 2 <= nb; b += 2) {                                  \
+			PREFETCH(p + b);                                       \
 			a0 = STEP(p + b, x, b, a0);                            \
 			a1 = STEP(p + b + 1, x, b + 1, a1);                    \
 		}                                                              \

@@ -20,8 +20,10 @@ static float dot_f32(const float *w, const float *x, int n)
 {
 	__m512 acc = _mm512_setzero_ps();
 	int j = 0;
-	for (; j + 16 <= n; j += 16)
+	for (; j + 16 <= n; j += 16) {
+		_mm_prefetch((const char *)(w + j) + 4096, _MM_HINT_NTA);
 		acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(x + j), acc);
+	}
 	if (j < n) {
 		/* merge masking leaves the lanes past the row untouched */
 		const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
@@ -102,40 +104,23 @@ static inline __m512 last_q4(const fk_block_q4_0 *blk, const struct fk_xq *x, in
 	return _mm512_mask3_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_zextsi256_si512(p)), acc, 0x00ff);
 }
 
-#ifndef FK_PF
-#define FK_PF 1024
-#endif
-#define PREFETCH(p) _mm_prefetch((const char *)(p) + FK_PF, _MM_HINT_T0)
+/* One row after the other, prefetching 4 KiB ahead: see matvec_avx2.c. */
+#define PREFETCH_AHEAD 4096
+#define PREFETCH(p) _mm_prefetch((const char *)(p) + PREFETCH_AHEAD, _MM_HINT_NTA)
 
 #define ROWS_Q(NAME, BLOCK, PAIR, LAST)                                        \
 static void NAME(const BLOCK *w, const struct fk_xq *x, float *y,             \
                  int n_in, int r0, int r1)                                    \
 {                                                                              \
 	const int nb = n_in / FK_QK;                                           \
-	int r = r0;                                                            \
-	for (; r + 2 <= r1; r += 2) {                                          \
-		const BLOCK *p = w + (size_t)r * nb, *q = p + nb;              \
-		__m512 a = _mm512_setzero_ps(), c = _mm512_setzero_ps();       \
-		int b = 0;                                                     \
-		for (; b + 2 <= nb; b += 2) {                                  \
-			PREFETCH(p + b);                                       \
-			PREFETCH(q + b);                                       \
-			a = PAIR(p + b, x, b, a);                              \
-			c = PAIR(q + b, x, b, c);                              \
-		}                                                              \
-		if (b < nb) {                                                  \
-			a = LAST(p + b, x, b, a);                              \
-			c = LAST(q + b, x, b, c);                              \
-		}                                                              \
-		y[r] = reduce(a);                                              \
-		y[r + 1] = reduce(c);                                          \
-	}                                                                      \
-	for (; r < r1; r++) {                                                  \
+	for (int r = r0; r < r1; r++) {                                        \
 		const BLOCK *p = w + (size_t)r * nb;                           \
 		__m512 a = _mm512_setzero_ps();                                \
 		int b = 0;                                                     \
-		for (; b + 2 <= nb; b += 2)                                    \
+		for (; b + 2 <= nb; b += 2) {                                  \
+			PREFETCH(p + b);                                       \
 			a = PAIR(p + b, x, b, a);                              \
+		}                                                              \
 		if (b < nb)                                                    \
 			a = LAST(p + b, x, b, a);                              \
 		y[r] = reduce(a);                                              \

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <flexkern/kernels.h>
@@ -49,6 +50,24 @@ static void run_usage(FILE *f)
 	        "  --no-lock           for --preserve: do not mlock preserved chunks\n"
 	        "  --trace FILE        for flexpage: record an event trace (flexpage trace, sim)\n"
 	        "  --stats-interval T  for flexpage: a line of statistics every T (1s, 500ms)\n");
+}
+
+/* What this process read from storage and how often it waited on a page,
+ * whatever the load: the same numbers for mmap, resident and flexpage. */
+static void report_io(FILE *f)
+{
+	unsigned long long read_bytes = 0;
+	char line[128];
+	FILE *io = fopen("/proc/self/io", "r");
+	while (io && fgets(line, sizeof line, io))
+		if (sscanf(line, "read_bytes: %llu", &read_bytes) == 1)
+			break;
+	if (io)
+		fclose(io);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	fprintf(f, "io: %.1f MiB read from storage, %ld major faults, peak RSS %.1f MiB\n",
+	        (double)read_bytes / (1 << 20), ru.ru_majflt, (double)ru.ru_maxrss / 1024);
 }
 
 struct printer {
@@ -352,6 +371,7 @@ int cmd_run(int argc, char **argv)
 			        (st.tokens - 1) / ((double)st.rest_ns / 1e9),
 			        fmt_bytes(frt_model_bytes_per_token(rt), b, sizeof b));
 		fprintf(stderr, "total: %d tokens in %.3f s\n", st.tokens, total);
+		report_io(stderr);
 		if (m.region) {
 			struct fp_stats ps;
 			fp_get_stats(m.region, &ps);

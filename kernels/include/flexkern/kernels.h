@@ -138,7 +138,8 @@ void fk_rope(float *x, int n_heads, int head_size, int pos, float theta);
 void fk_silu(float *x, int n);
 /* gate = silu(gate) * up. */
 void fk_swiglu(float *gate, const float *up, int n);
-/* Sum of a[i] * b[i], accumulated in order in float. */
+/* Sum of a[i] * b[i] in float: eight running sums (i % 8), then folded
+ * pairwise; the same result on every CPU. */
 float fk_dot_f32(const float *a, const float *b, int n);
 /* y += a * x. */
 void fk_axpy(float *y, float a, const float *x, int n);
