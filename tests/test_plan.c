@@ -188,3 +188,78 @@ Test(plan, whole_model_budget_takes_no_faults_after_the_first_pass, .timeout = 6
 	unlink(path);
 	free(ref);
 }
+
+/* A loop that reads the chunks in a fixed order that is not the file's,
+ * every "token", under a budget a third of the model: after the first
+ * token the predictor knows the order, and nearly every chunk the loop
+ * reaches is already staged (its fault only installs it). */
+Test(streaming, predictor_learns_a_permuted_order_and_stages_ahead, .timeout = 120)
+{
+	const uint32_t chunk = 2u << 20, n = 24;
+	const size_t len = (size_t)n * chunk;
+	uint8_t *ref = ru_data(len, 52);
+	char path[512], tpath[512];
+	snprintf(path, sizeof path, "%s/perm.img", ru_tmpdir());
+	snprintf(tpath, sizeof tpath, "%s/perm.trace", ru_tmpdir());
+	ru_write_image(path, ref, len, chunk, FP_CODEC_RAW);
+	uint32_t order[24];
+	for (uint32_t i = 0; i < n; i++)
+		order[i] = (i * 7 + 3) % n; /* a permutation: 7 and 24 are coprime */
+	struct fp_options o = ru_options(8ull * chunk);
+	o.trace_path = tpath;
+	fp_region *r = fp_open(path, &o);
+	cr_assert_not_null(r, "%s", fp_last_error());
+	const uint8_t *base = fp_tensor(r, "data", NULL);
+	int bad = 0;
+	for (int token = 0; token < 6; token++) {
+		fp_trace_mark(r, FP_MARK_TOKEN, (uint64_t)token);
+		for (uint32_t i = 0; i < n; i++) {
+			size_t off = (size_t)order[i] * chunk;
+			bad += memcmp(base + off, ref + off, chunk) != 0;
+		}
+	}
+	struct fp_stats s;
+	fp_get_stats(r, &s);
+	fp_close(r);
+	cr_expect_eq(bad, 0);
+	cr_expect_gt(s.staged_installs, 0);
+
+	/* From the third token on, count what the faults found. */
+	fp_trace *t = fp_trace_open(tpath);
+	cr_assert_not_null(t, "%s", fp_last_error());
+	uint64_t marks = 0, staged = 0, other = 0;
+	for (uint64_t i = 0; i < fp_trace_count(t); i++) {
+		const struct fp_trace_event *e = &fp_trace_events(t)[i];
+		if (e->type == FP_EV_MARK)
+			marks++;
+		else if (e->type == FP_EV_FAULT && marks >= 3 && e->flags != 8)
+			*(e->flags == 5 ? &staged : &other) += 1;
+	}
+	fp_trace_close(t);
+	cr_expect_geq(staged, 4 * (staged + other) / 5,
+	              "from token 3 on, %llu faults found the chunk staged, %llu did not",
+	              (unsigned long long)staged, (unsigned long long)other);
+	unlink(tpath);
+	unlink(path);
+	free(ref);
+}
+
+Test(streaming, whole_image_budget_stages_nothing, .timeout = 60)
+{
+	const uint32_t chunk = 2u << 20, n = 8;
+	uint8_t *ref = ru_data((size_t)n * chunk, 53);
+	char path[512];
+	snprintf(path, sizeof path, "%s/nostage.img", ru_tmpdir());
+	ru_write_image(path, ref, (size_t)n * chunk, chunk, FP_CODEC_RAW);
+	struct fp_options o = ru_options(0);
+	fp_region *r = fp_open(path, &o);
+	cr_assert_not_null(r, "%s", fp_last_error());
+	cr_assert_eq(memcmp(fp_tensor(r, "data", NULL), ref, (size_t)n * chunk), 0);
+	struct fp_stats s;
+	fp_get_stats(r, &s);
+	cr_expect_eq(s.staged_installs, 0);
+	cr_expect_eq(s.staged_dropped, 0);
+	fp_close(r);
+	unlink(path);
+	free(ref);
+}

@@ -2,27 +2,6 @@
  * keep read-ahead going, and answer faults that need no load. */
 #include "internal.h"
 
-/* Queue read-ahead loads for the chunks after c.  The depth never exceeds
- * half the budget, so read-ahead cannot push out the chunk in use. */
-static void read_ahead(fp_region *r, uint32_t c, uint64_t now)
-{
-	struct fp_settings *s = rcu_dereference(r->settings);
-	uint64_t budget_chunks = s->budget / r->chunk_size;
-	int64_t depth = r->opt.readahead;
-	if (depth > (int64_t)budget_chunks / 2 - 1)
-		depth = (int64_t)budget_chunks / 2 - 1;
-	for (int64_t k = 1; k <= depth && c + k < r->n_chunks; k++) {
-		uint32_t d = (uint32_t)(c + k);
-		uint32_t expect = CHUNK_EMPTY;
-		if (!r->page_len[d])
-			continue;
-		if (atomic_compare_exchange_strong(&r->state[d], &expect, CHUNK_LOADING)) {
-			atomic_store(&r->queued_ns[d], now);
-			fp_queue_push(&r->queue, d, 0);
-		}
-	}
-}
-
 /* Set DEMANDED on chunk c (state *s).  The fault time is published first,
  * so the loader that clears DEMANDED always finds it. */
 static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
@@ -81,6 +60,11 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 			if ((s & CHUNK_STATE_MASK) == CHUNK_LOADING)
 				fp_queue_push(&r->queue, c, 1);
 			break;
+		case CHUNK_STAGED:
+			/* Read-ahead had it ready: install it now.  This fault is
+			 * the loop telling where it is. */
+			fp_stage_fault(r, c);
+			break;
 		case CHUNK_RESIDENT:
 			/* The install raced this message; it is still an access,
 			 * which the policy hears of as the simulator's hits. */
@@ -94,5 +78,5 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		}
 		break;
 	}
-	read_ahead(r, c, now);
+	fp_predict(r, c, now);
 }

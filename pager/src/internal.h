@@ -24,13 +24,16 @@
  *   LOADING -> RESIDENT       a loader installed it
  *   LOADING -> EMPTY          a read-ahead load abandoned (no one waiting)
  *   LOADING -> POISONED       the load failed for good
- *   RESIDENT -> EVICTING -> EMPTY, or -> LOADING when DEMANDED meanwhile */
+ *   RESIDENT -> EVICTING -> EMPTY, or -> LOADING when DEMANDED meanwhile
+ *   LOADING -> STAGED         read-ahead in streaming mode (stage.c)
+ *   STAGED -> LOADING         a fault installs it, or a misprediction drops it */
 enum chunk_state {
 	CHUNK_EMPTY = 0,
 	CHUNK_LOADING = 1,
 	CHUNK_RESIDENT = 2,
 	CHUNK_EVICTING = 3,
 	CHUNK_POISONED = 4,
+	CHUNK_STAGED = 5,        /* loaded ahead into a buffer, not installed */
 };
 #define CHUNK_STATE_MASK 7u
 #define CHUNK_DEMANDED 8u        /* a thread waits on this chunk */
@@ -46,7 +49,8 @@ struct fp_settings {
 
 struct fp_counters {
 	atomic_uint_fast64_t faults, demand_loads, prefetch_loads, evictions, retries,
-	    poisoned, huge_installs, small_installs, bytes_read, bytes_decompressed,
+	    poisoned, huge_installs, small_installs, staged_installs, staged_dropped,
+	    bytes_read, bytes_decompressed,
 	    bytes_installed;
 	atomic_uint_fast64_t peak_resident;
 	atomic_uint_fast64_t hist[FP_NSTAGES][FP_HIST_BUCKETS];
@@ -85,6 +89,17 @@ struct fp_region {
 	struct fp_counters stats;
 	struct fp_tracer *tracer;    /* NULL: no trace */
 
+	/* Streaming: read-ahead stages chunks; the loop's faults install them,
+	 * which tells the pager where the loop is (stage.c). */
+	_Atomic int stage_ahead;
+	uint8_t **staged_buf;        /* per chunk: the buffer a STAGED chunk is in */
+	uint8_t *staged_in_pool;     /* per chunk: that buffer is a pool slot */
+	uint32_t *staged_list, n_staged; /* under res_lock */
+	uint32_t *next_of;           /* per chunk: the chunk that faulted after it */
+	uint32_t *window_mark;       /* per chunk: last fault sequence that predicted it */
+	uint32_t last_fault, fault_seq; /* handler only */
+	uint64_t data_bytes;         /* sum of page_len: more budget than this streams nothing */
+
 	uint8_t *preserve;           /* per chunk, or NULL */
 	uint64_t lock_quota;
 	uint64_t preserved_bytes, locked_bytes; /* under res_lock */
@@ -115,6 +130,22 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid);
 /* loader.c */
 int fp_loaders_start(fp_region *r);
 void fp_loaders_stop(fp_region *r);
+
+/* loader.c: install chunk c from buf; 1 if pages were moved out of buf. */
+int fp_install(fp_region *r, uint32_t c, int demand, uint8_t *buf);
+
+/* stage.c: staging, the position signal and the predictor. */
+int fp_stage_init(fp_region *r);
+void fp_stage_free(fp_region *r);
+/* A loader staged chunk c in buf; 0 if a fault got there first (then the
+ * caller installs it as a demand load). */
+int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
+/* The handler: a fault on STAGED chunk c installs it at once. */
+void fp_stage_fault(fp_region *r, uint32_t c);
+/* The handler: after a fault on c, learn the order and load ahead. */
+void fp_predict(fp_region *r, uint32_t c, uint64_t now);
+/* Streaming is on when the budget holds less than the whole image. */
+void fp_stage_update(fp_region *r, uint64_t budget);
 
 /* residency.c */
 /* Make room for bytes more; evicts per the policy.  A read-ahead load

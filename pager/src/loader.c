@@ -106,9 +106,8 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 /* Install chunk c from buf; returns 1 if its pages were moved out of buf.
  * Counters are raised before the ioctl: the install wakes the waiting
  * threads, and what they read next (fp_get_stats) must include it. */
-static int install(struct loader *L, uint32_t c, int demand, uint8_t *buf)
+int fp_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
 {
-	fp_region *r = L->r;
 	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
 	size_t len = r->page_len[c], moved = 0;
 	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
@@ -149,19 +148,27 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	char why[400];
 	uint64_t read_ns = 0, decode_ns = 0, wait_ns = popped_ns - atomic_load(&r->queued_ns[c]);
 	fp_stat_latency(r, FP_STAGE_WAIT, wait_ns);
-	/* A full chunk goes through a pooled huge page when there is one. */
+	/* A full chunk goes through a pooled huge page when there is one.  A
+	 * read-ahead load in streaming mode stops short of installing: it is
+	 * staged, and the loop's fault installs it (fp_stage_fault). */
+	int preserved = r->preserve && r->preserve[c];
 	uint8_t *slot = r->page_len[c] == r->chunk_size && atomic_load(&r->huge_ok)
 	                    ? fp_pool_take_full(&r->pool) : NULL;
-	uint8_t *buf = slot ? slot : L->stage;
+	int staging = !(atomic_load(&r->state[c]) & CHUNK_DEMANDED) && !preserved &&
+	              atomic_load(&r->stage_ahead) && (slot || r->page_len[c] < r->chunk_size ||
+	                                               !atomic_load(&r->huge_ok));
+	uint8_t *own = staging && !slot ? aligned_alloc(4096, r->chunk_size) : NULL;
+	staging &= slot || own;
+	uint8_t *buf = slot ? slot : own ? own : L->stage;
 	if (fetch(L, c, buf, why, sizeof why, &read_ns, &decode_ns)) {
 		if (slot)
 			fp_pool_put(&r->pool, slot, 1);
+		free(own);
 		fp_poison_chunk(r, c, why);
 		return;
 	}
 	uint64_t bytes = r->page_len[c];
 	int demand = !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
-	int preserved = r->preserve && r->preserve[c];
 	if (fp_reserve(r, c, bytes, !demand && !preserved) == 1) {
 		/* No room without pushing out what is in use, and no one waits:
 		 * drop the read-ahead, unless a fault arrived meanwhile. */
@@ -169,24 +176,31 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY)) {
 			if (slot)
 				fp_pool_put(&r->pool, slot, 1);
+			free(own);
 			return;
 		}
 		demand = 1;
 		fp_reserve(r, c, bytes, 0);
 	}
+	if (staging && fp_stage_put(r, c, buf, slot != NULL)) {
+		fp_trace_event(r, 0, FP_EV_STAGE, 0, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
+		               clamp32(wait_ns) << 32);
+		return;
+	}
 	demand |= !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
 	uint64_t t0 = fp_now_ns();
-	int moved = install(L, c, demand, buf);
+	int moved = fp_install(r, c, demand, buf);
 	if (slot)
 		fp_pool_put(&r->pool, slot, !moved);
+	free(own);
 	uint64_t t1 = fp_now_ns();
 	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
 	fp_mark_resident(r, c, demand);
 	uint64_t fault = atomic_exchange(&r->fault_ns[c], 0);
 	if (fault && fault <= t1) {
 		fp_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
-		uint64_t own = read_ns + decode_ns;
-		fp_stat_latency(r, FP_STAGE_OVERHEAD, t1 - fault > own ? t1 - fault - own : 0);
+		uint64_t work = read_ns + decode_ns;
+		fp_stat_latency(r, FP_STAGE_OVERHEAD, t1 - fault > work ? t1 - fault - work : 0);
 	}
 	fp_trace_event(r, t1, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);

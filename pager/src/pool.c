@@ -144,6 +144,8 @@ uint8_t *fp_pool_take_empty(struct fp_pool *p)
 
 void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full)
 {
+	if (!p->base)
+		return; /* destroyed: its slots went with it */
 	uint32_t i = (uint32_t)((size_t)(slot - p->base) / p->chunk_size);
 	pthread_mutex_lock(&p->lock);
 	if (full) {

@@ -30,6 +30,7 @@ static void region_free(fp_region *r)
 	free((void *)r->queued_ns);
 	free(r->page_len);
 	free(r->preserve);
+	fp_stage_free(r);
 	if (r->fd >= 0)
 		close(r->fd);
 	fp_image_close(r->img);
@@ -201,6 +202,11 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		                ? UINT64_MAX : rl.rlim_cur;
 	}
 	pthread_mutex_init(&r->res_lock, NULL);
+	if (fp_stage_init(r)) {
+		fp_err("%s: out of memory", path);
+		goto fail;
+	}
+	fp_stage_update(r, budget);
 	if (open_payload(r, path))
 		goto fail;
 
@@ -339,6 +345,7 @@ int fp_set_budget(fp_region *r, uint64_t budget)
 	*s = *r->settings;
 	s->budget = budget;
 	publish(r, s);
+	fp_stage_update(r, budget);
 	fp_trace_event(r, 0, FP_EV_SETTINGS, 0, 0, budget, 0);
 	return fp_evict_to(r, budget);
 }

@@ -79,6 +79,8 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	o->retries = s->retries;
 	o->poisoned = s->poisoned;
 	o->huge_installs = s->huge_installs;
+	o->staged_installs = s->staged_installs;
+	o->staged_dropped = s->staged_dropped;
 	o->small_installs = s->small_installs;
 	o->bytes_read = s->bytes_read;
 	o->bytes_decompressed = s->bytes_decompressed;
@@ -116,6 +118,10 @@ void fp_print_stats(FILE *f, const struct fp_stats *s)
 	        (unsigned long long)s->huge_installs, (unsigned long long)s->small_installs,
 	        (double)s->bytes_read / mib, (double)s->bytes_decompressed / mib,
 	        (double)s->bytes_installed / mib);
+	if (s->staged_installs || s->staged_dropped)
+		fprintf(f, "staged read-ahead: %llu installed by the loop's faults (position signals), "
+		           "%llu dropped as mispredicted\n", (unsigned long long)s->staged_installs,
+		        (unsigned long long)s->staged_dropped);
 	fprintf(f, "resident %.1f MiB (peak %.1f MiB) of budget %.1f MiB; preserved %.1f MiB, "
 	           "%.1f MiB of it locked\n",
 	        (double)s->resident_bytes / mib, (double)s->peak_resident_bytes / mib,

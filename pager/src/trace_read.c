@@ -8,7 +8,7 @@
 #include "error.h"
 #include <flexpage/flexpage.h>
 
-#define CHUNK_STATE_MAX 4u /* poisoned: see internal.h */
+#define CHUNK_STATE_MAX 5u /* staged: see internal.h */
 
 struct fp_trace {
 	struct fp_trace_header h;

@@ -407,6 +407,8 @@ static int account(struct tt_model *m)
 				else
 					tk->readahead++;
 			}
+			if (e->flags & FP_LOAD_FROM_STAGE)
+				break; /* its bytes counted when it was staged */
 			resident += m->chunk_bytes[e->chunk];
 			if (resident > m->peak_resident)
 				m->peak_resident = resident;
@@ -414,6 +416,28 @@ static int account(struct tt_model *m)
 				return -1;
 			break;
 		}
+		case FP_EV_STAGE:
+			/* Read-ahead staged it: the read and decode happened here,
+			 * and its bytes are held from now on. */
+			m->busy_read += tt_read_ns(e);
+			m->busy_decomp += tt_decomp_ns(e);
+			m->busy_wait += tt_wait_ns(e);
+			if (tk) {
+				tk->read += tt_read_ns(e);
+				tk->decomp += tt_decomp_ns(e);
+				tk->wait += tt_wait_ns(e);
+			}
+			resident += m->chunk_bytes[e->chunk];
+			if (resident > m->peak_resident)
+				m->peak_resident = resident;
+			if (add_point(m, &cap, e->t_ns, resident, budget))
+				return -1;
+			break;
+		case FP_EV_DROP:
+			resident -= m->chunk_bytes[e->chunk];
+			if (add_point(m, &cap, e->t_ns, resident, budget))
+				return -1;
+			break;
 		case FP_EV_EVICT:
 			if (tk)
 				tk->evictions++;

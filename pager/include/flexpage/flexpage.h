@@ -136,6 +136,8 @@ enum fp_open_flags {
 	FP_OPEN_NO_HUGE = 1u << 0,   /* install with UFFDIO_COPY of 4 KiB pages only */
 	FP_OPEN_BUFFERED = 1u << 1,  /* read through the page cache, not O_DIRECT */
 	FP_OPEN_NO_LOCK = 1u << 2,   /* keep preserved chunks resident without mlock */
+	FP_OPEN_NO_STAGE = 1u << 3,  /* read-ahead installs at once (no position signal) */
+	FP_OPEN_NO_PREDICT = 1u << 4,/* read-ahead in file order, not the learned order */
 };
 
 /* Fault injection seam: called after every payload read with the bytes
@@ -300,6 +302,8 @@ struct fp_stats {
 	uint64_t demand_loads, prefetch_loads;
 	uint64_t evictions, retries, poisoned;
 	uint64_t huge_installs, small_installs;
+	uint64_t staged_installs;    /* faults that installed a staged chunk (position signals) */
+	uint64_t staged_dropped;     /* staged chunks dropped as mispredicted */
 	uint64_t bytes_read;         /* stored bytes read from the file */
 	uint64_t bytes_decompressed; /* decoded bytes out of zstd */
 	uint64_t bytes_installed;
@@ -323,14 +327,20 @@ void fp_print_stats(FILE *f, const struct fp_stats *s);
 enum fp_event_type {
 	FP_EV_FAULT = 1,     /* flags: chunk state seen, or FP_FAULT_PADDING; a: faulting tid;
 	                        b: logical offset */
-	FP_EV_LOAD = 2,      /* at install; flags bit 0: demand; a: read_ns | decompress_ns << 32;
-	                        b: install_ns | wait_ns << 32 */
+	FP_EV_LOAD = 2,      /* at install; flags bit 0: demand, FP_LOAD_FROM_STAGE: a fault
+	                        installed a chunk read-ahead had staged; a: read_ns |
+	                        decompress_ns << 32; b: install_ns | wait_ns << 32 */
 	FP_EV_EVICT = 3,
 	FP_EV_POISON = 4,
 	FP_EV_MARK = 5,      /* fp_trace_mark(): flags: kind; a: value; thread: the caller's tid */
 	FP_EV_SETTINGS = 6,  /* a: new budget */
+	FP_EV_STAGE = 7,     /* read-ahead staged a chunk (loaded, not installed);
+	                        a: read_ns | decompress_ns << 32; b: wait_ns << 32 */
+	FP_EV_DROP = 8,      /* a staged chunk dropped: the loop went elsewhere */
 	FP_EV_TYPES
 };
+
+#define FP_LOAD_FROM_STAGE 4u
 
 /* A fault in a chunk's padding, answered with zero pages. */
 #define FP_FAULT_PADDING 8u
