@@ -93,7 +93,35 @@ static uint64_t min_budget(const char *path)
 	return b;
 }
 
-/* Every budget, thread count and the image's check against want. */
+/* The pager's techniques, switched on and off: none of them may change a
+ * byte the loop reads. */
+enum technique {
+	T_DEFAULT,       /* read-ahead staged and predicted */
+	T_PRESERVE,      /* + balanced preservation, attention first, locked */
+	T_PLAIN,         /* demand only: no read-ahead, staging, prediction; first layers kept */
+	T_COUNT
+};
+static const char *const technique_names[T_COUNT] = {
+	"staged predicted read-ahead", "balanced preservation", "demand only, first layers kept",
+};
+
+static uint8_t *plan_mask(const char *image, uint64_t budget, int balanced)
+{
+	fp_image *img = fp_image_open(image);
+	cr_assert(img, "%s", fp_last_error());
+	struct fp_plan_options po = {
+		.budget = budget,
+		.stream_bytes = budget / 2,
+		.balanced = balanced,
+		.order = balanced ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT,
+	};
+	struct fp_plan p;
+	cr_assert_eq(fp_plan_make(img, &po, &p), 0, "%s", fp_last_error());
+	fp_image_close(img);
+	return p.preserve; /* the caller frees it */
+}
+
+/* Every budget, thread count and technique against want. */
 static void paged_matches(const char *image, const struct run *want, const char *label)
 {
 	fp_image *img = fp_image_open(image);
@@ -107,21 +135,30 @@ static void paged_matches(const char *image, const struct run *want, const char 
 		uint64_t budget = data * (uint64_t)pcts[b] / 100;
 		if (budget < floor)
 			budget = floor;
+		for (int tech = 0; tech < T_COUNT; tech++)
 		for (int threads = 1; threads <= 2; threads++) {
+			if (tech != T_DEFAULT && threads != (tech == T_PRESERVE ? 2 : 1))
+				continue;
 			struct model_options o = {0};
 			o.load = MODEL_LOAD_FLEXPAGE;
 			o.fp.budget = pcts[b] == 100 ? 0 : budget;
 			o.fp.loaders = 2;
 			o.fp.retries = -1;
-			o.fp.readahead = -1;
+			o.fp.readahead = tech == T_PLAIN ? 0 : -1;
+			uint8_t *mask = NULL;
+			if (tech == T_PLAIN)
+				o.fp.flags = FP_OPEN_NO_STAGE | FP_OPEN_NO_PREDICT;
+			if (tech != T_DEFAULT && pcts[b] < 100)
+				o.fp.preserve = mask = plan_mask(image, budget, tech == T_PRESERVE);
 			struct model m;
 			open_or_die(&m, image, &o);
 			struct run got = *want;
 			got.logits = NULL;
 			run_model(&m, threads, &got, 1);
-			char what[256];
-			snprintf(what, sizeof what, "%s, budget %d%% (%llu bytes), %d thread%s", label,
-			         pcts[b], (unsigned long long)budget, threads, threads > 1 ? "s" : "");
+			char what[320];
+			snprintf(what, sizeof what, "%s, budget %d%% (%llu bytes), %d thread%s, %s", label,
+			         pcts[b], (unsigned long long)budget, threads, threads > 1 ? "s" : "",
+			         technique_names[tech]);
 			same_logits(want, &got, what);
 			struct fp_stats st;
 			fp_get_stats(m.region, &st);
@@ -131,11 +168,14 @@ static void paged_matches(const char *image, const struct run *want, const char 
 				cr_assert(st.peak_resident_bytes <= budget + (uint64_t)o.fp.loaders * chunk,
 				          "%s: peak resident %llu bytes over the budget", what,
 				          (unsigned long long)st.peak_resident_bytes);
+			if (mask)
+				cr_assert_gt(st.preserved_bytes, 0, "%s: nothing was preserved", what);
 			cr_log_info("%s: %llu faults, %llu evictions, peak %llu bytes", what,
 			            (unsigned long long)st.faults, (unsigned long long)st.evictions,
 			            (unsigned long long)st.peak_resident_bytes);
 			free(got.logits);
 			model_close(&m);
+			free(mask);
 		}
 	}
 }

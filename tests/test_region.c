@@ -195,7 +195,12 @@ Test(region, resident_bytes_hold_under_a_cgroup_limit, .timeout = 300)
 		/* The child holds no copy of the data: it compares with the file. */
 		if (ru_cgroup_join(cg))
 			_exit(10);
+		/* Preserved chunks and staged read-ahead count in the budget too. */
+		uint8_t preserve[96] = {0};
+		for (int c = 0; c < 96; c += 16)
+			preserve[c] = 1;
 		struct fp_options o = ru_options(budget);
+		o.preserve = preserve;
 		fp_region *r = fp_open(path, &o);
 		if (!r)
 			_exit(11);

@@ -48,6 +48,9 @@ static void run_usage(FILE *f)
 	        "  --attention-first   for --preserve: attention tensors first in a layer\n"
 	        "  --stream SIZE       for --preserve: budget kept for streaming (default 8 chunks)\n"
 	        "  --no-lock           for --preserve: do not mlock preserved chunks\n"
+	        "  --no-stage          for flexpage: read-ahead installs at once (no position\n"
+	        "                      signal from the loop's faults)\n"
+	        "  --no-predict        for flexpage: read ahead in file order, not the learned one\n"
 	        "  --trace FILE        for flexpage: record an event trace (flexpage trace, sim)\n"
 	        "  --stats-interval T  for flexpage: a line of statistics every T (1s, 500ms)\n");
 }
@@ -152,6 +155,7 @@ int cmd_run(int argc, char **argv)
 		{"buffered", no_argument, 0, 'B'},      {"no-huge", no_argument, 0, 'H'},
 		{"preserve", required_argument, 0, 'R'}, {"attention-first", no_argument, 0, 'A'},
 		{"stream", required_argument, 0, 'W'},  {"no-lock", no_argument, 0, 'U'},
+		{"no-stage", no_argument, 0, 'G'},      {"no-predict", no_argument, 0, 'D'},
 		{"trace", required_argument, 0, 'X'},   {"stats-interval", required_argument, 0, 'i'},
 		{"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
 	};
@@ -265,6 +269,8 @@ int cmd_run(int argc, char **argv)
 		case 'A': paging.attention_first = 1; break;
 		case 'W': paging.stream = optarg; break;
 		case 'U': mo.fp.flags |= FP_OPEN_NO_LOCK; break;
+		case 'G': mo.fp.flags |= FP_OPEN_NO_STAGE; break;
+		case 'D': mo.fp.flags |= FP_OPEN_NO_PREDICT; break;
 		case 'X': mo.fp.trace_path = optarg; break;
 		case 'i':
 			if (parse_duration(optarg, &paging.stats_interval_ns) || !paging.stats_interval_ns) {
