@@ -98,6 +98,8 @@ struct fp_region {
 	uint32_t *next_of;           /* per chunk: the chunk that faulted after it */
 	uint32_t *window_mark;       /* per chunk: last fault sequence that predicted it */
 	uint32_t last_fault, fault_seq; /* handler only */
+	uint64_t last_fault_ns, fault_gap_ns; /* handler only: EWMA of the gap between faults */
+	atomic_uint_fast64_t load_ns; /* EWMA of a load's read + decode time */
 	uint64_t data_bytes;         /* sum of page_len: more budget than this streams nothing */
 
 	uint8_t *preserve;           /* per chunk, or NULL */

@@ -167,6 +167,9 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		fp_poison_chunk(r, c, why);
 		return;
 	}
+	/* The predictor sizes its depth by how long a load takes. */
+	uint64_t took = read_ns + decode_ns, avg = atomic_load(&r->load_ns);
+	atomic_store(&r->load_ns, avg ? (7 * avg + took) / 8 : took);
 	uint64_t bytes = r->page_len[c];
 	int demand = !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
 	if (fp_reserve(r, c, bytes, !demand && !preserved) == 1) {

@@ -13,7 +13,9 @@
  * The predictor learns the order of those faults (which chunk follows
  * which: a decode repeats it every token, not always in file order) and
  * keeps the next chunks of that order loaded ahead, as deep as the budget
- * and the measured load time call for.  Staged chunks that fall out of
+ * and the measured load time call for: with loads taking L and the loop
+ * faulting every G, about L / G loads must be in flight (Little's law),
+ * and two more absorb the jitter.  Staged chunks that fall out of
  * the predicted window are dropped, so a misprediction cannot hold the
  * budget. */
 #include <stdlib.h>
@@ -153,9 +155,23 @@ void fp_predict(fp_region *r, uint32_t c, uint64_t now)
 	if (++r->fault_seq == 0)
 		r->fault_seq = 1;
 
+	/* Depth: enough loads in flight to cover a load's time at the pace the
+	 * loop faults (measured), within the read-ahead limit and half of the
+	 * budget left after preservation. */
+	if (r->last_fault_ns) {
+		uint64_t gap = now - r->last_fault_ns;
+		r->fault_gap_ns = r->fault_gap_ns ? (7 * r->fault_gap_ns + gap) / 8 : gap;
+	}
+	r->last_fault_ns = now;
 	struct fp_settings *s = rcu_dereference(r->settings);
 	uint64_t room = s->budget > r->preserved_bytes ? s->budget - r->preserved_bytes : 0;
 	int64_t depth = r->opt.readahead;
+	uint64_t load = atomic_load(&r->load_ns);
+	if (load && r->fault_gap_ns) {
+		int64_t needed = (int64_t)(load / r->fault_gap_ns) + 2;
+		if (needed < depth)
+			depth = needed;
+	}
 	if (depth > (int64_t)(room / r->chunk_size) / 2 - 1)
 		depth = (int64_t)(room / r->chunk_size) / 2 - 1;
 	uint32_t d = c;
