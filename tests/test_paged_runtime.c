@@ -105,7 +105,7 @@ static const char *const technique_names[T_COUNT] = {
 	"staged predicted read-ahead", "balanced preservation", "demand only, first layers kept",
 };
 
-static uint8_t *plan_mask(const char *image, uint64_t budget, int balanced)
+static uint8_t *plan_mask(const char *image, uint64_t budget, int balanced, uint64_t *kept)
 {
 	fp_image *img = fp_image_open(image);
 	cr_assert(img, "%s", fp_last_error());
@@ -118,6 +118,7 @@ static uint8_t *plan_mask(const char *image, uint64_t budget, int balanced)
 	struct fp_plan p;
 	cr_assert_eq(fp_plan_make(img, &po, &p), 0, "%s", fp_last_error());
 	fp_image_close(img);
+	*kept = p.preserved_bytes;
 	return p.preserve; /* the caller frees it */
 }
 
@@ -146,10 +147,11 @@ static void paged_matches(const char *image, const struct run *want, const char 
 			o.fp.retries = -1;
 			o.fp.readahead = tech == T_PLAIN ? 0 : -1;
 			uint8_t *mask = NULL;
+			uint64_t kept = 0;
 			if (tech == T_PLAIN)
 				o.fp.flags = FP_OPEN_NO_STAGE | FP_OPEN_NO_PREDICT;
 			if (tech != T_DEFAULT && pcts[b] < 100)
-				o.fp.preserve = mask = plan_mask(image, budget, tech == T_PRESERVE);
+				o.fp.preserve = mask = plan_mask(image, budget, tech == T_PRESERVE, &kept);
 			struct model m;
 			open_or_die(&m, image, &o);
 			struct run got = *want;
@@ -169,7 +171,8 @@ static void paged_matches(const char *image, const struct run *want, const char 
 				          "%s: peak resident %llu bytes over the budget", what,
 				          (unsigned long long)st.peak_resident_bytes);
 			if (mask)
-				cr_assert_gt(st.preserved_bytes, 0, "%s: nothing was preserved", what);
+				cr_assert_eq(st.preserved_bytes, kept, "%s: %llu bytes preserved, the plan says %llu",
+				             what, (unsigned long long)st.preserved_bytes, (unsigned long long)kept);
 			cr_log_info("%s: %llu faults, %llu evictions, peak %llu bytes", what,
 			            (unsigned long long)st.faults, (unsigned long long)st.evictions,
 			            (unsigned long long)st.peak_resident_bytes);

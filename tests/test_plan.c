@@ -65,7 +65,8 @@ Test(plan, is_the_optimum_by_brute_force)
 			if (used <= cap && got > best)
 				best = got;
 		}
-		struct fp_plan_options o = {.budget = cap, .read_bytes_per_s = read,
+		/* Streaming keeps two chunks whatever is asked: the capacity is cap. */
+		struct fp_plan_options o = {.budget = cap + 2 * (64u << 10), .read_bytes_per_s = read,
 		                            .decode_bytes_per_s = decode, .balanced = 1};
 		struct fp_plan p;
 		cr_assert_eq(fp_plan_make(img, &o, &p), 0, "%s", fp_last_error());
@@ -97,7 +98,7 @@ Test(plan, balanced_spreads_over_layers_and_unbalanced_takes_the_first)
 	uint64_t half = 16 * (64u << 10); /* half of the 32 chunks */
 	for (int balanced = 0; balanced < 2; balanced++) {
 		for (int attention = 0; attention < 2; attention++) {
-			struct fp_plan_options o = {.budget = half, .balanced = balanced,
+			struct fp_plan_options o = {.budget = half + 2 * (64u << 10), .balanced = balanced,
 			                            .order = attention ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT};
 			struct fp_plan p;
 			cr_assert_eq(fp_plan_make(img, &o, &p), 0);
@@ -161,6 +162,11 @@ Test(plan, preserved_chunks_load_at_open_stay_and_are_locked, .timeout = 60)
 		cr_expect_leq(s.peak_resident_bytes, o.budget + 4ull * chunk);
 		fp_close(r);
 	}
+	/* Preserving so much that less than two chunks are left is refused. */
+	struct fp_options o = ru_options(9ull * chunk);
+	o.preserve = preserve;
+	cr_expect_null(fp_open(path, &o));
+	cr_expect(strstr(fp_last_error(), "minimum working set") != NULL, "%s", fp_last_error());
 	unlink(path);
 	free(ref);
 }

@@ -90,7 +90,11 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	const struct fp_image_info *info = fp_image_info(img);
 	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : 2e9;
 	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : 1.2e9;
-	uint64_t cap = o->budget > o->stream_bytes ? o->budget - o->stream_bytes : 0;
+	/* Whatever is asked, streaming keeps the minimum working set: two
+	 * chunks, the one in use and the one the loop moves to. */
+	uint64_t stream = o->stream_bytes > 2ull * info->chunk_size ? o->stream_bytes
+	                                                           : 2ull * info->chunk_size;
+	uint64_t cap = o->budget > stream ? o->budget - stream : 0;
 	size_t n = 0;
 	int n_layers = 0;
 	struct item *it = calloc(info->n_chunks, sizeof *it);

@@ -196,6 +196,18 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 			goto fail;
 		}
 		memcpy(r->preserve, r->opt.preserve, n);
+		uint64_t kept = 0, all = 0;
+		for (uint32_t c = 0; c < n; c++) {
+			kept += r->preserve[c] ? r->page_len[c] : 0;
+			all += r->page_len[c];
+		}
+		if (kept + fp_min_budget(r) > budget && kept < all) {
+			fp_err("%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
+			       "than the minimum working set of %llu bytes for the rest", path,
+			       (unsigned long long)kept, (unsigned long long)budget,
+			       (unsigned long long)fp_min_budget(r));
+			goto fail;
+		}
 		struct rlimit rl;
 		r->lock_quota = r->opt.lock_quota ? r->opt.lock_quota
 		                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY

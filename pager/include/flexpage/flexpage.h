@@ -251,7 +251,7 @@ enum fp_plan_order {
 
 struct fp_plan_options {
 	uint64_t budget;             /* resident bytes in all */
-	uint64_t stream_bytes;       /* of it, kept for streaming the rest */
+	uint64_t stream_bytes;       /* of it, kept for streaming the rest (at least two chunks) */
 	double read_bytes_per_s;     /* measured storage rate; 0: 2e9 */
 	double decode_bytes_per_s;   /* measured zstd rate; 0: 1.2e9 */
 	int balanced;                /* same share of every layer (balanced locking);
