@@ -7,3 +7,7 @@ add_executable(fault_latency
 target_link_libraries(fault_latency PRIVATE flexpage_pager PkgConfig::ZSTD Threads::Threads m)
 target_compile_definitions(fault_latency PRIVATE
   FL_DEFAULT_OUT="${CMAKE_CURRENT_LIST_DIR}/results")
+
+# What the trace and the simulator cost.
+add_executable(paging_lab paging_lab.c)
+target_link_libraries(paging_lab PRIVATE flexpage_pager)

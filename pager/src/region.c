@@ -134,7 +134,12 @@ static int start_trace(fp_region *r)
 
 void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value)
 {
-	fp_trace_event(r, 0, FP_EV_MARK, kind, 0, value, (uint64_t)gettid());
+	static _Thread_local pid_t tid; /* a system call is dear here: ask once */
+	if (!r->tracer)
+		return;
+	if (!tid)
+		tid = gettid();
+	fp_trace_event(r, 0, FP_EV_MARK, kind, 0, value, (uint64_t)tid);
 }
 
 fp_region *fp_open(const char *path, const struct fp_options *opt)
