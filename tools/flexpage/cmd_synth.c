@@ -61,18 +61,13 @@ int cmd_synth(int argc, char **argv)
 			break;
 		case 'z':
 			if (parse_codec(optarg, &wo.codec, &wo.zstd_level)) {
-				snprintf(err, sizeof err, "--codec: '%s' is not raw, zstd or zstd:LEVEL (1-22)", optarg);
+				snprintf(err, sizeof err, CODEC_ERROR, optarg);
 				goto usage_err;
 			}
 			break;
 		case 'c':
-			if (parse_size(optarg, 0, &v, "--chunk", err, sizeof err))
+			if (parse_chunk_size(optarg, &wo.chunk_size, err, sizeof err))
 				goto usage_err;
-			if (v < FP_CHUNK_MIN || v > FP_CHUNK_MAX || (v & (v - 1))) {
-				snprintf(err, sizeof err, "--chunk: %s is not a power of two from 64K to 4M", optarg);
-				goto usage_err;
-			}
-			wo.chunk_size = (uint32_t)v;
 			break;
 		case 'S':
 			seed = strtoull(optarg, &end, 0);

@@ -362,6 +362,16 @@ static int add_point(struct tt_model *m, size_t *cap, uint64_t t, int64_t reside
 	return 0;
 }
 
+/* A chunk's bytes come (sign +1) or go (-1): a point of the resident curve. */
+static int hold(struct tt_model *m, size_t *cap, const struct fp_trace_event *e,
+                int64_t *resident, int sign, uint64_t budget)
+{
+	*resident += sign * (int64_t)m->chunk_bytes[e->chunk];
+	if (*resident > m->peak_resident)
+		m->peak_resident = *resident;
+	return add_point(m, cap, e->t_ns, *resident, budget);
+}
+
 /* Counts, bytes, per-token sums and resident bytes over time. */
 static int account(struct tt_model *m)
 {
@@ -409,10 +419,7 @@ static int account(struct tt_model *m)
 			}
 			if (e->flags & FP_LOAD_FROM_STAGE)
 				break; /* its bytes counted when it was staged */
-			resident += m->chunk_bytes[e->chunk];
-			if (resident > m->peak_resident)
-				m->peak_resident = resident;
-			if (add_point(m, &cap, e->t_ns, resident, budget))
+			if (hold(m, &cap, e, &resident, +1, budget))
 				return -1;
 			break;
 		}
@@ -427,22 +434,17 @@ static int account(struct tt_model *m)
 				tk->decomp += tt_decomp_ns(e);
 				tk->wait += tt_wait_ns(e);
 			}
-			resident += m->chunk_bytes[e->chunk];
-			if (resident > m->peak_resident)
-				m->peak_resident = resident;
-			if (add_point(m, &cap, e->t_ns, resident, budget))
+			if (hold(m, &cap, e, &resident, +1, budget))
 				return -1;
 			break;
 		case FP_EV_DROP:
-			resident -= m->chunk_bytes[e->chunk];
-			if (add_point(m, &cap, e->t_ns, resident, budget))
+			if (hold(m, &cap, e, &resident, -1, budget))
 				return -1;
 			break;
 		case FP_EV_EVICT:
 			if (tk)
 				tk->evictions++;
-			resident -= m->chunk_bytes[e->chunk];
-			if (add_point(m, &cap, e->t_ns, resident, budget))
+			if (hold(m, &cap, e, &resident, -1, budget))
 				return -1;
 			break;
 		case FP_EV_SETTINGS:

@@ -124,3 +124,16 @@ int parse_codec(const char *s, uint32_t *codec, int *level)
 	}
 	return -1;
 }
+
+int parse_chunk_size(const char *s, uint32_t *out, char *err, size_t errlen)
+{
+	uint64_t v;
+	if (parse_size(s, 0, &v, "--chunk", err, errlen))
+		return -1;
+	if (v < FP_CHUNK_MIN || v > FP_CHUNK_MAX || (v & (v - 1))) {
+		snprintf(err, errlen, "--chunk: %s is not a power of two from 64K to 4M", s);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}

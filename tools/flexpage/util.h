@@ -12,6 +12,9 @@ int parse_size(const char *s, uint64_t whole, uint64_t *out,
                const char *option, char *err, size_t errlen);
 /* Parse a codec: "raw", "zstd" or "zstd:LEVEL" (1-22; level 0 = default). */
 int parse_codec(const char *s, uint32_t *codec, int *level);
+#define CODEC_ERROR "--codec: '%s' is not raw, zstd or zstd:LEVEL (1-22)"
+/* Parse --chunk: a power of two from 64K to 4M. */
+int parse_chunk_size(const char *s, uint32_t *out, char *err, size_t errlen);
 /* Parse a duration: "1s", "500ms", "2" (seconds) into nanoseconds. */
 int parse_duration(const char *s, uint64_t *ns);
 /* "1.17 GiB", "512 KiB", "12 B". */
