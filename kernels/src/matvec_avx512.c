@@ -7,6 +7,10 @@
 
 #include <immintrin.h>
 
+/* One row after the other, prefetching 4 KiB ahead: see matvec_avx2.c. */
+#define PREFETCH_AHEAD 4096
+#define PREFETCH(p) _mm_prefetch((const char *)(p) + PREFETCH_AHEAD, _MM_HINT_NTA)
+
 static inline float reduce(__m512 acc)
 {
 	const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(acc),
@@ -21,7 +25,7 @@ static float dot_f32(const float *w, const float *x, int n)
 	__m512 acc = _mm512_setzero_ps();
 	int j = 0;
 	for (; j + 16 <= n; j += 16) {
-		_mm_prefetch((const char *)(w + j) + 4096, _MM_HINT_NTA);
+		PREFETCH(w + j);
 		acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(x + j), acc);
 	}
 	if (j < n) {
@@ -103,10 +107,6 @@ static inline __m512 last_q4(const fk_block_q4_0 *blk, const struct fk_xq *x, in
 	const __m512 d = _mm512_set1_ps(_cvtsh_ss(blk->d) * x->d[b]);
 	return _mm512_mask3_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_zextsi256_si512(p)), acc, 0x00ff);
 }
-
-/* One row after the other, prefetching 4 KiB ahead: see matvec_avx2.c. */
-#define PREFETCH_AHEAD 4096
-#define PREFETCH(p) _mm_prefetch((const char *)(p) + PREFETCH_AHEAD, _MM_HINT_NTA)
 
 #define ROWS_Q(NAME, BLOCK, PAIR, LAST)                                        \
 static void NAME(const BLOCK *w, const struct fk_xq *x, float *y,             \

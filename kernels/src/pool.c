@@ -1,6 +1,6 @@
 /* A fixed set of worker threads for the per-token products.
  *
- * A decode step dispatches a few hundred short jobs per token, so thread
+ * A decode step dispatches about a hundred short jobs per token, so thread
  * creation per job is out of the question and so is a condition variable's
  * cost on every job.  Workers wait for a new generation number: they spin
  * for a short while (the next job usually comes within microseconds), then

@@ -47,7 +47,6 @@ int cmd_synth(int argc, char **argv)
 	int type = FK_F32, threads = 2, force = 0, quiet = 0, o;
 	unsigned long long seed = 1;
 	char err[512] = "", *end;
-	uint64_t v;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "o:fqh", opts, NULL)) != -1) {
 		switch (o) {
