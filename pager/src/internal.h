@@ -77,6 +77,7 @@ struct fp_region {
 	uint32_t *page_len;          /* per chunk: logical_len rounded to pages */
 
 	struct fp_queue queue;       /* demand first, then read-ahead */
+	int queue_ready;             /* queue initialised: region_free destroys it */
 	struct fp_pool pool;         /* recycled huge pages (huge installs only) */
 	void *loaders;               /* struct loader[n_loaders] (loader.c) */
 	int n_loaders;

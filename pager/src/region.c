@@ -15,6 +15,9 @@
 
 static void region_free(fp_region *r)
 {
+	if (r->queue_ready)
+		fp_queue_destroy(&r->queue);
+	pthread_mutex_destroy(&r->res_lock);
 	if (r->settings) {
 		if (r->settings->policy)
 			r->settings->policy_ops->destroy(r->settings->policy);
@@ -150,6 +153,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		return NULL;
 	}
 	r->fd = -1;
+	pthread_mutex_init(&r->res_lock, NULL); /* region_free destroys it */
 	r->opt = opt ? *opt : (struct fp_options){.retries = -1, .readahead = -1};
 	if (!r->opt.loaders)
 		r->opt.loaders = 4;
@@ -188,7 +192,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	r->page_len = malloc(n * sizeof *r->page_len);
 	r->settings = settings_new(r, budget, ops);
 	if (!r->state || !r->fault_ns || !r->queued_ns || !r->poison_reason || !r->page_len ||
-	    !r->settings || fp_queue_init(&r->queue, r->n_chunks)) {
+	    !r->settings || (r->queue_ready = 1, fp_queue_init(&r->queue, r->n_chunks))) {
 		fp_err("%s: out of memory", path);
 		goto fail;
 	}
@@ -218,7 +222,6 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY
 		                ? UINT64_MAX : rl.rlim_cur;
 	}
-	pthread_mutex_init(&r->res_lock, NULL);
 	if (fp_stage_init(r)) {
 		fp_err("%s: out of memory", path);
 		goto fail;
@@ -229,7 +232,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 
 	struct fp_uffd u;
 	if (fp_handler_get(&u))
-		goto fail_queue;
+		goto fail;
 	r->uffd = u.fd;
 	if (map_region(r))
 		goto fail_handler;
@@ -278,9 +281,6 @@ fail_map:
 	munmap(r->base, r->size);
 fail_handler:
 	fp_handler_put();
-fail_queue:
-	fp_queue_destroy(&r->queue);
-	pthread_mutex_destroy(&r->res_lock);
 fail:
 	region_free(r);
 	return NULL;
@@ -298,8 +298,6 @@ void fp_close(fp_region *r)
 	fp_uffd_unregister(r->uffd, r->base, r->size);
 	munmap(r->base, r->size);
 	fp_handler_put();
-	fp_queue_destroy(&r->queue);
-	pthread_mutex_destroy(&r->res_lock);
 	region_free(r);
 }
 
