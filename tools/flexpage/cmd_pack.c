@@ -134,7 +134,13 @@ int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "flexpage pack: %s: --quant needs a llama2.c checkpoint\n", in);
 		return 1;
 	}
+	/* The bar counts bytes written: quantized matrices shrink to 34 (q8_0)
+	 * or 18 (q4_0) bytes per 32 floats of the checkpoint. */
 	wo.expected_bytes = (uint64_t)si.st_size;
+	if (quant && !strcmp(quant, "q8_0"))
+		wo.expected_bytes = wo.expected_bytes * 34 / 128;
+	else if (quant && !strcmp(quant, "q4_0"))
+		wo.expected_bytes = wo.expected_bytes * 18 / 128;
 	fp_writer *w = fp_writer_create(out, &wo);
 	if (!w) {
 		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
