@@ -1,0 +1,6 @@
+# bench/sweep's storage bound: a cold O_DIRECT read of every chunk payload
+# of an image (see bench/README.md, "## bench/sweep").  The script uses
+# this build when it is up to date and compiles sweep_read.c itself
+# otherwise.
+add_executable(sweep_read ${CMAKE_CURRENT_LIST_DIR}/sweep_read.c)
+target_link_libraries(sweep_read PRIVATE Threads::Threads)
