@@ -138,8 +138,6 @@ static int check_chunks(struct fp_image *img, const struct fp_disk_header *h)
 		}
 		span[nspan][0] = c->file_offset;
 		span[nspan][1] = c->file_offset + c->stored_len;
-		if (span[nspan][1] > img->payload_end)
-			img->payload_end = span[nspan][1];
 		nspan++;
 		img->info.data_bytes += c->logical_len;
 		img->info.stored_bytes += c->stored_len;

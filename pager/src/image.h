@@ -10,7 +10,6 @@ struct fp_image {
 	char *meta;
 	struct fp_tensor_desc *tensors; /* ascending logical offset */
 	struct fp_chunk_desc *chunks;
-	uint64_t payload_end;           /* first byte after every payload */
 };
 
 /* Decode a stored payload into dst (chunk_size bytes); verifies length and

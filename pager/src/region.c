@@ -161,8 +161,6 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		fp_err("loaders: %d is out of range [1, 64]", r->opt.loaders);
 		goto fail;
 	}
-	if (r->opt.readahead < 0)
-		r->opt.readahead = -1; /* set from the chunk size below */
 	const struct fp_policy_ops *ops = policy_or_err(r->opt.policy ? r->opt.policy : "fifo");
 	if (!ops)
 		goto fail;
