@@ -96,12 +96,17 @@ struct fp_region {
 	uint8_t **staged_buf;        /* per chunk: the buffer a STAGED chunk is in */
 	uint8_t *staged_in_pool;     /* per chunk: that buffer is a pool slot */
 	uint32_t *staged_list, n_staged; /* under res_lock */
-	uint32_t *next_of;           /* per chunk: the chunk that faulted after it */
-	uint32_t *window_mark;       /* per chunk: last fault sequence that predicted it */
-	uint32_t last_fault, fault_seq; /* handler only */
-	uint64_t last_fault_ns, fault_gap_ns; /* handler only: EWMA of the gap between faults */
-	atomic_uint_fast64_t load_ns; /* EWMA of a load's read + decode time */
+	uint8_t *ahead_reserved;     /* per chunk: read-ahead holds its reservation (res_lock) */
+	uint64_t ahead_bytes;        /* reserved by read-ahead not yet installed (res_lock) */
 	uint64_t data_bytes;         /* sum of page_len: more budget than this streams nothing */
+
+	/* The predictor (predict.c); the handler thread's alone. */
+	uint32_t *seq, seq_len;      /* the learned cycle of streamed chunks */
+	uint32_t *pos_of;            /* per chunk: its place in seq, or UINT32_MAX */
+	uint32_t *used_cycle;        /* per chunk: the last cycle that faulted it */
+	uint32_t *window_mark;       /* per chunk: the last fault whose window wanted it */
+	uint32_t frontier;           /* the chunk furthest along this cycle */
+	uint32_t cycle, slack, fault_seq;
 
 	uint8_t *preserve;           /* per chunk, or NULL */
 	uint64_t lock_quota;
@@ -145,19 +150,34 @@ void fp_stage_free(fp_region *r);
 int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
 /* The handler: a fault on STAGED chunk c installs it at once. */
 void fp_stage_fault(fp_region *r, uint32_t c);
-/* The handler: after a fault on c, learn the order and load ahead. */
-void fp_predict(fp_region *r, uint32_t c, uint64_t now);
+/* The handler: drop staged chunks no recent fault's window wanted. */
+void fp_stage_drop_stale(fp_region *r);
 /* Streaming is on when the budget holds less than the whole image. */
 void fp_stage_update(fp_region *r, uint64_t budget);
 
+/* predict.c: after a fault on c, learn the order and load ahead. */
+int fp_predict_init(fp_region *r);
+void fp_predict_free(fp_region *r);
+void fp_predict(fp_region *r, uint32_t c, uint64_t now);
+
 /* residency.c */
-/* Make room for bytes more; evicts per the policy.  A read-ahead load
- * (may_skip) gives up rather than exceed the budget: returns 1. */
-int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip);
+/* Make room for bytes more, evicting per the policy, and count them. */
+void fp_reserve(fp_region *r, uint64_t bytes);
 void fp_mark_resident(fp_region *r, uint32_t c, int demand);
 /* Tell the policy of an access to resident chunk c. */
 void fp_touch(fp_region *r, uint32_t c);
-void fp_unreserve(fp_region *r, uint64_t bytes);
+/* Chunks of the budget kept free of read-ahead for the loop's own use:
+ * those its threads are on, and one just installed.  A budget with no more
+ * room than this after preservation gets no read-ahead at all. */
+#define FP_IN_USE_CHUNKS 4
+
+/* Read-ahead reserves before it reads, and only within the budget left
+ * after preservation and the loop's chunks in use: 1 if there is no room. */
+int fp_reserve_ahead(fp_region *r, uint32_t c);
+/* Chunk c's read-ahead reservation ends: it is installed or staged away
+ * (release, under res_lock), or given back (unreserve). */
+void fp_release_ahead(fp_region *r, uint32_t c);
+void fp_unreserve_ahead(fp_region *r, uint32_t c);
 int fp_evict_to(fp_region *r, uint64_t target);
 
 /* stats.c */

@@ -142,21 +142,41 @@ static uint64_t clamp32(uint64_t ns)
 	return ns > UINT32_MAX ? UINT32_MAX : ns;
 }
 
+/* A read-ahead load that found no room gives its chunk back: 1, or 0 if a
+ * fault made it a demand load meanwhile. */
+static int give_back(fp_region *r, uint32_t c)
+{
+	uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;
+	return atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY);
+}
+
 static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 {
 	fp_region *r = L->r;
 	char why[400];
 	uint64_t read_ns = 0, decode_ns = 0, wait_ns = popped_ns - atomic_load(&r->queued_ns[c]);
 	fp_stat_latency(r, FP_STAGE_WAIT, wait_ns);
+	uint64_t bytes = r->page_len[c];
+	int preserved = r->preserve && r->preserve[c];
+	/* Read-ahead reserves its room before it reads, so a load that would
+	 * not fit costs no I/O; a demand load (or preservation) always goes,
+	 * and reserves once its bytes are ready. */
+	int reserved = 0;
+	if (!(atomic_load(&r->state[c]) & CHUNK_DEMANDED) && !preserved) {
+		reserved = !fp_reserve_ahead(r, c);
+		if (!reserved && give_back(r, c))
+			return;
+	}
 	/* A full chunk goes through a pooled huge page when there is one.  A
 	 * read-ahead load in streaming mode stops short of installing: it is
-	 * staged, and the loop's fault installs it (fp_stage_fault). */
-	int preserved = r->preserve && r->preserve[c];
-	uint8_t *slot = r->page_len[c] == r->chunk_size && atomic_load(&r->huge_ok)
+	 * staged, and the loop's fault installs it (fp_stage_fault).
+	 * A staged tensor tail (less than a chunk, installed by copy) waits in
+	 * a pooled page too, rather than in fresh memory. */
+	int stage_wanted = reserved && atomic_load(&r->stage_ahead);
+	int whole = r->page_len[c] == r->chunk_size;
+	uint8_t *slot = atomic_load(&r->huge_ok) && (whole || stage_wanted)
 	                    ? fp_pool_take_full(&r->pool) : NULL;
-	int staging = !(atomic_load(&r->state[c]) & CHUNK_DEMANDED) && !preserved &&
-	              atomic_load(&r->stage_ahead) && (slot || r->page_len[c] < r->chunk_size ||
-	                                               !atomic_load(&r->huge_ok));
+	int staging = stage_wanted && (slot || !whole || !atomic_load(&r->huge_ok));
 	uint8_t *own = staging && !slot ? aligned_alloc(4096, r->chunk_size) : NULL;
 	staging &= slot || own;
 	uint8_t *buf = slot ? slot : own ? own : L->stage;
@@ -164,27 +184,14 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		if (slot)
 			fp_pool_put(&r->pool, slot, 1);
 		free(own);
+		if (reserved)
+			fp_unreserve_ahead(r, c);
 		fp_poison_chunk(r, c, why);
 		return;
 	}
-	/* The predictor sizes its depth by how long a load takes. */
-	uint64_t took = read_ns + decode_ns, avg = atomic_load(&r->load_ns);
-	atomic_store(&r->load_ns, avg ? (7 * avg + took) / 8 : took);
-	uint64_t bytes = r->page_len[c];
 	int demand = !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
-	if (fp_reserve(r, c, bytes, !demand && !preserved) == 1) {
-		/* No room without pushing out what is in use, and no one waits:
-		 * drop the read-ahead, unless a fault arrived meanwhile. */
-		uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;
-		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY)) {
-			if (slot)
-				fp_pool_put(&r->pool, slot, 1);
-			free(own);
-			return;
-		}
-		demand = 1;
-		fp_reserve(r, c, bytes, 0);
-	}
+	if (!reserved)
+		fp_reserve(r, bytes);
 	if (staging && fp_stage_put(r, c, buf, slot != NULL)) {
 		fp_trace_event(r, 0, FP_EV_STAGE, 0, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 		               clamp32(wait_ns) << 32);

@@ -16,7 +16,7 @@ static void *warmer_main(void *arg)
 	struct fp_pool *p = arg;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->stop && !p->n_empty)
+		while (!p->stop && !(p->n_empty && p->n_full < p->warm_low))
 			pthread_cond_wait(&p->wake, &p->lock);
 		if (p->stop)
 			break;
@@ -43,7 +43,8 @@ static void *warmer_main(void *arg)
 	return NULL;
 }
 
-int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots)
+int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots,
+                 uint32_t warm_low, uint32_t warm_max)
 {
 	memset(p, 0, sizeof *p);
 	size_t len = (size_t)chunk_size * n_slots;
@@ -60,8 +61,11 @@ int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_sl
 	madvise(base, len, MADV_DONTFORK);
 	/* Pages first, registration after: a registered empty slot must never
 	 * be touched. */
-	if (madvise(base, len, MADV_POPULATE_WRITE))
-		memset(base, 0, len);
+	if (warm_max > n_slots)
+		warm_max = n_slots;
+	size_t warm = (size_t)chunk_size * warm_max;
+	if (madvise(base, warm, MADV_POPULATE_WRITE))
+		memset(base, 0, warm);
 	uint64_t ioctls;
 	p->full = malloc(sizeof *p->full * n_slots);
 	p->empty = malloc(sizeof *p->empty * n_slots);
@@ -76,9 +80,14 @@ int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_sl
 	p->len = len;
 	p->chunk_size = chunk_size;
 	p->n_slots = n_slots;
+	p->warm_low = warm_low < warm_max ? warm_low : warm_max;
+	p->warm_max = warm_max;
 	p->uffd = uffd;
-	for (uint32_t i = 0; i < n_slots; i++)
-		p->full[p->n_full++] = i;
+	for (uint32_t i = n_slots; i-- > 0;)
+		if (i < warm_max)
+			p->full[p->n_full++] = i;
+		else
+			p->empty[p->n_empty++] = i;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	p->scratch_map = mmap(NULL, (size_t)chunk_size + HUGE, PROT_READ | PROT_WRITE,
@@ -126,6 +135,8 @@ uint8_t *fp_pool_take_full(struct fp_pool *p)
 	pthread_mutex_lock(&p->lock);
 	if (p->n_full)
 		slot = p->base + (size_t)p->full[--p->n_full] * p->chunk_size;
+	if (p->n_full < p->warm_low)
+		pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	return slot;
 }
@@ -136,7 +147,7 @@ uint8_t *fp_pool_take_empty(struct fp_pool *p)
 		return NULL;
 	uint8_t *slot = NULL;
 	pthread_mutex_lock(&p->lock);
-	if (p->n_empty)
+	if (p->n_empty && p->n_full < p->warm_max)
 		slot = p->base + (size_t)p->empty[--p->n_empty] * p->chunk_size;
 	pthread_mutex_unlock(&p->lock);
 	return slot;
@@ -148,12 +159,17 @@ void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full)
 		return; /* destroyed: its slots went with it */
 	uint32_t i = (uint32_t)((size_t)(slot - p->base) / p->chunk_size);
 	pthread_mutex_lock(&p->lock);
-	if (full) {
-		p->full[p->n_full++] = i;
-	} else {
-		p->empty[p->n_empty++] = i;
-		pthread_cond_signal(&p->wake);
+	if (full && p->n_full >= p->warm_max) {
+		/* Enough pages wait outside the budget already. */
+		madvise(slot, p->chunk_size, MADV_DONTNEED);
+		full = 0;
 	}
+	if (full)
+		p->full[p->n_full++] = i;
+	else
+		p->empty[p->n_empty++] = i;
+	if (p->n_full < p->warm_low)
+		pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 }
 

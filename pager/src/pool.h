@@ -6,9 +6,12 @@
  * region; an eviction moves a region page back into an empty slot instead
  * of freeing it.  The pool is an anonymous range registered with the same
  * userfaultfd (UFFDIO_MOVE needs a registered destination); an empty slot
- * is never touched.  A warmer thread refills empty slots off the load path:
- * it faults a huge page into a scratch range of its own (paying the zeroing
- * there, on the other core) and moves it into the slot. */
+ * is never touched.  Pages circulate: a load empties a slot, an eviction
+ * fills one.  Only when fewer than `warm_low` pages are left does a warmer
+ * thread make new ones off the load path: it faults a huge page into a
+ * scratch range of its own (paying the zeroing there) and moves it into a
+ * slot.  No more than `warm_max` pages wait unused outside the budget; the
+ * other slots hold staged chunks, which the budget counts. */
 #ifndef FLEXPAGE_POOL_H
 #define FLEXPAGE_POOL_H
 
@@ -19,6 +22,7 @@ struct fp_pool {
 	uint8_t *base;           /* NULL: no pool (small chunks, no UFFDIO_MOVE) */
 	size_t len;
 	uint32_t chunk_size, n_slots;
+	uint32_t warm_low, warm_max; /* unused pages the warmer keeps, at most kept */
 	int uffd;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;     /* the warmer: an empty slot, or stop */
@@ -31,13 +35,15 @@ struct fp_pool {
 	uint64_t warmed;         /* pages the warmer has made */
 };
 
-/* Map, populate and register n_slots slots.  Returns -1 (and no pool) if
- * any step fails: the caller then goes without. */
-int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots);
+/* Map and register n_slots slots, warm_max of them holding pages.  Returns
+ * -1 (and no pool) if any step fails: the caller then goes without. */
+int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots,
+                 uint32_t warm_low, uint32_t warm_max);
 void fp_pool_destroy(struct fp_pool *p, int uffd);
 /* A slot holding a page, or NULL. */
 uint8_t *fp_pool_take_full(struct fp_pool *p);
-/* Give back a slot: `full` says whether it still holds its page. */
+/* Give back a slot: `full` says whether it still holds its page (a page
+ * beyond warm_max is freed). */
 void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full);
 /* An empty slot to move an evicted page into, or NULL when the pool has
  * enough pages already. */

@@ -34,6 +34,7 @@ static void region_free(fp_region *r)
 	free(r->page_len);
 	free(r->preserve);
 	fp_stage_free(r);
+	fp_predict_free(r);
 	if (r->fd >= 0)
 		close(r->fd);
 	fp_image_close(r->img);
@@ -169,8 +170,8 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		goto fail;
 	r->chunk_size = r->img->info.chunk_size;
 	if (r->opt.readahead < 0) {
-		/* 16 MiB in flight keeps the storage busy whatever the chunk size. */
-		r->opt.readahead = (int)((16u << 20) / r->chunk_size);
+		/* 32 MiB ahead keeps the storage busy whatever the chunk size. */
+		r->opt.readahead = (int)((32u << 20) / r->chunk_size);
 		r->opt.readahead = r->opt.readahead < 2 ? 2 : r->opt.readahead > 64 ? 64 : r->opt.readahead;
 	}
 	r->n_chunks = r->img->info.n_chunks;
@@ -220,7 +221,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY
 		                ? UINT64_MAX : rl.rlim_cur;
 	}
-	if (fp_stage_init(r)) {
+	if (fp_stage_init(r) || fp_predict_init(r)) {
 		fp_err("%s: out of memory", path);
 		goto fail;
 	}
@@ -248,11 +249,14 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	 * allocator).  A region that takes huge pages must say so, or the
 	 * kernel maps a moved huge page as 512 small ones. */
 	madvise(r->base, r->size, r->huge_ok ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	/* Two pooled pages per loader and two to spare (the warmer refills
-	 * them while the loaders read); without a pool the loaders stage in
-	 * fresh pages. */
+	/* Slots for the loads in flight, the staged read-ahead and pages to
+	 * spare: up to two per loader and two more wait outside the budget,
+	 * and the warmer makes new ones only below one per loader.  Without
+	 * a pool the loaders stage in fresh pages. */
 	if (r->huge_ok)
-		fp_pool_init(&r->pool, r->uffd, r->chunk_size, 2 * (uint32_t)r->opt.loaders + 2);
+		fp_pool_init(&r->pool, r->uffd, r->chunk_size,
+		             3 * (uint32_t)r->opt.loaders + 2 + (uint32_t)r->opt.readahead,
+		             (uint32_t)r->opt.loaders, 2 * (uint32_t)r->opt.loaders + 2);
 	if (r->opt.trace_path && start_trace(r))
 		goto fail_register;
 	if (fp_loaders_start(r))

@@ -1,7 +1,7 @@
 /* Residency: resident region bytes stay within the budget.  Every chunk
  * that is installed was first reserved here, and eviction (chosen by the
- * policy) makes the room.  All of it happens under res_lock, which no path
- * that touches region memory ever holds. */
+ * policy) makes the room.  The accounting happens under res_lock, which no
+ * path that touches region memory ever holds. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,13 +9,20 @@
 
 #include "internal.h"
 
-/* Evict chunk v, which the policy offered (so it is RESIDENT). */
-static void evict_one(void *ctx, uint32_t v)
+/* Evictions are chosen under res_lock but their pages go after it is
+ * released: an ioctl under the lock would hold up every fault the handler
+ * serves meanwhile.  A chunk stays EVICTING until its pages are gone, so
+ * nothing loads it twice, and a fault on it is queued again (finish). */
+#define EVICT_BATCH 8
+
+struct evictions {
+	fp_region *r;
+	uint32_t n, v[EVICT_BATCH];
+};
+
+/* Take chunk v's pages out of the region and end its EVICTING state. */
+static void finish(fp_region *r, uint32_t v)
 {
-	fp_region *r = ctx;
-	struct fp_settings *s = r->settings;
-	atomic_store(&r->state[v], CHUNK_EVICTING);
-	s->policy_ops->evicted(s->policy, v);
 	uint8_t *p = r->base + (uint64_t)v * r->chunk_size;
 	uint8_t *slot = r->page_len[v] == r->chunk_size ? fp_pool_take_empty(&r->pool) : NULL;
 	if (slot) {
@@ -29,9 +36,6 @@ static void evict_one(void *ctx, uint32_t v)
 		/* The whole slot: also drops zero pages installed in its padding. */
 		madvise(p, r->chunk_size, MADV_DONTNEED);
 	}
-	r->resident -= r->page_len[v];
-	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
-	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);
 	uint32_t st = CHUNK_EVICTING;
 	for (;;) {
 		if (st & CHUNK_DEMANDED) {
@@ -48,22 +52,44 @@ static void evict_one(void *ctx, uint32_t v)
 	}
 }
 
-int fp_reserve(fp_region *r, uint32_t c, uint64_t bytes, int may_skip)
+/* Evict chunk v, which the policy offered (so it is RESIDENT): its bytes
+ * leave the budget now, its pages in finish_all. */
+static void evict_one(void *ctx, uint32_t v)
 {
+	struct evictions *e = ctx;
+	fp_region *r = e->r;
+	struct fp_settings *s = r->settings;
+	atomic_store(&r->state[v], CHUNK_EVICTING);
+	s->policy_ops->evicted(s->policy, v);
+	r->resident -= r->page_len[v];
+	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
+	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);
+	if (e->n < EVICT_BATCH)
+		e->v[e->n++] = v;
+	else
+		finish(r, v); /* a large budget cut: the rest go under the lock */
+}
+
+/* After res_lock is released. */
+static void finish_all(struct evictions *e)
+{
+	for (uint32_t i = 0; i < e->n; i++)
+		finish(e->r, e->v[i]);
+}
+
+void fp_reserve(fp_region *r, uint64_t bytes)
+{
+	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
 	struct fp_settings *s = r->settings;
-	if (fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, r) &&
-	    may_skip) {
-		/* Everything else is in flight.  A demand load goes over by its
-		 * one chunk (the documented bound); read-ahead gives up. */
-		pthread_mutex_unlock(&r->res_lock);
-		return 1;
-	}
+	/* With everything else in flight a load goes over by its one chunk:
+	 * the documented bound. */
+	fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
 	r->resident += bytes;
 	if (r->resident > atomic_load(&r->stats.peak_resident))
 		atomic_store(&r->stats.peak_resident, r->resident);
 	pthread_mutex_unlock(&r->res_lock);
-	return 0;
+	finish_all(&e);
 }
 
 /* A preserved chunk is locked so that neither reclaim nor swap (zram) can
@@ -84,9 +110,53 @@ static void lock_preserved(fp_region *r, uint32_t c)
 	}
 }
 
+int fp_reserve_ahead(fp_region *r, uint32_t c)
+{
+	uint64_t bytes = r->page_len[c], chunk = r->chunk_size;
+	struct evictions e = {.r = r};
+	pthread_mutex_lock(&r->res_lock);
+	struct fp_settings *s = r->settings;
+	/* Read-ahead may fill the budget left after preservation, less what
+	 * the loop is using: evicting that would make it fault again. */
+	uint64_t room = s->budget > r->preserved_bytes ? s->budget - r->preserved_bytes : 0;
+	uint64_t cap = room > FP_IN_USE_CHUNKS * chunk ? room - FP_IN_USE_CHUNKS * chunk : 0;
+	if (cap > (uint64_t)r->opt.readahead * chunk)
+		cap = (uint64_t)r->opt.readahead * chunk; /* what the pool has slots for */
+	int full = r->ahead_bytes + bytes > cap ||
+	           fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
+	if (!full) {
+		r->resident += bytes;
+		r->ahead_bytes += bytes;
+		r->ahead_reserved[c] = 1;
+		if (r->resident > atomic_load(&r->stats.peak_resident))
+			atomic_store(&r->stats.peak_resident, r->resident);
+	}
+	pthread_mutex_unlock(&r->res_lock);
+	finish_all(&e);
+	return full;
+}
+
+void fp_release_ahead(fp_region *r, uint32_t c)
+{
+	if (r->ahead_reserved[c]) {
+		r->ahead_reserved[c] = 0;
+		r->ahead_bytes -= r->page_len[c];
+	}
+}
+
+void fp_unreserve_ahead(fp_region *r, uint32_t c)
+{
+	pthread_mutex_lock(&r->res_lock);
+	if (r->ahead_reserved[c])
+		r->resident -= r->page_len[c];
+	fp_release_ahead(r, c);
+	pthread_mutex_unlock(&r->res_lock);
+}
+
 void fp_mark_resident(fp_region *r, uint32_t c, int demand)
 {
 	pthread_mutex_lock(&r->res_lock);
+	fp_release_ahead(r, c);
 	atomic_store(&r->state[c], CHUNK_RESIDENT);
 	if (r->preserve && r->preserve[c]) {
 		/* Never shown to the policy: it can never be a victim. */
@@ -100,10 +170,12 @@ void fp_mark_resident(fp_region *r, uint32_t c, int demand)
 
 int fp_evict_to(fp_region *r, uint64_t target)
 {
+	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
 	struct fp_settings *s = r->settings;
-	fp_make_room(s->policy_ops, s->policy, target, &r->resident, 0, evict_one, r);
+	fp_make_room(s->policy_ops, s->policy, target, &r->resident, 0, evict_one, &e);
 	pthread_mutex_unlock(&r->res_lock);
+	finish_all(&e);
 	return 0;
 }
 

@@ -15,7 +15,7 @@ static void plan_usage(FILE *f)
 	        "  Chooses the chunks to keep resident (preserve) within the budget, by the\n"
 	        "  read and decode time each saves per resident byte, and prints the plan\n"
 	        "  layer by layer with the bytes left to stream every token.\n\n"
-	        "  --budget SIZE      resident bytes: 600M, 1.5G or 40%% of the image\n"
+	        "  --budget SIZE      resident bytes: 600M, 1.5G or 40%% of the weights\n"
 	        "  --stream SIZE      of the budget, kept for streaming (default 8 chunks)\n"
 	        "  --unbalanced       preserve the first layers whole (default: the same share\n"
 	        "                     of every layer, FlexInfer's balanced locking)\n"
@@ -74,7 +74,8 @@ int cmd_plan(int argc, char **argv)
 	const struct fp_image_info *info = fp_image_info(img);
 	uint64_t v;
 	int rc = 2;
-	if (parse_size(budget_s, info->logical_size, &po.budget, "--budget", err, sizeof err))
+	/* a per cent is of the weights, as for flexpage run */
+	if (parse_size(budget_s, info->data_bytes, &po.budget, "--budget", err, sizeof err))
 		goto bad;
 	po.stream_bytes = 8ull * info->chunk_size;
 	if (stream_s && parse_size(stream_s, po.budget, &po.stream_bytes, "--stream", err, sizeof err))

@@ -203,10 +203,13 @@ static const struct fp_tensor_desc *want_tensor(const fp_image *img, const char 
 	return t;
 }
 
-/* Check every tensor of the image and point the weights at base + offset. */
+/* Check every tensor of the image and point the weights at base + offset,
+ * or, given at[] (a compact copy), at base + at[first chunk]. */
 static int wire_image(struct model *m, const fp_image *img, int type, const char *base,
-                      char *err, size_t errlen)
+                      const uint64_t *at, char *err, size_t errlen)
 {
+	const uint64_t cs = fp_image_info(img)->chunk_size;
+#define AT(t) (base + (at ? at[(t)->offset / cs] : (t)->offset))
 	const struct frt_config *c = &m->cfg;
 	const uint64_t d = (uint64_t)c->dim, hd = (uint64_t)c->hidden_dim, V = (uint64_t)c->vocab_size;
 	const uint64_t kv = d * (uint64_t)c->n_kv_heads / (uint64_t)c->n_heads;
@@ -221,14 +224,14 @@ static int wire_image(struct model *m, const fp_image *img, int type, const char
 
 	m->weights.type = type;
 	WANT("token_embd.weight", type, V, d);
-	m->weights.token_embd = base + t->offset;
+	m->weights.token_embd = AT(t);
 	WANT("output_norm.weight", FK_F32, 1, d);
-	m->weights.output_norm = (const float *)(base + t->offset);
+	m->weights.output_norm = (const float *)AT(t);
 	if (m->shared_classifier) {
 		m->weights.output = m->weights.token_embd;
 	} else {
 		WANT("output.weight", type, V, d);
-		m->weights.output = base + t->offset;
+		m->weights.output = AT(t);
 	}
 	for (int l = 0; l < c->n_layers; l++) {
 		struct frt_layer *L = &m->layers[l];
@@ -251,10 +254,11 @@ static int wire_image(struct model *m, const fp_image *img, int type, const char
 		for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
 			snprintf(name, sizeof name, "blk.%d.%s.weight", l, f[i].suffix);
 			WANT(name, f[i].ty, f[i].rows, f[i].cols);
-			*f[i].dst = base + t->offset;
+			*f[i].dst = AT(t);
 		}
 	}
 #undef WANT
+#undef AT
 	return 0;
 }
 
@@ -340,6 +344,41 @@ static int open_llama2c(struct model *m, const struct model_options *o, char *er
 	return rc;
 }
 
+/* A resident copy of the weights alone: each chunk's data, rounded up to
+ * a page, one after another.  A tensor's chunks stay contiguous (all but
+ * its last are full), and the padding of the logical layout after each
+ * tensor is left out. */
+static int read_compact(struct model *m, const fp_image *img, int type, char *err, size_t errlen)
+{
+	const struct fp_image_info *info = fp_image_info(img);
+	uint64_t *at = malloc(sizeof *at * (info->n_chunks ? info->n_chunks : 1));
+	if (!at)
+		return fail(err, errlen, "%s: out of memory", m->path);
+	uint64_t len = 0;
+	for (uint32_t i = 0; i < info->n_chunks; i++) {
+		at[i] = len;
+		len += (fp_image_chunk(img, i)->logical_len + 4095ull) / 4096 * 4096;
+	}
+	int rc = 0;
+	m->buf_len = (size_t)len;
+	m->buf = anon(m->buf_len);
+	char *bounce = m->buf ? aligned_alloc(4096, info->chunk_size) : NULL;
+	if (!bounce)
+		rc = fail(err, errlen, "%s: out of memory for a resident copy (%llu bytes)", m->path,
+		          (unsigned long long)len);
+	for (uint32_t i = 0; !rc && i < info->n_chunks; i++) {
+		if (fp_image_read_chunk(img, i, bounce))
+			rc = fail(err, errlen, "%s", fp_last_error());
+		else
+			memcpy((char *)m->buf + at[i], bounce, fp_image_chunk(img, i)->logical_len);
+	}
+	free(bounce);
+	if (!rc)
+		rc = wire_image(m, img, type, m->buf, at, err, errlen);
+	free(at);
+	return rc;
+}
+
 static int open_image(struct model *m, const struct model_options *o, char *err, size_t errlen)
 {
 	fp_image *img = fp_image_open(m->path);
@@ -364,24 +403,15 @@ static int open_image(struct model *m, const struct model_options *o, char *err,
 				close(fd);
 			}
 			if (!rc)
-				rc = wire_image(m, img, type, m->map, err, errlen);
+				rc = wire_image(m, img, type, m->map, NULL, err, errlen);
 		}
 	} else if (!rc && m->load == MODEL_LOAD_RESIDENT) {
-		m->buf_len = (size_t)info->logical_size;
-		m->buf = anon(m->buf_len);
-		if (!m->buf)
-			rc = fail(err, errlen, "%s: out of memory for a resident copy (%llu bytes)", m->path,
-			          (unsigned long long)info->logical_size);
-		for (uint32_t i = 0; !rc && i < info->n_chunks; i++)
-			if (fp_image_read_chunk(img, i, (char *)m->buf + (size_t)i * info->chunk_size))
-				rc = fail(err, errlen, "%s", fp_last_error());
-		if (!rc)
-			rc = wire_image(m, img, type, m->buf, err, errlen);
+		rc = read_compact(m, img, type, err, errlen);
 	} else if (!rc) {
 		/* check the tables before the region exists: a bad image fails
 		 * without starting a single thread */
 		static const char nothing[1];
-		rc = wire_image(m, img, type, nothing, err, errlen);
+		rc = wire_image(m, img, type, nothing, NULL, err, errlen);
 		if (!rc) {
 			m->region = fp_open(m->path, o ? &o->fp : NULL);
 			if (!m->region)
@@ -389,7 +419,7 @@ static int open_image(struct model *m, const struct model_options *o, char *err,
 		}
 		if (!rc)
 			rc = wire_image(m, fp_region_image(m->region), type, fp_region_base(m->region),
-			                err, errlen);
+			                NULL, err, errlen);
 	}
 	fp_image_close(img);
 	return rc;

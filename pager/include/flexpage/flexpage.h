@@ -151,7 +151,7 @@ struct fp_options {
 	const char *policy;          /* eviction policy; NULL: "fifo" */
 	unsigned flags;              /* enum fp_open_flags */
 	int retries;                 /* extra attempts of a failed load; <0: 2 */
-	int readahead;               /* read-ahead depth in chunks; <0: 16 MiB worth (2-64) */
+	int readahead;               /* read-ahead depth in chunks; <0: 32 MiB worth (2-64) */
 	fp_read_hook read_hook;
 	void *read_hook_ctx;
 	const char *trace_path;      /* record an event trace there; NULL: none */

@@ -1,0 +1,159 @@
+/* The predictor: where the loop is, and what it touches next.
+ *
+ * A decode touches the same streamed chunks in the same order every token
+ * (the cycle), though not in file order, and its threads split each batch
+ * of tensors: one walks the front half while another starts in the middle
+ * and, done early, steals from the back.  So the order is learned as a
+ * whole sequence, not as pairs: the first cycle's faults, in the order they
+ * arrive, become the sequence, and a chunk first seen later is inserted
+ * after the one the loop was last at.  Every streamed chunk faults once a
+ * cycle (staging sees to that, stage.c), so each fault says where the loop
+ * is; the frontier is the furthest position reached this cycle, and a
+ * fault on a chunk already used this cycle, just past the frontier's end,
+ * starts the next cycle.
+ *
+ * On each fault the window around the frontier is loaded: from `slack`
+ * positions behind it (the chunks a lagging thread still needs; slack is
+ * the furthest behind the frontier a fault has been seen) to `depth` ahead.
+ * A chunk is loaded only if the loop will want it: used last cycle and not
+ * yet this one, or, past the end of the sequence, used this cycle (the
+ * next cycle wants it again).  That keeps chunks used only once, such as a
+ * token's embedding row, from being read every cycle.  Staged chunks that
+ * no window has wanted for a while are dropped (stage.c).
+ *
+ * Until a first cycle is complete, or with FP_OPEN_NO_PREDICT, read-ahead
+ * follows the file's order from the faulting chunk. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NONE UINT32_MAX
+
+int fp_predict_init(fp_region *r)
+{
+	size_t n = r->n_chunks;
+	r->seq = malloc(sizeof *r->seq * n);
+	r->pos_of = malloc(sizeof *r->pos_of * n);
+	r->used_cycle = calloc(n, sizeof *r->used_cycle);
+	r->window_mark = calloc(n, sizeof *r->window_mark);
+	if (!r->seq || !r->pos_of || !r->used_cycle || !r->window_mark)
+		return -1;
+	memset(r->pos_of, 0xff, sizeof *r->pos_of * n);
+	r->frontier = NONE;
+	r->cycle = 1;
+	return 0;
+}
+
+void fp_predict_free(fp_region *r)
+{
+	free(r->seq);
+	free(r->pos_of);
+	free(r->used_cycle);
+	free(r->window_mark);
+}
+
+/* Insert chunk c into the sequence just after position at. */
+static void insert_after(fp_region *r, uint32_t at, uint32_t c)
+{
+	uint32_t p = at == NONE ? r->seq_len : at + 1;
+	memmove(&r->seq[p + 1], &r->seq[p], sizeof *r->seq * (r->seq_len - p));
+	r->seq[p] = c;
+	r->seq_len++;
+	for (uint32_t i = p; i < r->seq_len; i++)
+		r->pos_of[r->seq[i]] = i;
+}
+
+/* Learn from a fault on c: its place in the sequence and the frontier. */
+static void learn(fp_region *r, uint32_t c)
+{
+	uint32_t f = r->frontier == NONE ? NONE : r->pos_of[r->frontier];
+	if (r->pos_of[c] == NONE) {
+		insert_after(r, f, c);
+		r->frontier = c;
+	} else if (f != NONE && c != r->frontier) {
+		uint32_t L = r->seq_len, p = r->pos_of[c];
+		uint32_t ahead = (p + L - f) % L;
+		if (ahead <= L / 2) {
+			/* Forward; past the sequence's end onto a chunk used this
+			 * cycle, it is the next cycle. */
+			if (p < f && r->used_cycle[c] == r->cycle)
+				r->cycle++;
+			r->frontier = c;
+		} else if (L - ahead > r->slack) {
+			r->slack = L - ahead; /* a thread this far behind */
+		}
+	}
+	r->used_cycle[c] = r->cycle;
+}
+
+/* Load chunk d ahead of the loop (now: the fault's time). */
+static void want(fp_region *r, uint32_t d, uint64_t now)
+{
+	r->window_mark[d] = r->fault_seq;
+	uint32_t expect = CHUNK_EMPTY;
+	if (atomic_compare_exchange_strong(&r->state[d], &expect, CHUNK_LOADING)) {
+		atomic_store(&r->queued_ns[d], now);
+		fp_queue_push(&r->queue, d, 0);
+	}
+}
+
+/* The window of the learned sequence around the frontier. */
+static void walk_sequence(fp_region *r, uint32_t depth, uint64_t now)
+{
+	uint32_t L = r->seq_len, f = r->pos_of[r->frontier];
+	uint32_t back = r->slack < L / 2 ? r->slack : L / 2;
+	if (depth > L - 1 - back)
+		depth = L - 1 - back;
+	for (int64_t i = -(int64_t)back; i <= (int64_t)depth; i++) {
+		int64_t at = (int64_t)f + i;
+		if (at < 0)
+			continue; /* the previous cycle's tail */
+		uint32_t d = r->seq[at % L];
+		uint32_t used = r->used_cycle[d];
+		int wanted = at >= L ? used == r->cycle : used + 1 == r->cycle;
+		if (wanted && !(r->preserve && r->preserve[d]))
+			want(r, d, now);
+	}
+}
+
+/* Read-ahead in file order from c. */
+static void walk_file(fp_region *r, uint32_t c, uint32_t depth, uint64_t now)
+{
+	uint32_t d = c;
+	for (uint32_t k = 0, steps = 0; k < depth && steps < r->n_chunks; steps++) {
+		d = d + 1 < r->n_chunks ? d + 1 : 0;
+		if (d == c)
+			break;
+		if (!r->page_len[d] || (r->preserve && r->preserve[d]))
+			continue;
+		k++;
+		want(r, d, now);
+	}
+}
+
+void fp_predict(fp_region *r, uint32_t c, uint64_t now)
+{
+	if (++r->fault_seq == 0)
+		r->fault_seq = 1;
+	r->window_mark[c] = r->fault_seq;
+	learn(r, c);
+
+	/* Depth: what read-ahead may have in flight, and never more than the
+	 * budget left after preservation can hold beside the chunks in use. */
+	struct fp_settings *s = rcu_dereference(r->settings);
+	uint64_t room = s->budget > r->preserved_bytes ? s->budget - r->preserved_bytes : 0;
+	uint64_t fit = room / r->chunk_size;
+	fit = fit > FP_IN_USE_CHUNKS ? fit - FP_IN_USE_CHUNKS : 0;
+	uint32_t depth = (uint32_t)r->opt.readahead;
+	if (atomic_load(&r->stage_ahead) && depth > fit)
+		depth = (uint32_t)fit;
+	if (!depth)
+		return;
+	if (r->cycle > 1 && !(r->opt.flags & FP_OPEN_NO_PREDICT))
+		walk_sequence(r, depth, now);
+	else
+		walk_file(r, c, depth, now);
+	if (atomic_load(&r->stage_ahead))
+		fp_stage_drop_stale(r);
+}
