@@ -75,6 +75,8 @@ struct fp_region {
 	atomic_uint_fast64_t *queued_ns; /* per chunk: when its load was queued */
 	char *_Atomic *poison_reason;/* per chunk, set once */
 	uint32_t *page_len;          /* per chunk: logical_len rounded to pages */
+	uint32_t *res_len;           /* per chunk: the bytes it holds while resident, page_len
+	                              * or, for a streamed tail installed whole, chunk_size */
 
 	struct fp_queue queue;       /* demand first, then read-ahead */
 	int queue_ready;             /* queue initialised: region_free destroys it */

@@ -96,8 +96,8 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 		if (d->codec != FP_CODEC_RAW)
 			atomic_fetch_add_explicit(&r->stats.bytes_decompressed, d->logical_len,
 			                          memory_order_relaxed);
-		/* The last page past the data must read as zeros. */
-		memset(buf + d->logical_len, 0, r->page_len[c] - d->logical_len);
+		/* What is installed past the data must read as zeros. */
+		memset(buf + d->logical_len, 0, r->res_len[c] - d->logical_len);
 		return 0;
 	}
 	return -1;
@@ -109,10 +109,10 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 int fp_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
 {
 	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
-	size_t len = r->page_len[c], moved = 0;
+	size_t len = r->res_len[c], moved = 0;
 	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
 	                          memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->stats.bytes_installed, len, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->stats.bytes_installed, r->page_len[c], memory_order_relaxed);
 	if (atomic_load(&r->huge_ok) && len == r->chunk_size) {
 		atomic_fetch_add_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
 		int rc = fp_uffd_move(r->uffd, dst, buf, len, &moved);
@@ -173,7 +173,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	 * A staged tensor tail (less than a chunk, installed by copy) waits in
 	 * a pooled page too, rather than in fresh memory. */
 	int stage_wanted = reserved && atomic_load(&r->stage_ahead);
-	int whole = r->page_len[c] == r->chunk_size;
+	int whole = r->res_len[c] == r->chunk_size;
 	uint8_t *slot = atomic_load(&r->huge_ok) && (whole || stage_wanted)
 	                    ? fp_pool_take_full(&r->pool) : NULL;
 	int staging = stage_wanted && (slot || !whole || !atomic_load(&r->huge_ok));

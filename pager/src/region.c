@@ -32,6 +32,7 @@ static void region_free(fp_region *r)
 	free((void *)r->fault_ns);
 	free((void *)r->queued_ns);
 	free(r->page_len);
+	free(r->res_len);
 	free(r->preserve);
 	fp_stage_free(r);
 	fp_predict_free(r);
@@ -189,14 +190,15 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	r->queued_ns = calloc(n, sizeof *r->queued_ns);
 	r->poison_reason = calloc(n, sizeof *r->poison_reason);
 	r->page_len = malloc(n * sizeof *r->page_len);
+	r->res_len = malloc(n * sizeof *r->res_len);
 	r->settings = settings_new(r, budget, ops);
 	if (!r->state || !r->fault_ns || !r->queued_ns || !r->poison_reason || !r->page_len ||
-	    !r->settings || (r->queue_ready = 1, fp_queue_init(&r->queue, r->n_chunks))) {
+	    !r->res_len || !r->settings || (r->queue_ready = 1, fp_queue_init(&r->queue, r->n_chunks))) {
 		fp_err("%s: out of memory", path);
 		goto fail;
 	}
 	for (uint32_t c = 0; c < n; c++)
-		r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
+		r->res_len[c] = r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
 	if (r->opt.preserve) {
 		r->preserve = malloc(n);
 		if (!r->preserve) {

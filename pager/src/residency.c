@@ -24,7 +24,7 @@ struct evictions {
 static void finish(fp_region *r, uint32_t v)
 {
 	uint8_t *p = r->base + (uint64_t)v * r->chunk_size;
-	uint8_t *slot = r->page_len[v] == r->chunk_size ? fp_pool_take_empty(&r->pool) : NULL;
+	uint8_t *slot = r->res_len[v] == r->chunk_size ? fp_pool_take_empty(&r->pool) : NULL;
 	if (slot) {
 		/* Keep the page for the next load rather than free it. */
 		size_t moved;
@@ -36,6 +36,7 @@ static void finish(fp_region *r, uint32_t v)
 		/* The whole slot: also drops zero pages installed in its padding. */
 		madvise(p, r->chunk_size, MADV_DONTNEED);
 	}
+	r->res_len[v] = r->page_len[v];
 	uint32_t st = CHUNK_EVICTING;
 	for (;;) {
 		if (st & CHUNK_DEMANDED) {
@@ -61,7 +62,7 @@ static void evict_one(void *ctx, uint32_t v)
 	struct fp_settings *s = r->settings;
 	atomic_store(&r->state[v], CHUNK_EVICTING);
 	s->policy_ops->evicted(s->policy, v);
-	r->resident -= r->page_len[v];
+	r->resident -= r->res_len[v];
 	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
 	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);
 	if (e->n < EVICT_BATCH)
@@ -112,7 +113,12 @@ static void lock_preserved(fp_region *r, uint32_t c)
 
 int fp_reserve_ahead(fp_region *r, uint32_t c)
 {
-	uint64_t bytes = r->page_len[c], chunk = r->chunk_size;
+	uint64_t chunk = r->chunk_size;
+	/* A staged tensor tail is installed as the whole huge page, its
+	 * padding zeros, and holds all of it: one move instead of a copy into
+	 * small pages, each of which costs the loop a slow first touch. */
+	uint64_t bytes = r->page_len[c] < chunk && atomic_load(&r->stage_ahead) &&
+	                 atomic_load(&r->huge_ok) && r->pool.base ? chunk : r->page_len[c];
 	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
 	struct fp_settings *s = r->settings;
@@ -125,6 +131,7 @@ int fp_reserve_ahead(fp_region *r, uint32_t c)
 	int full = r->ahead_bytes + bytes > cap ||
 	           fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
 	if (!full) {
+		r->res_len[c] = (uint32_t)bytes;
 		r->resident += bytes;
 		r->ahead_bytes += bytes;
 		r->ahead_reserved[c] = 1;
@@ -140,7 +147,7 @@ void fp_release_ahead(fp_region *r, uint32_t c)
 {
 	if (r->ahead_reserved[c]) {
 		r->ahead_reserved[c] = 0;
-		r->ahead_bytes -= r->page_len[c];
+		r->ahead_bytes -= r->res_len[c];
 	}
 }
 
@@ -148,8 +155,9 @@ void fp_unreserve_ahead(fp_region *r, uint32_t c)
 {
 	pthread_mutex_lock(&r->res_lock);
 	if (r->ahead_reserved[c])
-		r->resident -= r->page_len[c];
+		r->resident -= r->res_len[c];
 	fp_release_ahead(r, c);
+	r->res_len[c] = r->page_len[c];
 	pthread_mutex_unlock(&r->res_lock);
 }
 

@@ -16,7 +16,7 @@ static void plan_usage(FILE *f)
 	        "  read and decode time each saves per resident byte, and prints the plan\n"
 	        "  layer by layer with the bytes left to stream every token.\n\n"
 	        "  --budget SIZE      resident bytes: 600M, 1.5G or 40%% of the weights\n"
-	        "  --stream SIZE      of the budget, kept for streaming (default 8 chunks)\n"
+	        "  --stream SIZE      of the budget, kept for streaming (default 16 chunks)\n"
 	        "  --unbalanced       preserve the first layers whole (default: the same share\n"
 	        "                     of every layer, FlexInfer's balanced locking)\n"
 	        "  --attention-first  inside a layer, attention tensors first\n"
@@ -77,7 +77,7 @@ int cmd_plan(int argc, char **argv)
 	/* a per cent is of the weights, as for flexpage run */
 	if (parse_size(budget_s, info->data_bytes, &po.budget, "--budget", err, sizeof err))
 		goto bad;
-	po.stream_bytes = 8ull * info->chunk_size;
+	po.stream_bytes = (uint64_t)PLAN_STREAM_CHUNKS * info->chunk_size;
 	if (stream_s && parse_size(stream_s, po.budget, &po.stream_bytes, "--stream", err, sizeof err))
 		goto bad;
 	if (read_s) {

@@ -46,7 +46,7 @@ static void run_usage(FILE *f)
 	        "  --preserve PLAN     for flexpage: balanced, first or none (default none):\n"
 	        "                      keep chunks resident as flexpage plan chooses them\n"
 	        "  --attention-first   for --preserve: attention tensors first in a layer\n"
-	        "  --stream SIZE       for --preserve: budget kept for streaming (default 8 chunks)\n"
+	        "  --stream SIZE       for --preserve: budget kept for streaming (default 16 chunks)\n"
 	        "  --no-lock           for --preserve: do not mlock preserved chunks\n"
 	        "  --no-stage          for flexpage: read-ahead installs at once (no position\n"
 	        "                      signal from the loop's faults)\n"

@@ -13,6 +13,11 @@ int cmd_trace(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 
+/* The budget a plan keeps for streaming, in chunks, unless --stream says:
+ * enough for read-ahead to keep several reads in flight beside the chunks
+ * the loop is on. */
+#define PLAN_STREAM_CHUNKS 16
+
 /* The share of tensor t a Llama decode reads every token (cmd_plan.c);
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);

@@ -24,7 +24,7 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 	const struct fp_image_info *info = fp_image_info(img);
 	struct fp_plan_options po = {
 		.budget = o->budget ? o->budget : info->data_bytes,
-		.stream_bytes = 8ull * info->chunk_size,
+		.stream_bytes = (uint64_t)PLAN_STREAM_CHUNKS * info->chunk_size,
 		.balanced = balanced,
 		.order = p->attention_first ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT,
 		.read_share = llama_read_share,
