@@ -12,9 +12,10 @@
  * fault on a chunk already used this cycle, just past the frontier's end,
  * starts the next cycle.
  *
- * On each fault the window around the frontier is loaded: from `slack`
+ * On each fault the window around the frontier is loaded: starting `slack`
  * positions behind it (the chunks a lagging thread still needs; slack is
- * the furthest behind the frontier a fault has been seen) to `depth` ahead.
+ * the furthest behind the frontier a fault has been seen), the first
+ * `depth` chunks that are not resident, nearest first.
  * A chunk is loaded only if the loop will want it: used last cycle and not
  * yet this one, or, past the end of the sequence, used this cycle (the
  * next cycle wants it again).  That keeps chunks used only once, such as a
@@ -87,7 +88,7 @@ static void learn(fp_region *r, uint32_t c)
 	r->used_cycle[c] = r->cycle;
 }
 
-/* Load chunk d ahead of the loop (now: the fault's time). */
+/* Keep chunk d in the window; load it if it is not (now: the fault's time). */
 static void want(fp_region *r, uint32_t d, uint64_t now)
 {
 	r->window_mark[d] = r->fault_seq;
@@ -98,22 +99,24 @@ static void want(fp_region *r, uint32_t d, uint64_t now)
 	}
 }
 
-/* The window of the learned sequence around the frontier. */
+/* The window of the learned sequence around the frontier: the first
+ * `depth` chunks the loop will want that are not resident, nearest first,
+ * so that read-ahead's room goes to what is needed soonest. */
 static void walk_sequence(fp_region *r, uint32_t depth, uint64_t now)
 {
 	uint32_t L = r->seq_len, f = r->pos_of[r->frontier];
 	uint32_t back = r->slack < L / 2 ? r->slack : L / 2;
-	if (depth > L - 1 - back)
-		depth = L - 1 - back;
-	for (int64_t i = -(int64_t)back; i <= (int64_t)depth; i++) {
+	for (int64_t i = -(int64_t)back; i < (int64_t)(L - back) && depth; i++) {
 		int64_t at = (int64_t)f + i;
 		if (at < 0)
 			continue; /* the previous cycle's tail */
 		uint32_t d = r->seq[at % L];
 		uint32_t used = r->used_cycle[d];
 		int wanted = at >= L ? used == r->cycle : used + 1 == r->cycle;
-		if (wanted && !(r->preserve && r->preserve[d]))
-			want(r, d, now);
+		if (!wanted || (r->preserve && r->preserve[d]) || chunk_state(r, d) == CHUNK_RESIDENT)
+			continue;
+		want(r, d, now);
+		depth--;
 	}
 }
 
