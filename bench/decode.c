@@ -182,8 +182,12 @@ static struct decode_result decode(const struct model *m, int threads, int round
 static int synthesize(const char *path, const struct synth_shape *s, int type)
 {
 	char err[512];
-	struct fp_writer_options wo = {2u << 20, FP_CODEC_RAW, 0,
-	                               synth_tensor_bytes(&s->cfg, s->shared_classifier, type), 1};
+	struct fp_writer_options wo = {
+		.chunk_size = 2u << 20,
+		.codec = FP_CODEC_RAW,
+		.expected_bytes = synth_tensor_bytes(&s->cfg, s->shared_classifier, type),
+		.progress = 1,
+	};
 	fprintf(stderr, "synthesizing %s (%s, %s)...\n", path, s->name, fk_type_name(type));
 	fp_writer *w = fp_writer_create(path, &wo);
 	if (!w) {

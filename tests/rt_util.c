@@ -184,7 +184,7 @@ int rt_run(const char *const argv[], const char *env_extra, char *out, size_t ou
 int rt_pack_llama2c(const char *src, const char *dst, const char *quant, uint32_t chunk,
                     uint32_t codec, char *err, size_t errlen)
 {
-	struct fp_writer_options o = {chunk, codec, 0, 0, 0};
+	struct fp_writer_options o = {.chunk_size = chunk, .codec = codec};
 	fp_writer *w = fp_writer_create(dst, &o);
 	if (!w) {
 		snprintf(err, errlen, "%s", fp_last_error());
@@ -204,7 +204,7 @@ int rt_pack_llama2c(const char *src, const char *dst, const char *quant, uint32_
 int rt_synth(const char *dst, const struct frt_config *cfg, int shared, int type, uint32_t chunk,
              uint32_t codec, uint64_t seed, int threads, char *err, size_t errlen)
 {
-	struct fp_writer_options o = {chunk, codec, 0, 0, 0};
+	struct fp_writer_options o = {.chunk_size = chunk, .codec = codec};
 	fp_writer *w = fp_writer_create(dst, &o);
 	if (!w) {
 		snprintf(err, errlen, "%s", fp_last_error());

@@ -125,7 +125,8 @@ struct built {
 	uint8_t *data[8];
 	uint64_t size[8], offset[8];
 	uint32_t n_chunks;
-	uint64_t logical_size;
+	uint64_t logical_size, data_end; /* data_end: the last tensor's end */
+	int aligned;          /* tensors on chunk boundaries, not packed */
 	uint8_t *layout;      /* the expected logical layout */
 	char *compressible;   /* per chunk: 1 if its bytes are all compressible */
 };
@@ -148,14 +149,17 @@ static int build_image(const char *path, const struct fp_writer_options *opt,
 {
 	memset(b, 0, sizeof *b);
 	b->cs = opt->chunk_size ? opt->chunk_size : (2u << 20);
+	b->aligned = opt->align_tensors;
 	b->n = n;
 	uint64_t off = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		b->spec[i] = specs[i];
 		b->size[i] = ref_bytes(specs[i].type, specs[i].ndim, specs[i].shape);
 		cr_assert(b->size[i], "bad spec %s", specs[i].name);
-		b->offset[i] = off;
-		off += align_up(b->size[i], b->cs);
+		/* Packed: each tensor on the next page after the one before;
+		 * aligned: on the next chunk. */
+		b->offset[i] = align_up(off, opt->align_tensors ? b->cs : 4096);
+		off = b->offset[i] + b->size[i];
 		b->data[i] = malloc(b->size[i]);
 		cr_assert(b->data[i]);
 		for (uint64_t c = 0; c * b->cs < b->size[i]; c++) {
@@ -167,17 +171,34 @@ static int build_image(const char *path, const struct fp_writer_options *opt,
 				tu_fill_random(seed + i * 1000 + c, b->data[i] + c * b->cs, len);
 		}
 	}
-	b->logical_size = off;
-	b->n_chunks = (uint32_t)(off / b->cs);
-	b->layout = calloc(1, off);
+	b->data_end = off;
+	b->logical_size = align_up(off, b->cs);
+	b->n_chunks = (uint32_t)(b->logical_size / b->cs);
+	b->layout = calloc(1, b->logical_size);
+	/* per byte: 'c' compressible filler, 'r' random, 0 zeros between tensors */
+	char *kind = calloc(1, b->logical_size);
 	b->compressible = calloc(b->n_chunks, 1);
-	cr_assert(b->layout && b->compressible);
+	cr_assert(b->layout && b->compressible && kind);
 	for (uint32_t i = 0; i < n; i++) {
 		memcpy(b->layout + b->offset[i], b->data[i], b->size[i]);
-		for (uint64_t c = 0; c * b->cs < b->size[i]; c++)
-			b->compressible[b->offset[i] / b->cs + c] =
-			    specs[i].content == 'c' || (specs[i].content == 'a' && c % 2 == 0);
+		for (uint64_t c = 0; c * b->cs < b->size[i]; c++) {
+			uint64_t len = b->size[i] - c * b->cs < b->cs ? b->size[i] - c * b->cs : b->cs;
+			int comp = specs[i].content == 'c' || (specs[i].content == 'a' && c % 2 == 0);
+			memset(kind + b->offset[i] + c * b->cs, comp ? 'c' : 'r', len);
+		}
 	}
+	/* A chunk is compressible (1) if it holds filler and zeros only,
+	 * random (0) if random bytes only, and mixed (2) otherwise. */
+	for (uint32_t k = 0; k < b->n_chunks; k++) {
+		uint64_t lo = (uint64_t)k * b->cs, hi = lo + b->cs < off ? lo + b->cs : off;
+		int has_r = 0, has_other = 0;
+		for (uint64_t x = lo; x < hi; x++) {
+			has_r |= kind[x] == 'r';
+			has_other |= kind[x] != 'r';
+		}
+		b->compressible[k] = !has_r ? 1 : has_other ? 2 : 0;
+	}
+	free(kind);
 
 	fp_writer *w = fp_writer_create(path, opt);
 	if (!w)
@@ -226,15 +247,17 @@ static void check_built(const char *path, const struct built *b, uint32_t codec,
 	cr_assert_eq(info->n_tensors, b->n);
 	cr_assert_eq(info->n_chunks, b->n_chunks);
 	cr_assert_eq(info->logical_size, b->logical_size);
+	/* The chunks' data: the tensors, and in a packed image the zeros
+	 * between them. */
 	uint64_t data_bytes = 0;
 	for (uint32_t i = 0; i < b->n; i++)
 		data_bytes += b->size[i];
-	cr_assert_eq(info->data_bytes, data_bytes);
+	cr_assert_eq(info->data_bytes, b->aligned ? data_bytes : b->data_end);
 	cr_assert_str_eq(info->meta, meta ? meta : "");
 
 	/* Header, parsed from the file by the offsets in docs/format.md. */
 	cr_assert_arr_eq(f.data, "FLEXPAGE", 8);
-	cr_assert_eq(tu_get32(&f, TU_H_VERSION), 1u);
+	cr_assert_eq(tu_get32(&f, TU_H_VERSION), 2u);
 	cr_assert_eq(tu_get32(&f, TU_H_HEADER_SIZE), 128u);
 	cr_assert_eq(tu_get64(&f, TU_H_FILE_SIZE), f.len);
 	cr_assert_eq(tu_get64(&f, TU_H_LOGICAL_SIZE), b->logical_size);
@@ -273,12 +296,12 @@ static void check_built(const char *path, const struct built *b, uint32_t codec,
 			cr_assert_eq(t->shape[d], d < (int)s->ndim ? s->shape[d] : 0, "%s shape[%d]",
 			             s->name, d);
 		cr_assert_eq(t->offset, b->offset[i], "%s offset", s->name);
-		cr_assert_eq(t->offset % b->cs, 0);
+		cr_assert_eq(t->offset % 4096, 0);
 		cr_assert_eq(t->size, b->size[i], "%s size", s->name);
 		cr_assert_eq(fp_image_find(img, s->name), t);
 		cr_assert_eq(fp_image_tensor_at(img, t->offset), t);
 		cr_assert_eq(fp_image_tensor_at(img, t->offset + t->size - 1), t);
-		if (t->size % b->cs)
+		if (t->size % 4096)
 			cr_assert_null(fp_image_tensor_at(img, t->offset + t->size), "padding after %s",
 			               s->name);
 		uint64_t e = tu_tensor_at(&f, i);
@@ -305,9 +328,14 @@ static void check_built(const char *path, const struct built *b, uint32_t codec,
 		const struct fp_chunk_desc *c = fp_image_chunk(img, i);
 		cr_assert(c);
 		const uint8_t *want = b->layout + (uint64_t)i * b->cs;
-		/* logical_len: the tensor's bytes in this chunk. */
+		/* logical_len.  Packed: every chunk is full but the last, which
+		 * ends with the last tensor.  Aligned: the tensor's bytes in it. */
 		uint32_t len = 0;
-		for (uint32_t t = 0; t < b->n; t++)
+		if (!b->aligned) {
+			uint64_t left = b->data_end - (uint64_t)i * b->cs;
+			len = left < b->cs ? (uint32_t)left : b->cs;
+		}
+		for (uint32_t t = 0; b->aligned && t < b->n; t++)
 			if (b->offset[t] <= (uint64_t)i * b->cs &&
 			    (uint64_t)i * b->cs < b->offset[t] + b->size[t]) {
 				uint64_t left = b->offset[t] + b->size[t] - (uint64_t)i * b->cs;
@@ -357,12 +385,12 @@ static void check_built(const char *path, const struct built *b, uint32_t codec,
 			cr_assert_arr_eq(zdst, want, len, "zstd payload of chunk %u", i);
 		}
 		if (codec == FP_CODEC_ZSTD && len >= 4096) {
-			if (b->compressible[i])
+			if (b->compressible[i] == 1)
 				cr_assert_eq(c->codec, FP_CODEC_ZSTD, "compressible chunk %u stored raw", i);
-			else
+			else if (b->compressible[i] == 0)
 				cr_assert_eq(c->codec, FP_CODEC_RAW, "random chunk %u not stored raw", i);
 		}
-		if (codec == FP_CODEC_ZSTD && !b->compressible[i])
+		if (codec == FP_CODEC_ZSTD && b->compressible[i] == 0)
 			cr_assert_eq(c->codec, FP_CODEC_RAW, "random chunk %u not stored raw", i);
 
 		memset(dst, 0xA5, b->cs);
@@ -385,7 +413,7 @@ static void check_built(const char *path, const struct built *b, uint32_t codec,
 		cr_assert_eq(flags & ~1u, 0u);
 		int any_compressible = 0;
 		for (uint32_t i = 0; i < b->n_chunks; i++)
-			any_compressible |= b->compressible[i] && fp_image_chunk(img, i)->logical_len >= 4096;
+			any_compressible |= b->compressible[i] == 1 && fp_image_chunk(img, i)->logical_len >= 4096;
 		if (any_compressible) {
 			cr_assert_gt(n_zstd, 0);
 			cr_assert_eq(info->raw_base, 0u, "mixed zstd image claims the raw layout");
@@ -519,7 +547,7 @@ static void make_base(uint32_t codec)
 		{"blob", FP_TYPE_U8, 1, {100000}, 'r'},
 		{"norm", FP_TYPE_Q8_0, 2, {32, 10}, 'c'},
 	};
-	struct fp_writer_options opt = {.chunk_size = 65536, .codec = codec};
+	struct fp_writer_options opt = {.chunk_size = 65536, .codec = codec, .align_tensors = 1};
 	g_img = tu_join(g_dir, "base.fpi");
 	cr_assert_eq(build_image(g_img, &opt, specs, 3, "arch=test\n", &g_b, 42), 0, "%s",
 	             fp_last_error());
@@ -642,9 +670,9 @@ Test(format, bad_magic, .init = base_raw, .fini = base_fini)
 Test(format, bad_version, .init = base_raw, .fini = base_fini)
 {
 	tu_file f = load_base();
-	tu_set32(&f, TU_H_VERSION, 2);
+	tu_set32(&f, TU_H_VERSION, 3);
 	store(&f, 1);
-	EXPECT_OPEN_FAILS(g_img, "version 2", "version");
+	EXPECT_OPEN_FAILS(g_img, "version 3", "version");
 }
 
 Test(format, bad_version_zero, .init = base_raw, .fini = base_fini)
@@ -1067,9 +1095,9 @@ Test(format, tensor_offset_unaligned, .init = base_raw, .fini = base_fini)
 {
 	tu_file f = load_base();
 	uint64_t e = tu_tensor_at(&f, 1) + TU_T_OFFSET;
-	tu_set64(&f, e, tu_get64(&f, e) + 4096);
+	tu_set64(&f, e, tu_get64(&f, e) + 100);
 	store(&f, 1);
-	EXPECT_OPEN_FAILS(g_img, "a tensor off a chunk boundary", "offset|align", "blob");
+	EXPECT_OPEN_FAILS(g_img, "a tensor off a page boundary", "offset|align", "blob");
 }
 
 Test(format, tensors_overlap, .init = base_raw, .fini = base_fini)
@@ -1821,13 +1849,13 @@ static const char *check_invariants(const fp_image *img, const tu_file *f, char 
 				return snprintf(why, n, "tensor %u duplicate name", i), why;
 		if (ref_bytes(t->type, t->ndim, t->shape) != t->size || !t->size)
 			return snprintf(why, n, "tensor %u size/type/shape", i), why;
-		if (t->offset % cs || t->offset < prev_end || t->offset > in->logical_size ||
+		if (t->offset % 4096 || t->offset < prev_end || t->offset > in->logical_size ||
 		    t->size > in->logical_size - t->offset)
 			return snprintf(why, n, "tensor %u placement", i), why;
 		prev_end = t->offset + t->size;
-		for (uint64_t off = t->offset; off < prev_end; off += cs) {
-			uint64_t need = prev_end - off < cs ? prev_end - off : cs;
-			if (fp_image_chunk(img, (uint32_t)(off / cs))->logical_len < need)
+		for (uint64_t k = t->offset / cs; k * cs < prev_end; k++) {
+			uint64_t need = prev_end - k * cs < cs ? prev_end - k * cs : cs;
+			if (fp_image_chunk(img, (uint32_t)k)->logical_len < need)
 				return snprintf(why, n, "tensor %u not covered by chunk data", i), why;
 		}
 	}

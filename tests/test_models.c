@@ -372,7 +372,7 @@ static void write_image(const char *path, const char *meta, const char *skip, co
 		model_format_meta(&cfg, 1, FK_Q8_0, m, sizeof m);
 		meta = m;
 	}
-	struct fp_writer_options o = {64u << 10, codec, 0, 0, 0};
+	struct fp_writer_options o = {.chunk_size = 64u << 10, .codec = codec};
 	fp_writer *w = fp_writer_create(path, &o);
 	cr_assert(w, "%s", fp_last_error());
 	cr_assert_eq(fp_writer_set_meta(w, meta), 0);

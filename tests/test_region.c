@@ -571,7 +571,7 @@ Test(install, full_2m_chunks_move_huge_pages_and_copy_when_asked, .timeout = 120
 	free(ref);
 }
 
-Test(install, tensors_are_chunk_aligned_and_padding_reads_zero, .timeout = 60)
+Test(install, tensors_are_packed_on_pages_and_padding_reads_zero, .timeout = 60)
 {
 	const uint32_t chunk = 64u << 10;
 	const size_t sizes[] = {1000, chunk, 3 * chunk + 5, 12345};
@@ -605,13 +605,17 @@ Test(install, tensors_are_chunk_aligned_and_padding_reads_zero, .timeout = 60)
 		cr_expect_eq(d->offset, expect_off, "%s at %llu", name, (unsigned long long)d->offset);
 		cr_expect_eq(p, base + expect_off);
 		cr_expect_eq(memcmp(p, ref[i], sizes[i]), 0, "%s bytes differ", name);
-		uint64_t end = (expect_off + sizes[i] + chunk - 1) / chunk * chunk;
-		for (uint64_t q = expect_off + sizes[i]; q < end; q += 997)
+		/* Packed: the next tensor starts on the next page; the bytes
+		 * between read as zeros. */
+		uint64_t end = (expect_off + sizes[i] + 4095) / 4096 * 4096;
+		for (uint64_t q = expect_off + sizes[i]; q < end; q += 97)
 			cr_expect_eq(base[q], 0, "padding byte at %llu", (unsigned long long)q);
 		expect_off = end;
 		free(ref[i]);
 	}
-	cr_expect_eq(fp_region_size(r), expect_off);
+	cr_expect_eq(fp_region_size(r), (expect_off + chunk - 1) / chunk * chunk);
+	for (uint64_t q = expect_off; q < fp_region_size(r); q += 997)
+		cr_expect_eq(base[q], 0, "byte %llu after the last tensor", (unsigned long long)q);
 	fp_close(r);
 	unlink(path);
 }

@@ -37,8 +37,8 @@ static int check_header(const char *path, const struct fp_disk_header *h, uint64
 {
 	if (memcmp(h->magic, FP_IMAGE_MAGIC, 8))
 		return fp_err("%s: not a flexpage image (bad magic)", path);
-	if (h->version != FP_IMAGE_VERSION)
-		return fp_err("%s: header.version is %u; this flexpage reads version %u",
+	if (h->version < 1 || h->version > FP_IMAGE_VERSION)
+		return fp_err("%s: header.version is %u; this flexpage reads versions 1 to %u",
 		              path, h->version, FP_IMAGE_VERSION);
 	if (h->header_size != FP_HEADER_BYTES)
 		return fp_err("%s: header.header_size is %u, expected %u", path,
@@ -178,9 +178,9 @@ static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, 
 		if (!bytes || bytes != d->size)
 			return fp_err("%s: tensor '%s': size %llu does not match its type and shape",
 			              path, t->name, (unsigned long long)d->size);
-		if (d->offset % cs)
-			return fp_err("%s: tensor '%s': offset %llu is not chunk aligned", path, t->name,
-			              (unsigned long long)d->offset);
+		if (d->offset % FP_TENSOR_ALIGN)
+			return fp_err("%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
+			              t->name, (unsigned long long)d->offset, FP_TENSOR_ALIGN);
 		if (d->offset < prev_end)
 			return fp_err("%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
 			              path, t->name);
@@ -192,13 +192,15 @@ static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, 
 		t->offset = d->offset;
 		t->size = d->size;
 		prev_end = d->offset + d->size;
-		/* Each chunk under the tensor must hold all of the tensor's bytes. */
-		for (uint64_t off = t->offset; off < prev_end; off += cs) {
-			const struct fp_chunk_desc *c = &img->chunks[off / cs];
-			uint64_t need = prev_end - off < cs ? prev_end - off : cs;
+		/* Each chunk under the tensor must hold all of the tensor's bytes
+		 * in it (a chunk may hold the end of one tensor and the start of
+		 * the next). */
+		for (uint64_t k = t->offset / cs; k * cs < prev_end; k++) {
+			const struct fp_chunk_desc *c = &img->chunks[k];
+			uint64_t need = prev_end - k * cs < cs ? prev_end - k * cs : cs;
 			if (c->logical_len < need)
 				return fp_err("%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
-				              path, t->name, (unsigned long long)(off / cs), c->logical_len,
+				              path, t->name, (unsigned long long)k, c->logical_len,
 				              (unsigned long long)need);
 		}
 		for (uint32_t j = 0; j < i; j++)

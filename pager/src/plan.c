@@ -33,6 +33,35 @@ static int layer_of(const char *name)
 	return end != name + 4 && *end == '.' && l >= 0 && l < 1000000 ? (int)l : -1;
 }
 
+/* The tensor holding most of chunk d's bytes: a chunk may hold the end of
+ * one tensor and the start of the next. */
+static const struct fp_tensor_desc *main_tensor(const fp_image *img, const struct fp_chunk_desc *d)
+{
+	uint32_t n = fp_image_info(img)->n_tensors, lo = 0, hi = n;
+	uint64_t start = d->logical_offset, end = start + d->logical_len, most = 0;
+	while (lo < hi) { /* the first tensor that ends after start */
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct fp_tensor_desc *t = fp_image_tensor(img, mid);
+		if (t->offset + t->size <= start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const struct fp_tensor_desc *best = NULL;
+	for (uint32_t i = lo; i < n; i++) {
+		const struct fp_tensor_desc *t = fp_image_tensor(img, i);
+		if (t->offset >= end)
+			break;
+		uint64_t a = t->offset > start ? t->offset : start;
+		uint64_t b = t->offset + t->size < end ? t->offset + t->size : end;
+		if (b - a > most) {
+			most = b - a;
+			best = t;
+		}
+	}
+	return best;
+}
+
 /* Preferred first: attention (if asked), then more benefit per byte. */
 static int by_preference(const void *pa, const void *pb, void *attention_first)
 {
@@ -109,7 +138,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	out->n_chunks = info->n_chunks;
 	for (uint32_t c = 0; c < info->n_chunks; c++) {
 		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
-		const struct fp_tensor_desc *t = fp_image_tensor_at(img, d->logical_offset);
+		const struct fp_tensor_desc *t = main_tensor(img, d);
 		if (!d->logical_len || !t)
 			continue;
 		struct item *x = &it[n++];

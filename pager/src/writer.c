@@ -1,6 +1,10 @@
-/* Writing an image.  Tensors stream in; each starts on a chunk boundary of
- * the logical layout, and each full (or final) chunk is checksummed,
- * compressed and written at once, so a model never sits whole in memory.
+/* Writing an image.  Tensors stream in, packed: each starts on the next
+ * page (FP_TENSOR_ALIGN) of the logical layout, so a chunk may hold the end
+ * of one tensor and the start of the next, and only the last chunk is
+ * partial: every other chunk installs whole, as one huge page, and no
+ * memory goes to padding.  (With align_tensors each tensor starts a chunk
+ * instead.)  Each full (or final) chunk is checksummed, compressed and
+ * written at once, so a model never sits whole in memory.
  * Everything goes to a temporary file that only fp_writer_finish() renames
  * over the destination. */
 #include <errno.h>
@@ -182,8 +186,17 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 	uint64_t bytes = fp_tensor_bytes(type, ndim, shape);
 	if (!bytes)
 		return fp_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
-	if (w->fill && flush_chunk(w))
-		return -1;
+	/* Zeros up to the next page (or chunk); a chunk filled by them goes out. */
+	if (w->opt.align_tensors) {
+		if (w->fill && flush_chunk(w))
+			return -1;
+	} else {
+		uint32_t pad = (uint32_t)(align_up(w->fill, FP_TENSOR_ALIGN) - w->fill);
+		memset(w->buf + w->fill, 0, pad);
+		w->fill += pad;
+		if (w->fill == w->opt.chunk_size && flush_chunk(w))
+			return -1;
+	}
 	if (w->n_tensors == w->cap_tensors) {
 		uint32_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
 		void *p = realloc(w->tensors, sizeof *w->tensors * cap);
@@ -198,7 +211,7 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 	t->type = type;
 	t->ndim = ndim;
 	memcpy(t->shape, shape, ndim * sizeof *shape);
-	t->offset = (uint64_t)w->n_chunks * w->opt.chunk_size;
+	t->offset = (uint64_t)w->n_chunks * w->opt.chunk_size + w->fill;
 	t->size = bytes;
 	w->tensor_left = bytes;
 	w->in_tensor = 1;
@@ -238,7 +251,7 @@ int fp_writer_end_tensor(fp_writer *w)
 		return fp_err("%s: tensor '%s' is %llu bytes short of its shape", w->path,
 		              w->tensors[w->n_tensors - 1].name, (unsigned long long)w->tensor_left);
 	w->in_tensor = 0;
-	return w->fill ? flush_chunk(w) : 0;
+	return 0;
 }
 
 static int fsync_dir(const char *path)
@@ -266,6 +279,8 @@ int fp_writer_finish(fp_writer *w)
 		fp_err("%s: no tensors to write", w->path);
 		goto out;
 	}
+	if (w->fill && flush_chunk(w)) /* the last, partial chunk */
+		goto out;
 	const char *meta = w->meta ? w->meta : "";
 	struct fp_disk_header h = {
 		.version = FP_IMAGE_VERSION,

@@ -98,10 +98,16 @@ int cmd_inspect(int argc, char **argv)
 	       "stored", "ratio");
 	for (uint32_t i = 0; i < info->n_tensors; i++) {
 		const struct fp_tensor_desc *t = fp_image_tensor(img, i);
-		uint64_t stored = 0, first = t->offset / info->chunk_size,
-		         last = (t->offset + t->size - 1) / info->chunk_size;
-		for (uint64_t k = first; k <= last; k++)
-			stored += fp_image_chunk(img, (uint32_t)k)->stored_len;
+		/* A chunk shared with the next tensor counts in proportion to the
+		 * bytes each holds in it. */
+		uint64_t cs = info->chunk_size, end = t->offset + t->size, stored = 0;
+		for (uint64_t k = t->offset / cs; k * cs < end; k++) {
+			const struct fp_chunk_desc *d = fp_image_chunk(img, (uint32_t)k);
+			uint64_t lo = t->offset > k * cs ? t->offset : k * cs;
+			uint64_t hi = end < k * cs + d->logical_len ? end : k * cs + d->logical_len;
+			if (hi > lo)
+				stored += (uint64_t)((double)d->stored_len * (double)(hi - lo) / d->logical_len);
+		}
 		shape_str(t, sh, sizeof sh);
 		printf("%-32s %-5s %-16s %12llu %10s %10s %6.3f\n", t->name, fp_type_name(t->type), sh,
 		       (unsigned long long)t->offset, fmt_bytes(t->size, b, sizeof b),

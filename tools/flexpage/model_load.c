@@ -209,7 +209,7 @@ static int wire_image(struct model *m, const fp_image *img, int type, const char
                       const uint64_t *at, char *err, size_t errlen)
 {
 	const uint64_t cs = fp_image_info(img)->chunk_size;
-#define AT(t) (base + (at ? at[(t)->offset / cs] : (t)->offset))
+#define AT(t) (base + (at ? at[(t)->offset / cs] + (t)->offset % cs : (t)->offset))
 	const struct frt_config *c = &m->cfg;
 	const uint64_t d = (uint64_t)c->dim, hd = (uint64_t)c->hidden_dim, V = (uint64_t)c->vocab_size;
 	const uint64_t kv = d * (uint64_t)c->n_kv_heads / (uint64_t)c->n_heads;
@@ -345,9 +345,9 @@ static int open_llama2c(struct model *m, const struct model_options *o, char *er
 }
 
 /* A resident copy of the weights alone: each chunk's data, rounded up to
- * a page, one after another.  A tensor's chunks stay contiguous (all but
- * its last are full), and the padding of the logical layout after each
- * tensor is left out. */
+ * a page, one after another.  A tensor's chunks stay contiguous (every
+ * chunk under a tensor but its last is full), and the padding after a
+ * partial chunk (version 1 images: after every tensor) is left out. */
 static int read_compact(struct model *m, const fp_image *img, int type, char *err, size_t errlen)
 {
 	const struct fp_image_info *info = fp_image_info(img);

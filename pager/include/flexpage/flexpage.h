@@ -28,8 +28,9 @@ const char *fp_last_error(void);
 /* Image format                                                         */
 
 #define FP_IMAGE_MAGIC "FLEXPAGE"
-#define FP_IMAGE_VERSION 1u
+#define FP_IMAGE_VERSION 2u        /* 1 (tensors on chunk boundaries) is read too */
 #define FP_IMAGE_ALIGN 4096u        /* payloads and tables: O_DIRECT-aligned */
+#define FP_TENSOR_ALIGN 4096u       /* a tensor's logical offset: on a page */
 #define FP_CHUNK_MIN (64u << 10)
 #define FP_CHUNK_MAX (4u << 20)
 #define FP_NAME_MAX 64              /* tensor name, NUL included */
@@ -58,7 +59,7 @@ struct fp_tensor_desc {
 	uint32_t type;
 	uint32_t ndim;
 	uint64_t shape[FP_MAX_DIMS]; /* shape[0] is the fastest-varying (row length) */
-	uint64_t offset;             /* logical offset, a multiple of chunk_size */
+	uint64_t offset;             /* logical offset, a multiple of FP_TENSOR_ALIGN */
 	uint64_t size;               /* bytes */
 };
 
@@ -114,6 +115,10 @@ struct fp_writer_options {
 	int zstd_level;              /* 0: 3 */
 	uint64_t expected_bytes;     /* for the progress bar; 0: none */
 	int progress;                /* 1: draw a progress bar on stderr if a tty */
+	int align_tensors;           /* 1: each tensor starts a chunk (the version 1
+	                              * layout: a chunk holds one tensor, tails are
+	                              * partial); 0: packed on pages, only the last
+	                              * chunk partial */
 };
 
 typedef struct fp_writer fp_writer;
