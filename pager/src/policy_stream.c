@@ -1,11 +1,16 @@
 /* stream, FlexInfer's preserve-and-stream: a decode reads the weights as a
  * cycle longer than the budget, and for a cycle the chunk to drop is the
- * one used most recently (it is needed again only after all the others).
- * Evicting the newest streamed chunk keeps the rest of the budget fixed:
- * those chunks stay preserved, every other chunk streams through one slot.
- * Which chunks are preserved (and locked) is the planner's choice; this
- * policy decides among the streamed ones. */
+ * one the loop has just finished with (it is needed again only after all
+ * the others).  The very newest chunks are not finished: the loop's threads
+ * are on them (each on its own), so the victim is the newest chunk behind
+ * those (in a small budget, behind at most half of the rest).  Which chunks
+ * are preserved (and locked) is the planner's choice; this policy decides
+ * among the streamed ones. */
 #include "policy.h"
+
+/* The newest chunks taken to be in use: one per compute thread, and one
+ * just installed for each. */
+#define IN_USE 4
 
 static void stream_touched(void *p, uint32_t c)
 {
@@ -16,12 +21,19 @@ static void stream_touched(void *p, uint32_t c)
 static int64_t stream_victim(void *p)
 {
 	struct fp_chunk_list *l = p;
-	return l->n ? (int64_t)l->tail : -1;
+	if (!l->n)
+		return -1;
+	/* In a small budget, fewer: at most half of the others. */
+	uint32_t skip = (l->n - 1) / 2 < IN_USE ? (l->n - 1) / 2 : IN_USE;
+	uint32_t c = l->tail;
+	for (uint32_t k = 0; k < skip; k++)
+		c = l->prev[c];
+	return c;
 }
 
 const struct fp_policy_ops fp_policy_stream = {
 	.name = "stream",
-	.summary = "FlexInfer preserve-and-stream: evict the most recently used chunk",
+	.summary = "FlexInfer preserve-and-stream: evict the chunk the loop has just finished with",
 	.create = fp_chunk_list_create,
 	.destroy = fp_chunk_list_destroy,
 	.loaded = fp_chunk_list_requeue,
