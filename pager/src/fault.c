@@ -30,7 +30,6 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
 	uint32_t s = atomic_load(&r->state[c]);
-	int staged = 0;
 	if (off % r->chunk_size >= r->page_len[c]) {
 		/* Padding after a tensor's last byte reads as zeros: map zero
 		 * pages over all of it at once. */
@@ -65,7 +64,6 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 			/* Read-ahead had it ready: install it now.  This fault is
 			 * the loop telling where it is. */
 			fp_stage_fault(r, c);
-			staged = 1;
 			break;
 		case CHUNK_RESIDENT:
 			/* The install raced this message; it is still an access,
@@ -81,6 +79,4 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		break;
 	}
 	fp_predict(r, c, now);
-	if (staged)
-		fp_stage_install_next(r, c);
 }

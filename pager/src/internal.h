@@ -152,9 +152,6 @@ void fp_stage_free(fp_region *r);
 int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
 /* The handler: a fault on STAGED chunk c installs it at once. */
 void fp_stage_fault(fp_region *r, uint32_t c);
-/* The handler, after the predictor heard of a fault on staged chunk c:
- * install the next staged chunk of the learned order with it. */
-void fp_stage_install_next(fp_region *r, uint32_t c);
 /* The handler: drop staged chunks no recent fault's window wanted. */
 void fp_stage_drop_stale(fp_region *r);
 /* Streaming is on when the budget holds less than the whole image. */

@@ -90,15 +90,14 @@ static void unlist(fp_region *r, uint32_t c)
 		}
 }
 
-/* Install staged chunk c (the state is STAGED); 0 if it was not. */
-static int install_staged(fp_region *r, uint32_t c, uint32_t mark)
+void fp_stage_fault(fp_region *r, uint32_t c)
 {
 	pthread_mutex_lock(&r->res_lock);
 	uint32_t expect = CHUNK_STAGED;
 	if (!atomic_compare_exchange_strong(&r->state[c], &expect,
-	                                    CHUNK_LOADING | CHUNK_CLAIMED | mark)) {
+	                                    CHUNK_LOADING | CHUNK_CLAIMED | CHUNK_DEMANDED)) {
 		pthread_mutex_unlock(&r->res_lock);
-		return 0;
+		return;
 	}
 	unlist(r, c);
 	pthread_mutex_unlock(&r->res_lock);
@@ -110,32 +109,9 @@ static int install_staged(fp_region *r, uint32_t c, uint32_t mark)
 	fp_mark_resident(r, c, 1);
 	atomic_fetch_add_explicit(&r->stats.staged_installs, 1, memory_order_relaxed);
 	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
-	if (mark) { /* a fault waited on it */
-		fp_stat_latency(r, FP_STAGE_FAULT, t1 - t0);
-		fp_stat_latency(r, FP_STAGE_OVERHEAD, t1 - t0);
-	}
+	fp_stat_latency(r, FP_STAGE_FAULT, t1 - t0);
+	fp_stat_latency(r, FP_STAGE_OVERHEAD, t1 - t0);
 	fp_trace_event(r, t1, FP_EV_LOAD, FP_LOAD_FROM_STAGE, c, 0, t1 - t0);
-	return 1;
-}
-
-void fp_stage_fault(fp_region *r, uint32_t c)
-{
-	install_staged(r, c, CHUNK_DEMANDED);
-}
-
-/* A fault costs the loop a round trip; the chunk after c in the learned
- * order, if it is staged too, goes in with it (the loop resumed at the
- * first install).  It then sends no signal of its own, so the predictor
- * counts it as used now.  Not past the end of the sequence: the next
- * cycle's first faults are what tell that a cycle began. */
-void fp_stage_install_next(fp_region *r, uint32_t c)
-{
-	if (r->cycle < 2 || (r->opt.flags & FP_OPEN_NO_PREDICT) || r->pos_of[c] == UINT32_MAX ||
-	    r->pos_of[c] + 1 >= r->seq_len)
-		return;
-	uint32_t d = r->seq[r->pos_of[c] + 1];
-	if (chunk_state(r, d) == CHUNK_STAGED && install_staged(r, d, 0))
-		r->used_cycle[d] = r->cycle;
 }
 
 /* Drop staged chunks no window has wanted for STALE_FAULTS faults. */
