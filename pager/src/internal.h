@@ -173,6 +173,9 @@ void fp_touch(fp_region *r, uint32_t c);
  * room than this after preservation gets no read-ahead at all. */
 #define FP_IN_USE_CHUNKS 4
 
+/* What read-ahead may hold of a budget: what preservation leaves, less
+ * FP_IN_USE_CHUNKS chunks. */
+uint64_t fp_ahead_room(const fp_region *r, uint64_t budget);
 /* Read-ahead reserves before it reads, and only within the budget left
  * after preservation and the loop's chunks in use: 1 if there is no room. */
 int fp_reserve_ahead(fp_region *r, uint32_t c);

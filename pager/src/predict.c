@@ -145,9 +145,7 @@ void fp_predict(fp_region *r, uint32_t c, uint64_t now)
 	/* Depth: what read-ahead may have in flight, and never more than the
 	 * budget left after preservation can hold beside the chunks in use. */
 	struct fp_settings *s = rcu_dereference(r->settings);
-	uint64_t room = s->budget > r->preserved_bytes ? s->budget - r->preserved_bytes : 0;
-	uint64_t fit = room / r->chunk_size;
-	fit = fit > FP_IN_USE_CHUNKS ? fit - FP_IN_USE_CHUNKS : 0;
+	uint64_t fit = fp_ahead_room(r, s->budget) / r->chunk_size;
 	uint32_t depth = (uint32_t)r->opt.readahead;
 	if (atomic_load(&r->stage_ahead) && depth > fit)
 		depth = (uint32_t)fit;

@@ -111,6 +111,13 @@ static void lock_preserved(fp_region *r, uint32_t c)
 	}
 }
 
+uint64_t fp_ahead_room(const fp_region *r, uint64_t budget)
+{
+	uint64_t room = budget > r->preserved_bytes ? budget - r->preserved_bytes : 0;
+	uint64_t in_use = (uint64_t)FP_IN_USE_CHUNKS * r->chunk_size;
+	return room > in_use ? room - in_use : 0;
+}
+
 int fp_reserve_ahead(fp_region *r, uint32_t c)
 {
 	uint64_t chunk = r->chunk_size;
@@ -122,10 +129,8 @@ int fp_reserve_ahead(fp_region *r, uint32_t c)
 	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
 	struct fp_settings *s = r->settings;
-	/* Read-ahead may fill the budget left after preservation, less what
-	 * the loop is using: evicting that would make it fault again. */
-	uint64_t room = s->budget > r->preserved_bytes ? s->budget - r->preserved_bytes : 0;
-	uint64_t cap = room > FP_IN_USE_CHUNKS * chunk ? room - FP_IN_USE_CHUNKS * chunk : 0;
+	/* Evicting what the loop is using would make it fault again. */
+	uint64_t cap = fp_ahead_room(r, s->budget);
 	if (cap > (uint64_t)r->opt.readahead * chunk)
 		cap = (uint64_t)r->opt.readahead * chunk; /* what the pool has slots for */
 	int full = r->ahead_bytes + bytes > cap ||
