@@ -671,6 +671,14 @@ Test(cli, bad_models_and_options_fail_cleanly, .init = need_stories, .fini = tea
 	cr_assert(strstr(err_, "budget"), "%s", err_);
 	rc = tool(NULL, "run", img, "--budget", "150%", NULL);
 	cr_assert_eq(rc, 2);
+	/* A streaming reserve under one chunk is a size without its unit. */
+	rc = tool(NULL, "run", img, "--preserve", "balanced", "--stream", "32", NULL);
+	cr_assert_eq(rc, 1, "--stream 32: exit %d", rc);
+	cr_assert(strstr(err_, "--stream: '32' is 32 B, less than one chunk"), "%s", err_);
+	cr_assert_str_eq(out, "");
+	rc = tool(NULL, "plan", img, "--budget", "50%", "--stream", "1K", NULL);
+	cr_assert_eq(rc, 2, "plan --stream 1K: exit %d", rc);
+	cr_assert(strstr(err_, "--stream: '1K' is 1.00 KiB, less than one chunk"), "%s", err_);
 }
 
 Test(cli, synth_writes_a_runnable_model, .init = setup, .fini = teardown)

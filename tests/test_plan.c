@@ -45,14 +45,18 @@ Test(plan, is_the_optimum_by_brute_force)
 	cr_assert_leq(n, 16);
 	const double read = 1e9, decode = 2e9;
 	double benefit[16];
-	uint64_t cost[16];
+	uint64_t cost[16], all = 0;
 	for (uint32_t c = 0; c < n; c++) {
 		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
 		cost[c] = (d->logical_len + 4095ull) / 4096 * 4096;
+		all += cost[c];
 		benefit[c] = d->logical_len ? (double)d->stored_len / read * 1e9 +
 		             (d->codec ? (double)d->logical_len / decode * 1e9 : 0) : 0;
 	}
-	for (uint64_t cap = 64u << 10; cap <= 9 * (64u << 10); cap += 40960) {
+	for (uint64_t budget = 3 * (64u << 10); budget <= all + (64u << 10); budget += 40960) {
+		/* Streaming keeps two chunks whatever is asked, unless the budget
+		 * holds every chunk: then it keeps them all. */
+		uint64_t cap = budget >= all ? budget : budget - 2 * (64u << 10);
 		double best = 0;
 		for (uint32_t set = 0; set < (1u << n); set++) {
 			uint64_t used = 0;
@@ -65,15 +69,16 @@ Test(plan, is_the_optimum_by_brute_force)
 			if (used <= cap && got > best)
 				best = got;
 		}
-		/* Streaming keeps two chunks whatever is asked: the capacity is cap. */
-		struct fp_plan_options o = {.budget = cap + 2 * (64u << 10), .read_bytes_per_s = read,
+		struct fp_plan_options o = {.budget = budget, .read_bytes_per_s = read,
 		                            .decode_bytes_per_s = decode, .balanced = 1};
 		struct fp_plan p;
 		cr_assert_eq(fp_plan_make(img, &o, &p), 0, "%s", fp_last_error());
 		cr_expect_leq(p.preserved_bytes, cap);
 		cr_expect(p.saved_ns > best - 1e-6 && p.saved_ns < best + 1e-6,
-		          "cap %llu: plan saves %.1f ns, the optimum %.1f", (unsigned long long)cap,
+		          "budget %llu: plan saves %.1f ns, the optimum %.1f", (unsigned long long)budget,
 		          p.saved_ns, best);
+		if (budget >= all)
+			cr_expect_eq(p.preserved_bytes, all, "a budget that holds it all keeps it all");
 		fp_plan_free(&p);
 	}
 	fp_image_close(img);
@@ -116,6 +121,53 @@ Test(plan, balanced_spreads_over_layers_and_unbalanced_takes_the_first)
 				cr_expect_eq(attn, 16, "attention first: %d of 16 kept chunks are attention", attn);
 			fp_plan_free(&p);
 		}
+	}
+	fp_image_close(img);
+	unlink(path);
+}
+
+/* An embedding looked up one row a token: a tenth of it read each token. */
+static double embd_share(const struct fp_tensor_desc *t, void *ctx)
+{
+	(void)ctx;
+	return strcmp(t->name, "token_embd.weight") ? 1.0 : 0.1;
+}
+
+Test(plan, looked_up_tensor_kept_last_and_a_whole_budget_keeps_all)
+{
+	/* 8 chunks of embedding, then two layers of 8 chunks each */
+	const char *names[] = {"token_embd.weight", "blk.0.ffn_up.weight", "blk.1.ffn_up.weight"};
+	const size_t sizes[] = {8 * (64u << 10), 8 * (64u << 10), 8 * (64u << 10)};
+	const int comp[] = {0, 0, 0};
+	char path[512];
+	snprintf(path, sizeof path, "%s/embd.img", ru_tmpdir());
+	write_model(path, 3, names, sizes, comp, FP_CODEC_RAW);
+	fp_image *img = fp_image_open(path);
+	cr_assert_not_null(img);
+	const uint64_t chunk = 64u << 10;
+	for (int balanced = 0; balanced < 2; balanced++) {
+		/* Room for the layers and 3 embedding chunks, 2 streaming. */
+		struct fp_plan_options o = {.budget = 21 * chunk, .stream_bytes = 2 * chunk,
+		                            .balanced = balanced, .read_share = embd_share};
+		struct fp_plan p;
+		cr_assert_eq(fp_plan_make(img, &o, &p), 0);
+		int embd = 0, layers = 0;
+		for (uint32_t c = 0; c < p.n_chunks; c++)
+			if (p.preserve[c])
+				*(c < 8 ? &embd : &layers) += 1;
+		cr_expect_eq(layers, 16, "balanced %d: %d layer chunks kept of 16", balanced, layers);
+		cr_expect_eq(embd, 3, "balanced %d: %d embedding chunks kept, room for 3", balanced, embd);
+		cr_expect_eq(p.stream_bytes, 2 * chunk);
+		fp_plan_free(&p);
+		/* A budget that holds every chunk keeps them all, the embedding
+		 * too, and leaves nothing to stream whatever was asked. */
+		o.budget = 24 * chunk;
+		o.stream_bytes = 16 * chunk;
+		cr_assert_eq(fp_plan_make(img, &o, &p), 0);
+		cr_expect_eq(p.n_preserved, 24, "balanced %d: %u of 24 chunks kept", balanced, p.n_preserved);
+		cr_expect_eq(p.stream_bytes, 0);
+		cr_expect_eq(p.streamed_stored, 0);
+		fp_plan_free(&p);
 	}
 	fp_image_close(img);
 	unlink(path);

@@ -20,6 +20,7 @@ struct item {
 	int group;               /* layer, or n_layers for everything else */
 	int attention;           /* in an attn_* tensor */
 	uint64_t cost;           /* page-rounded bytes */
+	double weight;           /* of them, read a token (cost x read share) */
 	double benefit;          /* ns saved a token */
 	double stored;           /* stored bytes read a token */
 };
@@ -120,9 +121,15 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : 2e9;
 	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : 1.2e9;
 	/* Whatever is asked, streaming keeps the minimum working set: two
-	 * chunks, the one in use and the one the loop moves to. */
+	 * chunks, the one in use and the one the loop moves to.  A budget that
+	 * holds every chunk streams nothing: all of it is kept. */
 	uint64_t stream = o->stream_bytes > 2ull * info->chunk_size ? o->stream_bytes
 	                                                           : 2ull * info->chunk_size;
+	uint64_t all = 0;
+	for (uint32_t c = 0; c < info->n_chunks; c++)
+		all += (fp_image_chunk(img, c)->logical_len + 4095ull) & ~4095ull;
+	if (o->budget >= all)
+		stream = 0;
 	uint64_t cap = o->budget > stream ? o->budget - stream : 0;
 	size_t n = 0;
 	int n_layers = 0;
@@ -136,6 +143,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		return fp_err("plan: out of memory");
 	}
 	out->n_chunks = info->n_chunks;
+	out->stream_bytes = stream;
 	for (uint32_t c = 0; c < info->n_chunks; c++) {
 		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
 		const struct fp_tensor_desc *t = main_tensor(img, d);
@@ -156,6 +164,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		if (x->group + 1 > n_layers)
 			n_layers = x->group + 1;
 		x->stored = share * d->stored_len;
+		x->weight = share * (double)x->cost;
 		out->streamed_ns += x->benefit;
 		out->streamed_stored += (uint64_t)x->stored;
 	}
@@ -163,9 +172,9 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		if (it[i].group < 0)
 			it[i].group = n_layers; /* embeddings, final norm, classifier */
 	int attention_first = o->order == FP_PLAN_ATTENTION_FIRST;
-	uint64_t total = 0;
+	double total = 0;
 	for (size_t i = 0; i < n; i++)
-		total += it[i].cost;
+		total += it[i].weight;
 	if (!o->balanced) {
 		/* First layers first: by group, then by preference inside it. */
 		uint64_t used = 0;
@@ -184,21 +193,23 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 			free(grp);
 		}
 	} else {
-		/* Each group gets the capacity in proportion to its size; what a
-		 * group cannot use (chunk granularity) goes to the next round. */
+		/* Each group gets the capacity in proportion to the bytes it has
+		 * read a token (a looked-up embedding counts for the rows read,
+		 * not its size); what a group cannot use (chunk granularity)
+		 * goes to the next round. */
 		uint64_t left = cap;
 		for (int round = 0; round < 2 && left; round++) {
 			for (int g = 0; g <= n_layers; g++) {
 				size_t k = 0;
-				uint64_t gsize = 0;
+				double gsize = 0;
 				struct item *grp = malloc(sizeof *grp * (n ? n : 1));
 				for (size_t i = 0; i < n; i++)
 					if (it[i].group == g && !out->preserve[it[i].chunk]) {
 						grp[k++] = it[i];
-						gsize += it[i].cost;
+						gsize += it[i].weight;
 					}
 				qsort_r(grp, k, sizeof *grp, by_preference, &attention_first);
-				uint64_t share = round ? left : total ? (uint64_t)((double)cap * (double)gsize / (double)total) : 0;
+				uint64_t share = round ? left : total > 0 ? (uint64_t)((double)cap * gsize / total) : 0;
 				if (share > left)
 					share = left;
 				memset(keep, 0, k);

@@ -16,7 +16,8 @@ static void plan_usage(FILE *f)
 	        "  read and decode time each saves per resident byte, and prints the plan\n"
 	        "  layer by layer with the bytes left to stream every token.\n\n"
 	        "  --budget SIZE      resident bytes: 600M, 1.5G or 40%% of the weights\n"
-	        "  --stream SIZE      of the budget, kept for streaming (default 16 chunks)\n"
+	        "  --stream SIZE      of the budget, kept for streaming, e.g. 32M or 10%%\n"
+	        "                     (default 16 chunks; at least one chunk)\n"
 	        "  --unbalanced       preserve the first layers whole (default: the same share\n"
 	        "                     of every layer, FlexInfer's balanced locking)\n"
 	        "  --attention-first  inside a layer, attention tensors first\n"
@@ -24,8 +25,26 @@ static void plan_usage(FILE *f)
 	        "  --decode-rate R    zstd decode rate in bytes/s (default 1.2G)\n");
 }
 
-/* A Llama decode looks one row of the token embedding up a token; only a
- * shared classifier reads all of it. */
+int parse_stream(const char *s, uint64_t budget, uint32_t chunk_size, uint64_t *out,
+                 char *err, size_t errlen)
+{
+	uint64_t v;
+	if (parse_size(s, budget, &v, "--stream", err, errlen))
+		return -1;
+	if (v < chunk_size) {
+		char a[32], b[32];
+		snprintf(err, errlen,
+		         "--stream: '%s' is %s, less than one chunk (%s); sizes take a unit: 32M, 1G, 10%%",
+		         s, fmt_bytes(v, a, sizeof a), fmt_bytes(chunk_size, b, sizeof b));
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A Llama decode looks one row of the token embedding up a token, which
+ * costs one chunk read when that chunk is not resident: its share is one
+ * chunk of the tensor's.  Only a shared classifier reads all of it. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img)
 {
 	char shared[8];
@@ -33,7 +52,10 @@ double llama_read_share(const struct fp_tensor_desc *t, void *img)
 		return 1.0;
 	if (fp_image_meta(img, "shared_classifier", shared, sizeof shared) == 0 && !strcmp(shared, "1"))
 		return 1.0;
-	return fp_image_find(img, "output.weight") ? 0.0 : 1.0;
+	if (!fp_image_find(img, "output.weight"))
+		return 1.0;
+	double one_chunk = (double)fp_image_info(img)->chunk_size / (double)t->size;
+	return one_chunk < 1.0 ? one_chunk : 1.0;
 }
 
 int cmd_plan(int argc, char **argv)
@@ -78,7 +100,8 @@ int cmd_plan(int argc, char **argv)
 	if (parse_size(budget_s, info->data_bytes, &po.budget, "--budget", err, sizeof err))
 		goto bad;
 	po.stream_bytes = (uint64_t)PLAN_STREAM_CHUNKS * info->chunk_size;
-	if (stream_s && parse_size(stream_s, po.budget, &po.stream_bytes, "--stream", err, sizeof err))
+	if (stream_s &&
+	    parse_stream(stream_s, po.budget, info->chunk_size, &po.stream_bytes, err, sizeof err))
 		goto bad;
 	if (read_s) {
 		if (parse_size(read_s, 0, &v, "--read-rate", err, sizeof err))
@@ -99,19 +122,22 @@ int cmd_plan(int argc, char **argv)
 		goto out;
 	}
 	char a[32], b[32], c[32];
-	printf("plan for %s: budget %s, %s kept for streaming, %s, %s\n", info->path,
-	       fmt_bytes(po.budget, a, sizeof a), fmt_bytes(po.stream_bytes, b, sizeof b),
+	printf("plan for %s: budget %s, %s kept for streaming%s, %s, %s\n", info->path,
+	       fmt_bytes(po.budget, a, sizeof a), p.stream_bytes ? fmt_bytes(p.stream_bytes, b, sizeof b) : "nothing",
+	       p.stream_bytes ? "" : " (the budget holds every chunk)",
 	       po.balanced ? "balanced over the layers" : "first layers first",
 	       po.order == FP_PLAN_ATTENTION_FIRST ? "attention first" : "by benefit per byte");
 	printf("\n%-34s %10s %10s %7s\n", "tensor", "size", "preserved", "share");
 	uint64_t tot = 0;
 	for (uint32_t i = 0; i < info->n_tensors; i++) {
 		const struct fp_tensor_desc *t = fp_image_tensor(img, i);
-		uint64_t kept = 0;
-		for (uint64_t off = t->offset; off < t->offset + t->size; off += info->chunk_size) {
-			const struct fp_chunk_desc *d = fp_image_chunk(img, (uint32_t)(off / info->chunk_size));
-			if (p.preserve[off / info->chunk_size])
-				kept += d->logical_len;
+		/* the tensor's bytes in preserved chunks (a chunk may hold the
+		 * end of one tensor and the start of the next) */
+		uint64_t kept = 0, end = t->offset + t->size;
+		for (uint64_t k = t->offset / info->chunk_size; t->size && k <= (end - 1) / info->chunk_size; k++) {
+			uint64_t lo = k * info->chunk_size, hi = lo + info->chunk_size;
+			if (p.preserve[k])
+				kept += (hi < end ? hi : end) - (lo > t->offset ? lo : t->offset);
 		}
 		tot += t->size;
 		printf("%-34s %10s %10s %6.0f%%\n", t->name, fmt_bytes(t->size, a, sizeof a),

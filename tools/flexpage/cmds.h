@@ -18,6 +18,13 @@ int cmd_plan(int argc, char **argv);
  * the loop is on. */
 #define PLAN_STREAM_CHUNKS 16
 
+/* Parse --stream (a size, or a per cent of budget) into *out.  A value
+ * under one chunk is refused: it is almost always a size written without
+ * its unit ("32" for 32M), and would leave the loop two chunks to thrash
+ * in.  Returns 0, or -1 with the message in err. */
+int parse_stream(const char *s, uint64_t budget, uint32_t chunk_size, uint64_t *out,
+                 char *err, size_t errlen);
+
 /* The share of tensor t a Llama decode reads every token (cmd_plan.c);
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);

@@ -31,7 +31,8 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 		.read_share_ctx = img,
 	};
 	int rc = -1;
-	if (p->stream && parse_size(p->stream, po.budget, &po.stream_bytes, "--stream", err, errlen))
+	if (p->stream &&
+	    parse_stream(p->stream, po.budget, info->chunk_size, &po.stream_bytes, err, errlen))
 		goto out;
 	if (fp_plan_make(img, &po, &p->plan)) {
 		snprintf(err, errlen, "%s", fp_last_error());

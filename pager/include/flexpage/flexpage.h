@@ -263,8 +263,10 @@ struct fp_plan_options {
 	                                0: the first layers first */
 	int order;                   /* enum fp_plan_order, within a layer */
 	/* The share of a tensor the loop reads every token (default 1): an
-	 * embedding table that is only looked up row by row gives 0, and is
-	 * then never worth preserving.  NULL: every tensor is read whole. */
+	 * embedding table looked up one row a token reads one chunk of it;
+	 * 0 means never worth preserving.  It weighs both the benefit of a
+	 * chunk and, when balanced, its group's share of the capacity.
+	 * NULL: every tensor is read whole. */
 	double (*read_share)(const struct fp_tensor_desc *t, void *ctx);
 	void *read_share_ctx;
 };
@@ -273,13 +275,17 @@ struct fp_plan {
 	uint32_t n_chunks, n_preserved;
 	uint8_t *preserve;           /* per chunk: 1 = keep resident */
 	uint64_t preserved_bytes;    /* resident bytes the preserved chunks take */
+	uint64_t stream_bytes;       /* of the budget, left for streaming (0: it
+	                                holds every chunk, all kept) */
 	uint64_t streamed_stored;    /* stored bytes read a token for the others */
 	double saved_ns;             /* read + decode time a token the plan saves */
 	double streamed_ns;          /* read + decode time a token left to stream */
 };
 
-/* Choose the chunks to preserve within budget - stream_bytes.  Layers are
- * the tensors named "blk.N.*"; other tensors form one more group. */
+/* Choose the chunks to preserve within budget - stream_bytes, or within
+ * the whole budget when it holds every chunk (nothing then streams).
+ * Layers are the tensors named "blk.N.*"; other tensors form one more
+ * group. */
 int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp_plan *out);
 void fp_plan_free(struct fp_plan *p);
 
