@@ -39,6 +39,9 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		return;
 	}
 	fp_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
+	/* Whether this access waits for a read (for the loop's pace). */
+	uint32_t found = s & CHUNK_STATE_MASK;
+	int waits = found == CHUNK_EMPTY || found == CHUNK_LOADING || found == CHUNK_EVICTING;
 	for (;;) {
 		switch (s & CHUNK_STATE_MASK) {
 		case CHUNK_EMPTY:
@@ -78,5 +81,5 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		}
 		break;
 	}
-	fp_predict(r, c, now);
+	fp_predict(r, c, now, waits);
 }

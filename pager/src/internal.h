@@ -109,6 +109,14 @@ struct fp_region {
 	uint32_t *window_mark;       /* per chunk: the last fault whose window wanted it */
 	uint32_t frontier;           /* the chunk furthest along this cycle */
 	uint32_t cycle, slack, fault_seq;
+	uint64_t gap_ns;             /* the loop's time per chunk, unblocked (mean) */
+	uint64_t advanced_ns;        /* when the frontier last moved on */
+	int advanced_waits;          /* and that fault waited for a read */
+
+	/* A load's time, as the loaders measure it (read + decode): a mean and
+	 * a mean deviation, as TCP keeps for its round trips (predict.c). */
+	_Atomic uint64_t load_ns, load_dev_ns;
+	_Atomic uint32_t depth;      /* the read-ahead depth of the latest fault */
 
 	uint8_t *preserve;           /* per chunk, or NULL */
 	uint64_t lock_quota;
@@ -160,7 +168,10 @@ void fp_stage_update(fp_region *r, uint64_t budget);
 /* predict.c: after a fault on c, learn the order and load ahead. */
 int fp_predict_init(fp_region *r);
 void fp_predict_free(fp_region *r);
-void fp_predict(fp_region *r, uint32_t c, uint64_t now);
+/* A fault on chunk c at now; `waits`: the access waits for a read. */
+void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits);
+/* A loader's measured load time (read + decode), for the read-ahead depth. */
+void fp_predict_load_time(fp_region *r, uint64_t ns);
 
 /* residency.c */
 /* Make room for bytes more, evicting per the policy, and count them. */

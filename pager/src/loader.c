@@ -91,6 +91,7 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 		}
 		*read_ns = t1 - t0;
 		*decode_ns = fp_now_ns() - t1;
+		fp_predict_load_time(r, *read_ns + *decode_ns);
 		fp_stat_latency(r, FP_STAGE_READ, *read_ns);
 		fp_stat_latency(r, FP_STAGE_DECOMPRESS, *decode_ns);
 		if (d->codec != FP_CODEC_RAW)

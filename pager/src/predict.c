@@ -23,7 +23,15 @@
  * no window has wanted for a while are dropped (stage.c).
  *
  * Until a first cycle is complete, or with FP_OPEN_NO_PREDICT, read-ahead
- * follows the file's order from the faulting chunk. */
+ * follows the file's order from the faulting chunk.
+ *
+ * The depth follows the measured rates.  A chunk's load must start a load's
+ * time before the loop reaches it, and the loop covers load time / (its
+ * time per chunk) chunks meanwhile; one more per loader keeps every loader
+ * busy.  The load time is the loaders' mean plus four mean deviations, as
+ * TCP sizes its retransmit timer, so that a slow read now and then is
+ * still covered.  The depth never exceeds the read-ahead setting (the
+ * most), nor, when staging, the budget's room beside the chunks in use. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,13 +73,61 @@ static void insert_after(fp_region *r, uint32_t at, uint32_t c)
 		r->pos_of[r->seq[i]] = i;
 }
 
+/* The loop moved `ahead` chunks on since the last move: its time per
+ * chunk, a running mean.  Only a move from a fault that did not wait for a
+ * read counts: the pace wanted is the loop's own, which read-ahead must
+ * outrun, not the storage's, which holds the loop back when read-ahead is
+ * short (and would keep it short).  A pause (the application between
+ * tokens) counts for at most four times the mean. */
+static void advanced(fp_region *r, uint32_t ahead, uint64_t now, int waits)
+{
+	if (r->advanced_ns && now > r->advanced_ns && !r->advanced_waits) {
+		uint64_t per = (now - r->advanced_ns) / ahead;
+		if (r->gap_ns && per > 4 * r->gap_ns)
+			per = 4 * r->gap_ns;
+		r->gap_ns = r->gap_ns ? r->gap_ns - r->gap_ns / 8 + per / 8 : per;
+	}
+	r->advanced_ns = now;
+	r->advanced_waits = waits;
+}
+
+void fp_predict_load_time(fp_region *r, uint64_t ns)
+{
+	/* Loaders race here; a lost update of a running mean costs nothing. */
+	uint64_t mean = atomic_load_explicit(&r->load_ns, memory_order_relaxed);
+	uint64_t dev = atomic_load_explicit(&r->load_dev_ns, memory_order_relaxed);
+	if (!mean) {
+		mean = ns;
+		dev = ns / 2;
+	} else {
+		uint64_t diff = ns > mean ? ns - mean : mean - ns;
+		dev = dev - dev / 4 + diff / 4;
+		mean = mean - mean / 8 + ns / 8;
+	}
+	atomic_store_explicit(&r->load_ns, mean, memory_order_relaxed);
+	atomic_store_explicit(&r->load_dev_ns, dev, memory_order_relaxed);
+}
+
+/* Chunks of read-ahead that cover a load at the loop's pace; max before
+ * anything is measured. */
+static uint32_t rate_depth(const fp_region *r, uint32_t max)
+{
+	uint64_t load = atomic_load_explicit(&r->load_ns, memory_order_relaxed);
+	if (!load || !r->gap_ns)
+		return max;
+	load += 4 * atomic_load_explicit(&r->load_dev_ns, memory_order_relaxed);
+	uint64_t need = (load + r->gap_ns - 1) / r->gap_ns + (uint64_t)r->opt.loaders;
+	return need < max ? (uint32_t)need : max;
+}
+
 /* Learn from a fault on c: its place in the sequence and the frontier. */
-static void learn(fp_region *r, uint32_t c)
+static void learn(fp_region *r, uint32_t c, uint64_t now, int waits)
 {
 	uint32_t f = r->frontier == NONE ? NONE : r->pos_of[r->frontier];
 	if (r->pos_of[c] == NONE) {
 		insert_after(r, f, c);
 		r->frontier = c;
+		advanced(r, 1, now, waits);
 	} else if (f != NONE && c != r->frontier) {
 		uint32_t L = r->seq_len, p = r->pos_of[c];
 		uint32_t ahead = (p + L - f) % L;
@@ -81,6 +137,7 @@ static void learn(fp_region *r, uint32_t c)
 			if (p < f && r->used_cycle[c] == r->cycle)
 				r->cycle++;
 			r->frontier = c;
+			advanced(r, ahead, now, waits);
 		} else if (L - ahead > r->slack) {
 			r->slack = L - ahead; /* a thread this far behind */
 		}
@@ -135,20 +192,22 @@ static void walk_file(fp_region *r, uint32_t c, uint32_t depth, uint64_t now)
 	}
 }
 
-void fp_predict(fp_region *r, uint32_t c, uint64_t now)
+void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits)
 {
 	if (++r->fault_seq == 0)
 		r->fault_seq = 1;
 	r->window_mark[c] = r->fault_seq;
-	learn(r, c);
+	learn(r, c, now, waits);
 
-	/* Depth: what read-ahead may have in flight, and never more than the
-	 * budget left after preservation can hold beside the chunks in use. */
+	/* Depth: what covers a load at the loop's pace, at most the read-ahead
+	 * setting, and never more than the budget left after preservation can
+	 * hold beside the chunks in use. */
 	struct fp_settings *s = rcu_dereference(r->settings);
 	uint64_t fit = fp_ahead_room(r, s->budget) / r->chunk_size;
-	uint32_t depth = (uint32_t)r->opt.readahead;
+	uint32_t depth = rate_depth(r, (uint32_t)r->opt.readahead);
 	if (atomic_load(&r->stage_ahead) && depth > fit)
 		depth = (uint32_t)fit;
+	atomic_store_explicit(&r->depth, depth, memory_order_relaxed);
 	if (!depth)
 		return;
 	if (r->cycle > 1 && !(r->opt.flags & FP_OPEN_NO_PREDICT))

@@ -88,6 +88,7 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	o->peak_resident_bytes = s->peak_resident;
 	o->trace_events = fp_tracer_written(r->tracer);
 	o->trace_dropped = fp_tracer_dropped(r->tracer);
+	o->readahead_depth = atomic_load_explicit(&r->depth, memory_order_relaxed);
 	fp_region *w = (fp_region *)r;
 	pthread_mutex_lock(&w->res_lock);
 	o->resident_bytes = r->resident;
@@ -120,8 +121,9 @@ void fp_print_stats(FILE *f, const struct fp_stats *s)
 	        (double)s->bytes_installed / mib);
 	if (s->staged_installs || s->staged_dropped)
 		fprintf(f, "staged read-ahead: %llu installed by the loop's faults (position signals), "
-		           "%llu dropped as mispredicted\n", (unsigned long long)s->staged_installs,
-		        (unsigned long long)s->staged_dropped);
+		           "%llu dropped as mispredicted; depth %u chunks at the end\n",
+		        (unsigned long long)s->staged_installs, (unsigned long long)s->staged_dropped,
+		        s->readahead_depth);
 	fprintf(f, "resident %.1f MiB (peak %.1f MiB) of budget %.1f MiB; preserved %.1f MiB, "
 	           "%.1f MiB of it locked\n",
 	        (double)s->resident_bytes / mib, (double)s->peak_resident_bytes / mib,

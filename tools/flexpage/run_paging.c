@@ -67,7 +67,8 @@ static void *tick(void *arg)
 		double dt = (double)(t - last) / 1e9;
 		fprintf(stderr,
 		        "[%6.1fs] %5.2f tok/s | faults %6llu | loads %5llu demand %5llu ahead | "
-		        "evict %5llu | read %7.1f MiB/s | resident %7.1f MiB | fault p50 %7.1f us\n",
+		        "evict %5llu | read %7.1f MiB/s | resident %7.1f MiB | fault p50 %7.1f us | "
+		        "depth %2u\n",
 		        (double)(t - t0) / 1e9, (double)(tokens - tokens0) / dt,
 		        (unsigned long long)(now.faults - prev.faults),
 		        (unsigned long long)(now.demand_loads - prev.demand_loads),
@@ -75,7 +76,7 @@ static void *tick(void *arg)
 		        (unsigned long long)(now.evictions - prev.evictions),
 		        (double)(now.bytes_read - prev.bytes_read) / (1 << 20) / dt,
 		        (double)now.resident_bytes / (1 << 20),
-		        (double)fp_hist_quantile(&now.lat[FP_STAGE_FAULT], 0.5) / 1e3);
+		        (double)fp_hist_quantile(&now.lat[FP_STAGE_FAULT], 0.5) / 1e3, now.readahead_depth);
 		prev = now;
 		last = t;
 		tokens0 = tokens;

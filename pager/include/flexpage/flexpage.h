@@ -156,7 +156,9 @@ struct fp_options {
 	const char *policy;          /* eviction policy; NULL: "fifo" */
 	unsigned flags;              /* enum fp_open_flags */
 	int retries;                 /* extra attempts of a failed load; <0: 2 */
-	int readahead;               /* read-ahead depth in chunks; <0: 32 MiB worth (2-64) */
+	int readahead;               /* the most read-ahead, in chunks (the depth used
+	                                follows the measured load time and the loop's
+	                                pace); 0: none; <0: 32 MiB worth (2-64) */
 	fp_read_hook read_hook;
 	void *read_hook_ctx;
 	const char *trace_path;      /* record an event trace there; NULL: none */
@@ -321,6 +323,8 @@ struct fp_stats {
 	uint64_t resident_bytes, peak_resident_bytes, budget;
 	uint64_t trace_events, trace_dropped;
 	uint64_t preserved_bytes, locked_bytes; /* resident preserved chunks; mlocked */
+	uint32_t readahead_depth;    /* chunks the latest fault's read-ahead covered
+	                                (from the measured load time and loop pace) */
 	struct fp_hist lat[FP_NSTAGES];
 };
 
