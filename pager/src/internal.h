@@ -190,10 +190,12 @@ uint64_t fp_ahead_room(const fp_region *r, uint64_t budget);
 /* Read-ahead reserves before it reads, and only within the budget left
  * after preservation and the loop's chunks in use: 1 if there is no room. */
 int fp_reserve_ahead(fp_region *r, uint32_t c);
-/* Chunk c's read-ahead reservation ends: it is installed or staged away
- * (release, under res_lock), or given back (unreserve). */
+/* Chunk c's read-ahead reservation ends: it is installed (release, under
+ * res_lock), or its bytes leave the budget too (unreserve: a failed load,
+ * or a dropped staged chunk under res_lock). */
 void fp_release_ahead(fp_region *r, uint32_t c);
 void fp_unreserve_ahead(fp_region *r, uint32_t c);
+void fp_unreserve_ahead_locked(fp_region *r, uint32_t c);
 int fp_evict_to(fp_region *r, uint64_t target);
 
 /* stats.c */

@@ -120,17 +120,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	const struct fp_image_info *info = fp_image_info(img);
 	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : 2e9;
 	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : 1.2e9;
-	/* Whatever is asked, streaming keeps the minimum working set: two
-	 * chunks, the one in use and the one the loop moves to.  A budget that
-	 * holds every chunk streams nothing: all of it is kept. */
-	uint64_t stream = o->stream_bytes > 2ull * info->chunk_size ? o->stream_bytes
-	                                                           : 2ull * info->chunk_size;
-	uint64_t all = 0;
-	for (uint32_t c = 0; c < info->n_chunks; c++)
-		all += (fp_image_chunk(img, c)->logical_len + 4095ull) & ~4095ull;
-	if (o->budget >= all)
-		stream = 0;
-	uint64_t cap = o->budget > stream ? o->budget - stream : 0;
+	uint64_t all = 0; /* every chunk's resident bytes */
 	size_t n = 0;
 	int n_layers = 0;
 	struct item *it = calloc(info->n_chunks, sizeof *it);
@@ -143,17 +133,18 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		return fp_err("plan: out of memory");
 	}
 	out->n_chunks = info->n_chunks;
-	out->stream_bytes = stream;
 	for (uint32_t c = 0; c < info->n_chunks; c++) {
 		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
 		const struct fp_tensor_desc *t = main_tensor(img, d);
+		uint64_t cost = (d->logical_len + 4095ull) & ~4095ull; /* page-rounded */
+		all += cost;
 		if (!d->logical_len || !t)
 			continue;
 		struct item *x = &it[n++];
 		x->chunk = c;
 		x->group = layer_of(t->name);
 		x->attention = strstr(t->name, ".attn_") != NULL;
-		x->cost = (d->logical_len + 4095ull) & ~4095ull;
+		x->cost = cost;
 		double share = o->read_share ? o->read_share(t, o->read_share_ctx) : 1.0;
 		x->benefit = share * ((double)d->stored_len / read * 1e9 +
 		                      (d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode * 1e9 : 0));
@@ -171,6 +162,14 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	for (size_t i = 0; i < n; i++)
 		if (it[i].group < 0)
 			it[i].group = n_layers; /* embeddings, final norm, classifier */
+	/* Whatever is asked, streaming keeps the minimum working set: two
+	 * chunks, the one in use and the one the loop moves to.  A budget that
+	 * holds every chunk streams nothing: all of it is kept. */
+	uint64_t stream = o->budget >= all ? 0
+	                  : o->stream_bytes > 2ull * info->chunk_size ? o->stream_bytes
+	                                                              : 2ull * info->chunk_size;
+	uint64_t cap = o->budget > stream ? o->budget - stream : 0;
+	out->stream_bytes = stream;
 	int attention_first = o->order == FP_PLAN_ATTENTION_FIRST;
 	double total = 0;
 	for (size_t i = 0; i < n; i++)

@@ -78,6 +78,14 @@ static void finish_all(struct evictions *e)
 		finish(e->r, e->v[i]);
 }
 
+/* Count bytes more as resident (under res_lock). */
+static void add_resident(fp_region *r, uint64_t bytes)
+{
+	r->resident += bytes;
+	if (r->resident > atomic_load(&r->stats.peak_resident))
+		atomic_store(&r->stats.peak_resident, r->resident);
+}
+
 void fp_reserve(fp_region *r, uint64_t bytes)
 {
 	struct evictions e = {.r = r};
@@ -86,9 +94,7 @@ void fp_reserve(fp_region *r, uint64_t bytes)
 	/* With everything else in flight a load goes over by its one chunk:
 	 * the documented bound. */
 	fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
-	r->resident += bytes;
-	if (r->resident > atomic_load(&r->stats.peak_resident))
-		atomic_store(&r->stats.peak_resident, r->resident);
+	add_resident(r, bytes);
 	pthread_mutex_unlock(&r->res_lock);
 	finish_all(&e);
 }
@@ -137,11 +143,9 @@ int fp_reserve_ahead(fp_region *r, uint32_t c)
 	           fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
 	if (!full) {
 		r->res_len[c] = (uint32_t)bytes;
-		r->resident += bytes;
+		add_resident(r, bytes);
 		r->ahead_bytes += bytes;
 		r->ahead_reserved[c] = 1;
-		if (r->resident > atomic_load(&r->stats.peak_resident))
-			atomic_store(&r->stats.peak_resident, r->resident);
 	}
 	pthread_mutex_unlock(&r->res_lock);
 	finish_all(&e);
@@ -156,13 +160,18 @@ void fp_release_ahead(fp_region *r, uint32_t c)
 	}
 }
 
-void fp_unreserve_ahead(fp_region *r, uint32_t c)
+void fp_unreserve_ahead_locked(fp_region *r, uint32_t c)
 {
-	pthread_mutex_lock(&r->res_lock);
 	if (r->ahead_reserved[c])
 		r->resident -= r->res_len[c];
 	fp_release_ahead(r, c);
 	r->res_len[c] = r->page_len[c];
+}
+
+void fp_unreserve_ahead(fp_region *r, uint32_t c)
+{
+	pthread_mutex_lock(&r->res_lock);
+	fp_unreserve_ahead_locked(r, c);
 	pthread_mutex_unlock(&r->res_lock);
 }
 

@@ -127,9 +127,7 @@ void fp_stage_drop_stale(fp_region *r)
 		uint32_t expect = CHUNK_STAGED;
 		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY)) {
 			release(r, c, 0);
-			fp_release_ahead(r, c);
-			r->resident -= r->res_len[c];
-			r->res_len[c] = r->page_len[c];
+			fp_unreserve_ahead_locked(r, c); /* staged chunks are reserved read-ahead */
 			atomic_fetch_add_explicit(&r->stats.staged_dropped, 1, memory_order_relaxed);
 			fp_trace_event(r, 0, FP_EV_DROP, 0, c, 0, 0);
 		}
