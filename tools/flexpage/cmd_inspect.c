@@ -51,6 +51,16 @@ static int verify_payloads(const fp_image *img, uint32_t *bad_chunk)
 	return 0;
 }
 
+uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint32_t chunk_size)
+{
+	uint64_t lo = k * chunk_size, hi = lo + chunk_size, end = t->offset + t->size;
+	if (lo < t->offset)
+		lo = t->offset;
+	if (hi > end)
+		hi = end;
+	return hi > lo ? hi - lo : 0;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -100,13 +110,12 @@ int cmd_inspect(int argc, char **argv)
 		const struct fp_tensor_desc *t = fp_image_tensor(img, i);
 		/* A chunk shared with the next tensor counts in proportion to the
 		 * bytes each holds in it. */
-		uint64_t cs = info->chunk_size, end = t->offset + t->size, stored = 0;
-		for (uint64_t k = t->offset / cs; k * cs < end; k++) {
+		uint64_t stored = 0;
+		for (uint64_t k = t->offset / info->chunk_size; k * info->chunk_size < t->offset + t->size; k++) {
 			const struct fp_chunk_desc *d = fp_image_chunk(img, (uint32_t)k);
-			uint64_t lo = t->offset > k * cs ? t->offset : k * cs;
-			uint64_t hi = end < k * cs + d->logical_len ? end : k * cs + d->logical_len;
-			if (hi > lo)
-				stored += (uint64_t)((double)d->stored_len * (double)(hi - lo) / d->logical_len);
+			uint64_t mine = tensor_bytes_in_chunk(t, k, info->chunk_size);
+			if (mine)
+				stored += (uint64_t)((double)d->stored_len * (double)mine / d->logical_len);
 		}
 		shape_str(t, sh, sizeof sh);
 		printf("%-32s %-5s %-16s %12llu %10s %10s %6.3f\n", t->name, fp_type_name(t->type), sh,

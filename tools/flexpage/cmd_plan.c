@@ -134,12 +134,10 @@ int cmd_plan(int argc, char **argv)
 		const struct fp_tensor_desc *t = fp_image_tensor(img, i);
 		/* the tensor's bytes in preserved chunks (a chunk may hold the
 		 * end of one tensor and the start of the next) */
-		uint64_t kept = 0, end = t->offset + t->size;
-		for (uint64_t k = t->offset / info->chunk_size; t->size && k <= (end - 1) / info->chunk_size; k++) {
-			uint64_t lo = k * info->chunk_size, hi = lo + info->chunk_size;
+		uint64_t kept = 0;
+		for (uint64_t k = t->offset / info->chunk_size; k * info->chunk_size < t->offset + t->size; k++)
 			if (p.preserve[k])
-				kept += (hi < end ? hi : end) - (lo > t->offset ? lo : t->offset);
-		}
+				kept += tensor_bytes_in_chunk(t, k, info->chunk_size);
 		tot += t->size;
 		printf("%-34s %10s %10s %6.0f%%\n", t->name, fmt_bytes(t->size, a, sizeof a),
 		       fmt_bytes(kept, b, sizeof b), 100.0 * (double)kept / (double)t->size);

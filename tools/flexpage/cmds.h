@@ -25,6 +25,11 @@ int cmd_plan(int argc, char **argv);
 int parse_stream(const char *s, uint64_t budget, uint32_t chunk_size, uint64_t *out,
                  char *err, size_t errlen);
 
+/* Tensor t's bytes in chunk k of a layout of chunk_size chunks: a chunk
+ * may hold the end of one tensor and the start of the next (cmd_inspect.c).
+ * Iterate k from t->offset / chunk_size while k * chunk_size < t's end. */
+uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint32_t chunk_size);
+
 /* The share of tensor t a Llama decode reads every token (cmd_plan.c);
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);
