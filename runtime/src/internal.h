@@ -24,6 +24,10 @@ struct frt_model {
 	float *key_cache, *value_cache;
 };
 
+/* Set errno and the calling thread's frt_last_error(); returns -errnum,
+ * for `return frt_fail(EINVAL, ...)`. */
+int frt_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Multi-head attention of layer l at pos: reads q and the cache up to pos,
  * writes xb. */
 void frt_attention(frt_model *m, int l, int pos);

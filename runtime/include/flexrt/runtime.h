@@ -23,6 +23,12 @@
 extern "C" {
 #endif
 
+/* The message of the calling thread's latest failure, for people: every
+ * function that fails returns a negative errno (or NULL with errno set)
+ * and leaves its message here.  Never NULL; valid until the thread's next
+ * call into flexrt.  Any thread. */
+const char *frt_last_error(void);
+
 #define FRT_BOS 1 /* llama2.c's beginning-of-sequence token */
 
 struct frt_config {
