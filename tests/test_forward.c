@@ -7,6 +7,7 @@
 
 #include <flexrt/runtime.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,10 +117,9 @@ static void unwire(struct wired *wd)
 
 static frt_model *create(const struct wired *wd, int threads)
 {
-	char err[256];
 	struct frt_options o = { threads, 0 };
-	frt_model *m = frt_model_create(&wd->cfg, &wd->w, &o, err, sizeof err);
-	cr_assert(m, "frt_model_create: %s", err);
+	frt_model *m = frt_model_create(&wd->cfg, &wd->w, &o);
+	cr_assert(m, "frt_model_create: %s", frt_last_error());
 	return m;
 }
 
@@ -439,13 +439,12 @@ Test(generate, prompt_then_greedy_and_stops)
 	wire(&wd, &sm, FK_F32);
 	frt_model *m = create(&wd, 1);
 	frt_sampler *s = frt_sampler_create(sm.vocab_size, 0.0f, 0.0f, 1);
-	char err[256];
 
 	/* greedy continuation after a forced prompt equals argmax by hand */
 	const int prompt[3] = { 1, 17, 42 };
 	struct seen seen = { .stop_after = 0 };
 	struct frt_gen_stats st;
-	cr_assert_eq(frt_generate(m, s, prompt, 3, 10, -1, on_token, &seen, &st, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(frt_generate(m, s, prompt, 3, 10, -1, on_token, &seen, &st), 0, "%s", frt_last_error());
 	cr_assert_eq(seen.n, 10, "one callback per forward pass: %d", seen.n);
 	cr_assert_eq(st.tokens, 10);
 	cr_assert_eq(seen.tok[0], 17);
@@ -463,24 +462,28 @@ Test(generate, prompt_then_greedy_and_stops)
 
 	/* a callback that says stop, and a stop token */
 	struct seen few = { .stop_after = 4 };
-	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &few, &st, err, sizeof err), 0);
+	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &few, &st), 0);
 	cr_assert_eq(few.n, 4);
 	struct seen upto = { .stop_after = 0 };
-	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &upto, &st, err, sizeof err), 0);
+	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &upto, &st), 0);
 	const int stop = upto.tok[5];
 	int first = 0;
 	while (upto.tok[first] != stop)
 		first++;
 	struct seen cut = { .stop_after = 0 };
-	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, stop, on_token, &cut, &st, err, sizeof err), 0);
+	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, stop, on_token, &cut, &st), 0);
 	cr_assert_eq(cut.n, first, "stopped after %d tokens, expected %d", cut.n, first);
 
 	/* a prompt token out of the vocabulary */
 	const int bad[2] = { 1, 80 };
-	cr_assert_eq(frt_generate(m, s, bad, 2, 10, -1, NULL, NULL, NULL, err, sizeof err), -1);
-	cr_assert(strstr(err, "not in the vocabulary"), "%s", err);
+	cr_assert_eq(frt_generate(m, s, bad, 2, 10, -1, NULL, NULL, NULL), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "not in the vocabulary"), "%s", frt_last_error());
+	errno = 0;
 	cr_assert_null(frt_forward(m, 80, 0));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
 	cr_assert_null(frt_forward(m, 0, sm.seq_len));
+	cr_assert_eq(errno, EINVAL);
 
 	frt_sampler_destroy(s);
 	frt_model_destroy(m);
@@ -497,36 +500,42 @@ Test(model, bad_configs_are_named)
 	float *buf = synth_model(&sm);
 	struct wired wd;
 	wire(&wd, &sm, FK_Q8_0);
-	char err[256];
 	struct frt_config c = wd.cfg;
 	c.n_heads = 3;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "n_heads"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "n_heads"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.n_kv_heads = 3;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "n_kv_heads"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "n_kv_heads"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.dim = -64;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "dim = -64"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "dim = -64"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.hidden_dim = 100;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "multiples of 32"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "multiples of 32"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.n_heads = 64;
 	c.n_kv_heads = 64;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "odd"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "odd"), "%s", frt_last_error());
 	struct frt_weights w = wd.w;
 	w.type = 3;
-	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "type"), "%s", err);
+	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "type"), "%s", frt_last_error());
 	w = wd.w;
 	wd.layers[1].w2 = NULL;
-	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "layer 1 w2"), "%s", err);
+	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "layer 1 w2"), "%s", frt_last_error());
 	unwire(&wd);
 	free(buf);
 }

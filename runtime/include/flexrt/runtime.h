@@ -8,8 +8,8 @@
  * RMSNorm, RoPE on adjacent pairs, grouped-query attention, a SwiGLU
  * feed-forward network and a classifier that may share the embedding.
  *
- * Errors: functions that can fail return NULL or -1 and write a message
- * into the caller's err buffer.
+ * Errors: a function that fails returns a negative errno (or NULL with
+ * errno set) and leaves a message for people in frt_last_error().
  */
 #ifndef FLEXRT_RUNTIME_H
 #define FLEXRT_RUNTIME_H
@@ -73,9 +73,10 @@ struct frt_options {
 typedef struct frt_model frt_model;
 
 /* Check the configuration and the weights' presence and make the state.
- * NULL with a message naming the field on failure. */
+ * NULL with errno set (EINVAL: a bad field, named in frt_last_error();
+ * ENOMEM; EAGAIN: no compute thread) on failure. */
 frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weights *w,
-                            const struct frt_options *opt, char *err, size_t errlen);
+                            const struct frt_options *opt);
 void frt_model_destroy(frt_model *m);
 const struct frt_config *frt_model_config(const frt_model *m);
 /* Positions the KV cache holds. */
@@ -118,10 +119,12 @@ struct frt_gen_stats {
 
 /* llama2.c's loop: feed prompt (BOS if n_prompt is 0), then sample up to
  * steps positions in all; stop early when stop_token (e.g. FRT_BOS; -1 for
- * none) is sampled or the callback says so.  -1 with a message on failure. */
+ * none) is sampled or the callback says so.  -EINVAL with a message (a
+ * prompt token out of the vocabulary, a prompt longer than steps) on
+ * failure. */
 int frt_generate(frt_model *m, frt_sampler *s, const int *prompt, int n_prompt,
                  int steps, int stop_token, frt_token_fn fn, void *ctx,
-                 struct frt_gen_stats *stats, char *err, size_t errlen);
+                 struct frt_gen_stats *stats);
 
 #ifdef __cplusplus
 }
