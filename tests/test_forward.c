@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -493,6 +495,60 @@ Test(generate, prompt_then_greedy_and_stops)
 
 /* ------------------------------------------------------------------ */
 /* Configuration errors                                                 */
+
+/* Every field of the configuration, at its limit, past it and at zero. */
+Test(model, config_check_names_each_field)
+{
+	const struct frt_config ok = { 64, 172, 5, 8, 4, 512, 256, 0, 0 };
+	cr_assert_eq(frt_config_check(&ok), 0, "%s", frt_last_error());
+	const struct {
+		const char *name;
+		size_t off;
+		int limit;
+		int limit_passes;        /* 0: the field's limit fails another rule */
+	} f[] = {
+		{ "dim", offsetof(struct frt_config, dim), 1 << 16, 1 },
+		{ "hidden_dim", offsetof(struct frt_config, hidden_dim), 1 << 20, 1 },
+		{ "n_layers", offsetof(struct frt_config, n_layers), 4096, 1 },
+		{ "n_heads", offsetof(struct frt_config, n_heads), 1 << 16, 0 },
+		{ "n_kv_heads", offsetof(struct frt_config, n_kv_heads), 1 << 16, 0 },
+		{ "vocab_size", offsetof(struct frt_config, vocab_size), 1 << 24, 1 },
+		{ "seq_len", offsetof(struct frt_config, seq_len), 1 << 20, 1 },
+	};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		const int vals[3] = { 0, f[i].limit + 1, f[i].limit };
+		const char *const why[3] = { "must be positive", "is implausibly large", NULL };
+		for (int k = 0; k < 3; k++) {
+			struct frt_config c = ok;
+			*(int *)((char *)&c + f[i].off) = vals[k];
+			const int rc = frt_config_check(&c);
+			if (k == 2 && f[i].limit_passes) {
+				cr_assert_eq(rc, 0, "%s = %d (the limit): %s", f[i].name, vals[k],
+				             frt_last_error());
+				continue;
+			}
+			cr_assert_eq(rc, -EINVAL, "%s = %d: %d", f[i].name, vals[k], rc);
+			if (!why[k])
+				continue;
+			char want[96];
+			snprintf(want, sizeof want, "%s = %d %s", f[i].name, vals[k], why[k]);
+			cr_assert(strstr(frt_last_error(), want), "%s: %s", want, frt_last_error());
+		}
+	}
+	struct frt_config c = ok;
+	c.rope_theta = -1;
+	cr_assert_eq(frt_config_check(&c), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "rope_theta"), "%s", frt_last_error());
+	c = ok;
+	c.norm_eps = NAN;
+	cr_assert_eq(frt_config_check(&c), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "norm_eps"), "%s", frt_last_error());
+	c = ok;
+	c.n_kv_heads = 16;
+	cr_assert_eq(frt_config_check(&c), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "n_heads = 8 is not a multiple of n_kv_heads = 16"), "%s",
+	          frt_last_error());
+}
 
 Test(model, bad_configs_are_named)
 {

@@ -5,41 +5,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Limits that keep every index and size below overflow, far above any
- * real model. */
-#define MAX_DIM (1 << 16)
-#define MAX_HIDDEN (1 << 20)
-#define MAX_LAYERS 4096
-#define MAX_VOCAB (1 << 24)
-#define MAX_SEQ (1 << 20)
-
 static int check_range(const char *name, int v, int max)
 {
-	if (v <= 0 || v > max)
-		return frt_fail(EINVAL, "config: %s = %d is out of range (1..%d)", name, v, max);
+	if (v <= 0)
+		return frt_fail(EINVAL, "%s = %d must be positive", name, v);
+	if (v > max)
+		return frt_fail(EINVAL, "%s = %d is implausibly large (limit %d)", name, v, max);
 	return 0;
 }
 
-static int check_config(const struct frt_config *c)
+int frt_config_check(const struct frt_config *c)
 {
-	if (check_range("dim", c->dim, MAX_DIM) ||
-	    check_range("hidden_dim", c->hidden_dim, MAX_HIDDEN) ||
-	    check_range("n_layers", c->n_layers, MAX_LAYERS) ||
-	    check_range("n_heads", c->n_heads, c->dim > 0 ? c->dim : 1) ||
-	    check_range("n_kv_heads", c->n_kv_heads, c->n_heads > 0 ? c->n_heads : 1) ||
-	    check_range("vocab_size", c->vocab_size, MAX_VOCAB) ||
-	    check_range("seq_len", c->seq_len, MAX_SEQ))
-		return -1;
+	/* heads are bounded by FRT_MAX_DIM here and by dim through the
+	 * divisibility checks below */
+	if (check_range("dim", c->dim, FRT_MAX_DIM) ||
+	    check_range("hidden_dim", c->hidden_dim, FRT_MAX_HIDDEN) ||
+	    check_range("n_layers", c->n_layers, FRT_MAX_LAYERS) ||
+	    check_range("n_heads", c->n_heads, FRT_MAX_DIM) ||
+	    check_range("n_kv_heads", c->n_kv_heads, FRT_MAX_DIM) ||
+	    check_range("vocab_size", c->vocab_size, FRT_MAX_VOCAB) ||
+	    check_range("seq_len", c->seq_len, FRT_MAX_SEQ))
+		return -EINVAL;
 	if (c->dim % c->n_heads)
-		return frt_fail(EINVAL, "config: dim %d is not a multiple of n_heads %d", c->dim, c->n_heads);
+		return frt_fail(EINVAL, "dim = %d is not a multiple of n_heads = %d", c->dim, c->n_heads);
 	if (c->n_heads % c->n_kv_heads)
-		return frt_fail(EINVAL, "config: n_heads %d is not a multiple of n_kv_heads %d",
-		            c->n_heads, c->n_kv_heads);
+		return frt_fail(EINVAL, "n_heads = %d is not a multiple of n_kv_heads = %d", c->n_heads,
+		                c->n_kv_heads);
 	if ((c->dim / c->n_heads) % 2)
-		return frt_fail(EINVAL, "config: head size %d is odd (RoPE rotates pairs)",
-		            c->dim / c->n_heads);
-	if (c->rope_theta < 0 || c->norm_eps < 0)
-		return frt_fail(EINVAL, "config: rope_theta and norm_eps must not be negative");
+		return frt_fail(EINVAL, "dim / n_heads = %d is odd (RoPE rotates pairs)",
+		                c->dim / c->n_heads);
+	if (!(c->rope_theta >= 0))
+		return frt_fail(EINVAL, "rope_theta = %g must not be negative", (double)c->rope_theta);
+	if (!(c->norm_eps >= 0))
+		return frt_fail(EINVAL, "norm_eps = %g must not be negative", (double)c->norm_eps);
 	return 0;
 }
 
@@ -75,7 +73,7 @@ static float *falloc(size_t n)
 frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weights *w,
                             const struct frt_options *opt)
 {
-	if (check_config(cfg) || check_weights(cfg, w))
+	if (frt_config_check(cfg) || check_weights(cfg, w))
 		return NULL;
 	frt_model *m = calloc(1, sizeof *m);
 	if (!m) {

@@ -70,6 +70,21 @@ struct frt_options {
 	int max_seq;             /* KV cache positions; 0 or > seq_len: seq_len */
 };
 
+/* Limits of struct frt_config: far above any real model, low enough that
+ * no index or size computed from a configuration can overflow. */
+#define FRT_MAX_DIM (1 << 16)     /* dim; n_heads and n_kv_heads too */
+#define FRT_MAX_HIDDEN (1 << 20)
+#define FRT_MAX_LAYERS 4096
+#define FRT_MAX_VOCAB (1 << 24)
+#define FRT_MAX_SEQ (1 << 20)
+
+/* Check a configuration as frt_model_create does: every size positive and
+ * within the limits above, dim a multiple of n_heads, n_heads a multiple
+ * of n_kv_heads, an even head size, rope_theta and norm_eps not negative.
+ * 0, or -EINVAL with a message naming the field ("n_layers = 0 must be
+ * positive"). */
+int frt_config_check(const struct frt_config *cfg);
+
 typedef struct frt_model frt_model;
 
 /* Check the configuration and the weights' presence and make the state.
