@@ -352,6 +352,14 @@ Test(sampler, greedy_is_argmax_lowest_on_ties)
 
 /* With temperature 1 the draws follow softmax(logits): check the counts
  * of 40000 draws within 5 standard deviations. */
+Test(sampler, empty_vocabulary_is_refused)
+{
+	errno = 0;
+	cr_assert_null(frt_sampler_create(0, 0.0f, 0.9f, 1));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "vocab_size = 0"), "%s", frt_last_error());
+}
+
 Test(sampler, temperature_follows_the_distribution)
 {
 	const float logits[4] = { 0.0f, 1.0f, 2.0f, -1.0f };

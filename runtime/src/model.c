@@ -117,8 +117,7 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 	const int threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
 	m->pool = fk_pool_create(threads);
 	if (!m->pool) {
-		const int e = errno;
-		frt_fail(e, "cannot start %d compute threads: %s", threads, strerror(e));
+		frt_fail(errno, "cannot start %d compute threads: %s", threads, fk_last_error());
 		frt_model_destroy(m);
 		return NULL;
 	}
