@@ -47,11 +47,11 @@ static int check_weights(const struct frt_config *c, const struct frt_weights *w
 		return frt_fail(EINVAL, "weights: unknown matrix type %d", w->type);
 	if (w->type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
 		return frt_fail(EINVAL, "weights: %s needs dim (%d) and hidden_dim (%d) to be multiples of %d",
-		            fk_type_name(w->type), c->dim, c->hidden_dim, FK_QK);
+		                fk_type_name(w->type), c->dim, c->hidden_dim, FK_QK);
 	if (!w->token_embd || !w->output_norm || !w->output || !w->layers)
 		return frt_fail(EINVAL, "weights: %s is missing",
-		            !w->token_embd ? "token_embd" : !w->output_norm ? "output_norm" :
-		            !w->output ? "output" : "layers");
+		                !w->token_embd ? "token_embd" : !w->output_norm ? "output_norm" :
+		                !w->output ? "output" : "layers");
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct frt_layer *L = &w->layers[l];
 		const void *p[] = { L->attn_norm, L->wq, L->wk, L->wv, L->wo,
