@@ -149,13 +149,12 @@ struct decode_result {
 static struct decode_result decode(const struct model *m, int threads, int rounds, int per_round,
                                    uint64_t bytes, const char *buf, size_t len)
 {
-	char err[512];
 	const int warm = 4;
 	const struct frt_options o = {threads, warm + rounds * per_round};
-	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o, err, sizeof err);
+	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o);
 	struct decode_result r = {0, 0, 0, 0};
 	if (!rt) {
-		fprintf(stderr, "decode: %s\n", err);
+		fprintf(stderr, "decode: %s\n", frt_last_error());
 		return r;
 	}
 	double tok_s[64], bw[64], ratio[64];
@@ -306,11 +305,10 @@ int main(int argc, char **argv)
 
 	const size_t bw_len = 1ull << 30;
 	char *buf = bw_buffer(bw_len);
-	char err1[512];
 	const struct frt_options probe = {1, 1};
-	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &probe, err1, sizeof err1);
+	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &probe);
 	if (!rt || !buf) {
-		fprintf(stderr, "decode: %s\n", rt ? "out of memory" : err1);
+		fprintf(stderr, "decode: %s\n", rt ? "out of memory" : frt_last_error());
 		model_close(&m);
 		return 1;
 	}

@@ -14,4 +14,5 @@ target_link_libraries(test_format PRIVATE flexpage_pager flexpage_testutil)
 # The flexpage command, run as a program (pack, inspect, cat).
 flexpage_test(test_cli test_cli.c)
 target_link_libraries(test_cli PRIVATE flexpage_pager flexpage_testutil)
+target_compile_definitions(test_cli PRIVATE FLEXPAGE_PROJECT_VERSION="${PROJECT_VERSION}")
 add_dependencies(test_cli flexpage)

@@ -790,6 +790,29 @@ Test(cli, help_for_each_command)
 	tu_proc_free(&p);
 }
 
+/* The version macros, the library and --version all say CMake's project
+ * version (FLEXPAGE_PROJECT_VERSION, set by tests/pager.cmake). */
+Test(cli, version_is_the_project_version)
+{
+	unsigned major, minor, patch;
+	cr_assert_eq(sscanf(FLEXPAGE_PROJECT_VERSION, "%u.%u.%u", &major, &minor, &patch), 3,
+	             "project version '%s'", FLEXPAGE_PROJECT_VERSION);
+	cr_assert_str_eq(FLEXPAGE_VERSION_STRING, FLEXPAGE_PROJECT_VERSION);
+	cr_assert_eq(FLEXPAGE_VERSION_MAJOR, major);
+	cr_assert_eq(FLEXPAGE_VERSION_MINOR, minor);
+	cr_assert_eq(FLEXPAGE_VERSION_PATCH, patch);
+	cr_assert_eq(fp_version_number(), major * 10000 + minor * 100 + patch);
+	cr_assert_str_eq(fp_version_string(), FLEXPAGE_PROJECT_VERSION);
+
+	struct tu_proc p = RUN("--version");
+	expect_exit(&p, 0, "--version");
+	char want[64];
+	snprintf(want, sizeof want, "flexpage %s (image format %u)\n", FLEXPAGE_PROJECT_VERSION,
+	         FP_IMAGE_VERSION);
+	cr_assert_str_eq(p.out, want);
+	tu_proc_free(&p);
+}
+
 /* ------------------------------------------------------------------ */
 /* The shared llama2.c checkpoint                                       */
 

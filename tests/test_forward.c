@@ -7,7 +7,10 @@
 
 #include <flexrt/runtime.h>
 
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,10 +119,9 @@ static void unwire(struct wired *wd)
 
 static frt_model *create(const struct wired *wd, int threads)
 {
-	char err[256];
 	struct frt_options o = { threads, 0 };
-	frt_model *m = frt_model_create(&wd->cfg, &wd->w, &o, err, sizeof err);
-	cr_assert(m, "frt_model_create: %s", err);
+	frt_model *m = frt_model_create(&wd->cfg, &wd->w, &o);
+	cr_assert(m, "frt_model_create: %s", frt_last_error());
 	return m;
 }
 
@@ -350,6 +352,14 @@ Test(sampler, greedy_is_argmax_lowest_on_ties)
 
 /* With temperature 1 the draws follow softmax(logits): check the counts
  * of 40000 draws within 5 standard deviations. */
+Test(sampler, empty_vocabulary_is_refused)
+{
+	errno = 0;
+	cr_assert_null(frt_sampler_create(0, 0.0f, 0.9f, 1));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "vocab_size = 0"), "%s", frt_last_error());
+}
+
 Test(sampler, temperature_follows_the_distribution)
 {
 	const float logits[4] = { 0.0f, 1.0f, 2.0f, -1.0f };
@@ -439,13 +449,12 @@ Test(generate, prompt_then_greedy_and_stops)
 	wire(&wd, &sm, FK_F32);
 	frt_model *m = create(&wd, 1);
 	frt_sampler *s = frt_sampler_create(sm.vocab_size, 0.0f, 0.0f, 1);
-	char err[256];
 
 	/* greedy continuation after a forced prompt equals argmax by hand */
 	const int prompt[3] = { 1, 17, 42 };
 	struct seen seen = { .stop_after = 0 };
 	struct frt_gen_stats st;
-	cr_assert_eq(frt_generate(m, s, prompt, 3, 10, -1, on_token, &seen, &st, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(frt_generate(m, s, prompt, 3, 10, -1, on_token, &seen, &st), 0, "%s", frt_last_error());
 	cr_assert_eq(seen.n, 10, "one callback per forward pass: %d", seen.n);
 	cr_assert_eq(st.tokens, 10);
 	cr_assert_eq(seen.tok[0], 17);
@@ -463,24 +472,28 @@ Test(generate, prompt_then_greedy_and_stops)
 
 	/* a callback that says stop, and a stop token */
 	struct seen few = { .stop_after = 4 };
-	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &few, &st, err, sizeof err), 0);
+	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &few, &st), 0);
 	cr_assert_eq(few.n, 4);
 	struct seen upto = { .stop_after = 0 };
-	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &upto, &st, err, sizeof err), 0);
+	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, -1, on_token, &upto, &st), 0);
 	const int stop = upto.tok[5];
 	int first = 0;
 	while (upto.tok[first] != stop)
 		first++;
 	struct seen cut = { .stop_after = 0 };
-	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, stop, on_token, &cut, &st, err, sizeof err), 0);
+	cr_assert_eq(frt_generate(m, s, NULL, 0, 30, stop, on_token, &cut, &st), 0);
 	cr_assert_eq(cut.n, first, "stopped after %d tokens, expected %d", cut.n, first);
 
 	/* a prompt token out of the vocabulary */
 	const int bad[2] = { 1, 80 };
-	cr_assert_eq(frt_generate(m, s, bad, 2, 10, -1, NULL, NULL, NULL, err, sizeof err), -1);
-	cr_assert(strstr(err, "not in the vocabulary"), "%s", err);
+	cr_assert_eq(frt_generate(m, s, bad, 2, 10, -1, NULL, NULL, NULL), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "not in the vocabulary"), "%s", frt_last_error());
+	errno = 0;
 	cr_assert_null(frt_forward(m, 80, 0));
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
 	cr_assert_null(frt_forward(m, 0, sm.seq_len));
+	cr_assert_eq(errno, EINVAL);
 
 	frt_sampler_destroy(s);
 	frt_model_destroy(m);
@@ -491,42 +504,102 @@ Test(generate, prompt_then_greedy_and_stops)
 /* ------------------------------------------------------------------ */
 /* Configuration errors                                                 */
 
+/* Every field of the configuration, at its limit, past it and at zero. */
+Test(model, config_check_names_each_field)
+{
+	const struct frt_config ok = { 64, 172, 5, 8, 4, 512, 256, 0, 0 };
+	cr_assert_eq(frt_config_check(&ok), 0, "%s", frt_last_error());
+	const struct {
+		const char *name;
+		size_t off;
+		int limit;
+		int limit_passes;        /* 0: the field's limit fails another rule */
+	} f[] = {
+		{ "dim", offsetof(struct frt_config, dim), 1 << 16, 1 },
+		{ "hidden_dim", offsetof(struct frt_config, hidden_dim), 1 << 20, 1 },
+		{ "n_layers", offsetof(struct frt_config, n_layers), 4096, 1 },
+		{ "n_heads", offsetof(struct frt_config, n_heads), 1 << 16, 0 },
+		{ "n_kv_heads", offsetof(struct frt_config, n_kv_heads), 1 << 16, 0 },
+		{ "vocab_size", offsetof(struct frt_config, vocab_size), 1 << 24, 1 },
+		{ "seq_len", offsetof(struct frt_config, seq_len), 1 << 20, 1 },
+	};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		const int vals[3] = { 0, f[i].limit + 1, f[i].limit };
+		const char *const why[3] = { "must be positive", "is implausibly large", NULL };
+		for (int k = 0; k < 3; k++) {
+			struct frt_config c = ok;
+			*(int *)((char *)&c + f[i].off) = vals[k];
+			const int rc = frt_config_check(&c);
+			if (k == 2 && f[i].limit_passes) {
+				cr_assert_eq(rc, 0, "%s = %d (the limit): %s", f[i].name, vals[k],
+				             frt_last_error());
+				continue;
+			}
+			cr_assert_eq(rc, -EINVAL, "%s = %d: %d", f[i].name, vals[k], rc);
+			if (!why[k])
+				continue;
+			char want[96];
+			snprintf(want, sizeof want, "%s = %d %s", f[i].name, vals[k], why[k]);
+			cr_assert(strstr(frt_last_error(), want), "%s: %s", want, frt_last_error());
+		}
+	}
+	struct frt_config c = ok;
+	c.rope_theta = -1;
+	cr_assert_eq(frt_config_check(&c), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "rope_theta"), "%s", frt_last_error());
+	c = ok;
+	c.norm_eps = NAN;
+	cr_assert_eq(frt_config_check(&c), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "norm_eps"), "%s", frt_last_error());
+	c = ok;
+	c.n_kv_heads = 16;
+	cr_assert_eq(frt_config_check(&c), -EINVAL);
+	cr_assert(strstr(frt_last_error(), "n_heads = 8 is not a multiple of n_kv_heads = 16"), "%s",
+	          frt_last_error());
+}
+
 Test(model, bad_configs_are_named)
 {
 	struct ref_model sm;
 	float *buf = synth_model(&sm);
 	struct wired wd;
 	wire(&wd, &sm, FK_Q8_0);
-	char err[256];
 	struct frt_config c = wd.cfg;
 	c.n_heads = 3;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "n_heads"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "n_heads"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.n_kv_heads = 3;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "n_kv_heads"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "n_kv_heads"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.dim = -64;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "dim = -64"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "dim = -64"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.hidden_dim = 100;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "multiples of 32"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "multiples of 32"), "%s", frt_last_error());
 	c = wd.cfg;
 	c.n_heads = 64;
 	c.n_kv_heads = 64;
-	cr_assert_null(frt_model_create(&c, &wd.w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "odd"), "%s", err);
+	cr_assert_null(frt_model_create(&c, &wd.w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "odd"), "%s", frt_last_error());
 	struct frt_weights w = wd.w;
 	w.type = 3;
-	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "type"), "%s", err);
+	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "type"), "%s", frt_last_error());
 	w = wd.w;
 	wd.layers[1].w2 = NULL;
-	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL, err, sizeof err));
-	cr_assert(strstr(err, "layer 1 w2"), "%s", err);
+	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert(strstr(frt_last_error(), "layer 1 w2"), "%s", frt_last_error());
 	unwire(&wd);
 	free(buf);
 }

@@ -8,6 +8,7 @@
 
 #include <flexkern/kernels.h>
 
+#include <errno.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stddef.h>
@@ -86,7 +87,9 @@ Test(layout, ggml_block_sizes_and_offsets)
 	cr_assert_eq(fk_row_bytes(FK_Q8_0, 33), 0, "not whole blocks");
 	cr_assert_eq(fk_row_bytes(77, 32), 0, "unknown type");
 	cr_assert_eq(fk_type_parse("q4_0"), FK_Q4_0);
-	cr_assert_eq(fk_type_parse("q5_1"), -1);
+	cr_assert_eq(fk_type_parse("q5_1"), -EINVAL);
+	cr_assert(strstr(fk_last_error(), "'q5_1'"), "%s", fk_last_error());
+	cr_assert_eq(fk_type_parse(NULL), -EINVAL);
 	cr_assert_str_eq(fk_type_name(FK_Q8_0), "q8_0");
 }
 
@@ -718,8 +721,13 @@ Test(isa, selection)
 	cr_assert_eq(fk_set_isa(FK_ISA_SCALAR), 0);
 	cr_assert_eq(fk_get_isa(), FK_ISA_SCALAR);
 	cr_assert_eq(fk_isa_parse("avx2"), FK_ISA_AVX2);
-	cr_assert_eq(fk_isa_parse("sse9"), -1);
+	cr_assert_eq(fk_isa_parse("sse9"), -EINVAL);
+	cr_assert(strstr(fk_last_error(), "'sse9'"), "%s", fk_last_error());
 	cr_assert_str_eq(fk_isa_name(FK_ISA_AVX512), "avx512");
-	if (!fk_isa_supported(FK_ISA_AVX512))
-		cr_assert_eq(fk_set_isa(FK_ISA_AVX512), -1);
+	cr_assert_eq(fk_set_isa(7), -EINVAL);
+	cr_assert_eq(fk_get_isa(), FK_ISA_SCALAR, "a refused choice changes nothing");
+	if (!fk_isa_supported(FK_ISA_AVX512)) {
+		cr_assert_eq(fk_set_isa(FK_ISA_AVX512), -ENOTSUP);
+		cr_assert(strstr(fk_last_error(), "avx512"), "%s", fk_last_error());
+	}
 }

@@ -220,10 +220,9 @@ Test(import, quantized_blocks_and_own_classifier, .init = setup, .fini = teardow
 
 static void greedy(const struct model *m, int steps, int *ids, float *last_logits)
 {
-	char err[256];
 	const struct frt_options o = {1, steps};
-	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o, err, sizeof err);
-	cr_assert(rt, "%s", err);
+	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o);
+	cr_assert(rt, "%s", frt_last_error());
 	int token = FRT_BOS;
 	for (int pos = 0; pos < steps; pos++) {
 		const float *lg = frt_forward(rt, token, pos);

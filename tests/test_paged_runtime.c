@@ -46,10 +46,9 @@ struct run {
 
 static void run_model(const struct model *m, int threads, struct run *r, int teacher)
 {
-	char err[512];
 	const struct frt_options o = {threads, r->steps};
-	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o, err, sizeof err);
-	cr_assert(rt, "%s", err);
+	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o);
+	cr_assert(rt, "%s", frt_last_error());
 	r->vocab = m->cfg.vocab_size;
 	if (!r->logits)
 		r->logits = malloc(sizeof(float) * (size_t)r->steps * (size_t)r->vocab);

@@ -3,6 +3,7 @@
  * is the only gate: nothing of them runs unless the CPU has what they use. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +28,21 @@ const char *fk_isa_name(int isa)
 	return isa >= 0 && isa <= FK_ISA_AVX512 ? names[isa] : NULL;
 }
 
-int fk_isa_parse(const char *name)
+static int find(const char *name)
 {
 	for (int i = 0; i <= FK_ISA_AVX512; i++)
 		if (name && !strcmp(name, names[i]))
 			return i;
 	return -1;
+}
+
+int fk_isa_parse(const char *name)
+{
+	const int isa = find(name);
+	if (isa < 0)
+		return fk_fail(EINVAL, "instruction set '%s' is not scalar, avx2 or avx512",
+		               name ? name : "(null)");
+	return isa;
 }
 
 int fk_isa_supported(int isa)
@@ -55,7 +65,7 @@ int fk_isa_supported(int isa)
 static int best(void)
 {
 	const char *env = getenv("FLEXPAGE_KERNELS");
-	int want = env && *env && strcmp(env, "auto") ? fk_isa_parse(env) : -1;
+	int want = env && *env && strcmp(env, "auto") ? find(env) : -1;
 	if (want >= 0 && fk_isa_supported(want))
 		return want;
 	/* an unknown or unsupported request falls back to the best there is:
@@ -78,8 +88,10 @@ int fk_get_isa(void)
 
 int fk_set_isa(int isa)
 {
+	if (!fk_isa_name(isa))
+		return fk_fail(EINVAL, "instruction set %d is unknown", isa);
 	if (!fk_isa_supported(isa))
-		return -1;
+		return fk_fail(ENOTSUP, "this CPU does not have %s", fk_isa_name(isa));
 	atomic_store_explicit(&current, isa, memory_order_relaxed);
 	return 0;
 }

@@ -37,6 +37,10 @@ extern const struct fk_impl fk_impl_avx512;
  * NULL if it cannot grow. */
 void *fk_pool_scratch(fk_pool *p, size_t size);
 
+/* Set errno and the calling thread's fk_last_error(); returns -errnum,
+ * for `return fk_fail(EINVAL, ...)`. */
+int fk_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The selected ISA's kernels (dispatch.c). */
 const struct fk_impl *fk_impl_current(void);
 

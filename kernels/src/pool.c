@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -120,8 +121,10 @@ fk_pool *fk_pool_create(int n_threads)
 	if (n_threads < 1)
 		n_threads = 1;
 	struct fk_pool *p = calloc(1, sizeof *p);
-	if (!p)
+	if (!p) {
+		fk_fail(ENOMEM, "thread pool: out of memory");
 		return NULL;
+	}
 	p->n = n_threads;
 	p->spin_ns = 50000;
 	const char *env = getenv("FLEXPAGE_SPIN_US");
@@ -131,6 +134,7 @@ fk_pool *fk_pool_create(int n_threads)
 		p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
 		if (!p->workers) {
 			free(p);
+			fk_fail(ENOMEM, "thread pool: out of memory for %d workers", n_threads - 1);
 			return NULL;
 		}
 	}
@@ -138,10 +142,12 @@ fk_pool *fk_pool_create(int n_threads)
 		struct worker *wk = &p->workers[i - 1];
 		wk->pool = p;
 		wk->ith = i;
-		if (pthread_create(&wk->thread, NULL, worker_main, wk)) {
+		const int e = pthread_create(&wk->thread, NULL, worker_main, wk);
+		if (e) {
 			p->n = i; /* destroy joins the ones that started */
 			fk_pool_destroy(p);
-			errno = EAGAIN;
+			fk_fail(e, "thread pool: cannot start thread %d of %d: %s", i + 1, n_threads,
+			        strerror(e));
 			return NULL;
 		}
 	}

@@ -1,7 +1,8 @@
 /* Types, and GGML's reference quantizers and dequantizers.  These run
  * once per weight (import, synthesis), so they are scalar and exact. */
-#include <flexkern/kernels.h>
+#include "internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -20,15 +21,11 @@ const char *fk_type_name(int type)
 
 int fk_type_parse(const char *name)
 {
-	if (!name)
-		return -1;
-	if (!strcmp(name, "f32"))
-		return FK_F32;
-	if (!strcmp(name, "q8_0"))
-		return FK_Q8_0;
-	if (!strcmp(name, "q4_0"))
-		return FK_Q4_0;
-	return -1;
+	static const int types[] = { FK_F32, FK_Q8_0, FK_Q4_0 };
+	for (size_t i = 0; name && i < sizeof types / sizeof types[0]; i++)
+		if (!strcmp(name, fk_type_name(types[i])))
+			return types[i];
+	return fk_fail(EINVAL, "type '%s' is not f32, q8_0 or q4_0", name ? name : "(null)");
 }
 
 size_t fk_row_bytes(int type, size_t n)

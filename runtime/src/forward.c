@@ -10,6 +10,8 @@
  * gate and up projections. */
 #include "internal.h"
 
+#include <errno.h>
+
 static void add(float *x, const float *y, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -22,8 +24,11 @@ float *frt_forward(frt_model *m, int token, int pos)
 	const int dim = c->dim, hidden = c->hidden_dim, kv_dim = m->kv_dim;
 	const int type = m->w.type;
 
-	if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= m->max_seq)
+	if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= m->max_seq) {
+		frt_fail(EINVAL, "token %d (vocabulary 0..%d) or position %d (0..%d) is out of range",
+		         token, c->vocab_size - 1, pos, m->max_seq - 1);
 		return NULL;
+	}
 
 	fk_dequantize_row(type, (const char *)m->w.token_embd + (size_t)token * m->embd_row_bytes,
 	                  m->x, (size_t)dim);

@@ -3,7 +3,7 @@
  * first touches, page faults, thread wake-ups). */
 #include "internal.h"
 
-#include <stdio.h>
+#include <errno.h>
 #include <time.h>
 
 static uint64_t mono_ns(void)
@@ -15,7 +15,7 @@ static uint64_t mono_ns(void)
 
 int frt_generate(frt_model *m, frt_sampler *s, const int *prompt, int n_prompt,
                  int steps, int stop_token, frt_token_fn fn, void *ctx,
-                 struct frt_gen_stats *stats, char *err, size_t errlen)
+                 struct frt_gen_stats *stats)
 {
 	static const int bos[1] = { FRT_BOS };
 	struct frt_gen_stats st = {0};
@@ -25,18 +25,15 @@ int frt_generate(frt_model *m, frt_sampler *s, const int *prompt, int n_prompt,
 		n_prompt = 1;
 	}
 	for (int i = 0; i < n_prompt; i++) {
-		if (prompt[i] < 0 || prompt[i] >= m->cfg.vocab_size) {
-			snprintf(err, errlen, "prompt token %d (at %d) is not in the vocabulary (0..%d)",
-			         prompt[i], i, m->cfg.vocab_size - 1);
-			return -1;
-		}
+		if (prompt[i] < 0 || prompt[i] >= m->cfg.vocab_size)
+			return frt_fail(EINVAL, "prompt token %d (at %d) is not in the vocabulary (0..%d)",
+			                prompt[i], i, m->cfg.vocab_size - 1);
 	}
 	if (steps <= 0 || steps > m->max_seq)
 		steps = m->max_seq;
-	if (n_prompt > steps) {
-		snprintf(err, errlen, "the prompt (%d tokens) is longer than the %d steps", n_prompt, steps);
-		return -1;
-	}
+	if (n_prompt > steps)
+		return frt_fail(EINVAL, "the prompt (%d tokens) is longer than the %d steps", n_prompt,
+		                steps);
 
 	int token = prompt[0];
 	for (int pos = 0; pos < steps; pos++) {

@@ -1,72 +1,57 @@
 /* Model state: configuration checks, KV cache and activation buffers. */
 #include "internal.h"
 
-#include <stdarg.h>
-#include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Limits that keep every index and size below overflow, far above any
- * real model. */
-#define MAX_DIM (1 << 16)
-#define MAX_HIDDEN (1 << 20)
-#define MAX_LAYERS 4096
-#define MAX_VOCAB (1 << 24)
-#define MAX_SEQ (1 << 20)
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+static int check_range(const char *name, int v, int max)
 {
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
-static int check_range(const char *name, int v, int max, char *err, size_t errlen)
-{
-	if (v <= 0 || v > max)
-		return fail(err, errlen, "config: %s = %d is out of range (1..%d)", name, v, max);
+	if (v <= 0)
+		return frt_fail(EINVAL, "%s = %d must be positive", name, v);
+	if (v > max)
+		return frt_fail(EINVAL, "%s = %d is implausibly large (limit %d)", name, v, max);
 	return 0;
 }
 
-static int check_config(const struct frt_config *c, char *err, size_t errlen)
+int frt_config_check(const struct frt_config *c)
 {
-	if (check_range("dim", c->dim, MAX_DIM, err, errlen) ||
-	    check_range("hidden_dim", c->hidden_dim, MAX_HIDDEN, err, errlen) ||
-	    check_range("n_layers", c->n_layers, MAX_LAYERS, err, errlen) ||
-	    check_range("n_heads", c->n_heads, c->dim > 0 ? c->dim : 1, err, errlen) ||
-	    check_range("n_kv_heads", c->n_kv_heads, c->n_heads > 0 ? c->n_heads : 1, err, errlen) ||
-	    check_range("vocab_size", c->vocab_size, MAX_VOCAB, err, errlen) ||
-	    check_range("seq_len", c->seq_len, MAX_SEQ, err, errlen))
-		return -1;
+	/* heads are bounded by FRT_MAX_DIM here and by dim through the
+	 * divisibility checks below */
+	if (check_range("dim", c->dim, FRT_MAX_DIM) ||
+	    check_range("hidden_dim", c->hidden_dim, FRT_MAX_HIDDEN) ||
+	    check_range("n_layers", c->n_layers, FRT_MAX_LAYERS) ||
+	    check_range("n_heads", c->n_heads, FRT_MAX_DIM) ||
+	    check_range("n_kv_heads", c->n_kv_heads, FRT_MAX_DIM) ||
+	    check_range("vocab_size", c->vocab_size, FRT_MAX_VOCAB) ||
+	    check_range("seq_len", c->seq_len, FRT_MAX_SEQ))
+		return -EINVAL;
 	if (c->dim % c->n_heads)
-		return fail(err, errlen, "config: dim %d is not a multiple of n_heads %d", c->dim, c->n_heads);
+		return frt_fail(EINVAL, "dim = %d is not a multiple of n_heads = %d", c->dim, c->n_heads);
 	if (c->n_heads % c->n_kv_heads)
-		return fail(err, errlen, "config: n_heads %d is not a multiple of n_kv_heads %d",
-		            c->n_heads, c->n_kv_heads);
+		return frt_fail(EINVAL, "n_heads = %d is not a multiple of n_kv_heads = %d", c->n_heads,
+		                c->n_kv_heads);
 	if ((c->dim / c->n_heads) % 2)
-		return fail(err, errlen, "config: head size %d is odd (RoPE rotates pairs)",
-		            c->dim / c->n_heads);
-	if (c->rope_theta < 0 || c->norm_eps < 0)
-		return fail(err, errlen, "config: rope_theta and norm_eps must not be negative");
+		return frt_fail(EINVAL, "dim / n_heads = %d is odd (RoPE rotates pairs)",
+		                c->dim / c->n_heads);
+	if (!(c->rope_theta >= 0))
+		return frt_fail(EINVAL, "rope_theta = %g must not be negative", (double)c->rope_theta);
+	if (!(c->norm_eps >= 0))
+		return frt_fail(EINVAL, "norm_eps = %g must not be negative", (double)c->norm_eps);
 	return 0;
 }
 
-static int check_weights(const struct frt_config *c, const struct frt_weights *w,
-                         char *err, size_t errlen)
+static int check_weights(const struct frt_config *c, const struct frt_weights *w)
 {
 	if (!fk_type_name(w->type))
-		return fail(err, errlen, "weights: unknown matrix type %d", w->type);
+		return frt_fail(EINVAL, "weights: unknown matrix type %d", w->type);
 	if (w->type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
-		return fail(err, errlen, "weights: %s needs dim (%d) and hidden_dim (%d) to be multiples of %d",
-		            fk_type_name(w->type), c->dim, c->hidden_dim, FK_QK);
+		return frt_fail(EINVAL, "weights: %s needs dim (%d) and hidden_dim (%d) to be multiples of %d",
+		                fk_type_name(w->type), c->dim, c->hidden_dim, FK_QK);
 	if (!w->token_embd || !w->output_norm || !w->output || !w->layers)
-		return fail(err, errlen, "weights: %s is missing",
-		            !w->token_embd ? "token_embd" : !w->output_norm ? "output_norm" :
-		            !w->output ? "output" : "layers");
+		return frt_fail(EINVAL, "weights: %s is missing",
+		                !w->token_embd ? "token_embd" : !w->output_norm ? "output_norm" :
+		                !w->output ? "output" : "layers");
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct frt_layer *L = &w->layers[l];
 		const void *p[] = { L->attn_norm, L->wq, L->wk, L->wv, L->wo,
@@ -75,7 +60,7 @@ static int check_weights(const struct frt_config *c, const struct frt_weights *w
 		                                      "ffn_norm", "w1", "w2", "w3" };
 		for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
 			if (!p[i])
-				return fail(err, errlen, "weights: layer %d %s is missing", l, names[i]);
+				return frt_fail(EINVAL, "weights: layer %d %s is missing", l, names[i]);
 	}
 	return 0;
 }
@@ -86,13 +71,13 @@ static float *falloc(size_t n)
 }
 
 frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weights *w,
-                            const struct frt_options *opt, char *err, size_t errlen)
+                            const struct frt_options *opt)
 {
-	if (check_config(cfg, err, errlen) || check_weights(cfg, w, err, errlen))
+	if (frt_config_check(cfg) || check_weights(cfg, w))
 		return NULL;
 	frt_model *m = calloc(1, sizeof *m);
 	if (!m) {
-		fail(err, errlen, "out of memory");
+		frt_fail(ENOMEM, "out of memory");
 		return NULL;
 	}
 	m->cfg = *cfg;
@@ -122,11 +107,17 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 	m->logits = falloc((size_t)cfg->vocab_size);
 	m->key_cache = falloc(cache);
 	m->value_cache = falloc(cache);
-	m->pool = fk_pool_create(opt && opt->n_threads > 0 ? opt->n_threads : 1);
 	if (!m->layers || !m->x || !m->xb || !m->xb2 || !m->hb || !m->hb2 || !m->q ||
-	    !m->att || !m->logits || !m->key_cache || !m->value_cache || !m->pool) {
-		fail(err, errlen, "out of memory for the model state (KV cache %zu MiB)",
-		     cache * 2 * sizeof(float) >> 20);
+	    !m->att || !m->logits || !m->key_cache || !m->value_cache) {
+		frt_fail(ENOMEM, "out of memory for the model state (KV cache %zu MiB)",
+		         cache * 2 * sizeof(float) >> 20);
+		frt_model_destroy(m);
+		return NULL;
+	}
+	const int threads = opt && opt->n_threads > 0 ? opt->n_threads : 1;
+	m->pool = fk_pool_create(threads);
+	if (!m->pool) {
+		frt_fail(errno, "cannot start %d compute threads: %s", threads, fk_last_error());
 		frt_model_destroy(m);
 		return NULL;
 	}

@@ -4,6 +4,7 @@
  * library. */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 struct prob_index {
@@ -33,14 +34,16 @@ static float random_f32(uint64_t *state)
 
 frt_sampler *frt_sampler_create(int vocab_size, float temperature, float topp, uint64_t seed)
 {
-	if (vocab_size <= 0)
+	if (vocab_size <= 0) {
+		frt_fail(EINVAL, "sampler: vocab_size = %d must be positive", vocab_size);
 		return NULL;
+	}
 	frt_sampler *s = calloc(1, sizeof *s);
-	if (!s)
-		return NULL;
-	s->buf = calloc((size_t)vocab_size, sizeof *s->buf);
-	if (!s->buf) {
+	if (s)
+		s->buf = calloc((size_t)vocab_size, sizeof *s->buf);
+	if (!s || !s->buf) {
 		free(s);
+		frt_fail(ENOMEM, "sampler: out of memory for %d probabilities", vocab_size);
 		return NULL;
 	}
 	s->vocab_size = vocab_size;

@@ -343,10 +343,10 @@ int cmd_run(int argc, char **argv)
 	}
 	const int max_seq = steps && steps < m.cfg.seq_len ? steps : m.cfg.seq_len;
 	const struct frt_options ro = {threads, max_seq};
-	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &ro, err, sizeof err);
-	frt_sampler *smp = frt_sampler_create(m.cfg.vocab_size, temperature, topp, seed);
+	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &ro);
+	frt_sampler *smp = rt ? frt_sampler_create(m.cfg.vocab_size, temperature, topp, seed) : NULL;
 	if (!rt || !smp) {
-		fprintf(stderr, "flexpage run: %s: %s\n", path, rt ? "out of memory" : err);
+		fprintf(stderr, "flexpage run: %s: %s\n", path, frt_last_error());
 		frt_model_destroy(rt);
 		frt_sampler_destroy(smp);
 		model_close(&m);
@@ -358,9 +358,8 @@ int cmd_run(int argc, char **argv)
 	if (m.region)
 		run_paging_start(&paging, m.region);
 	const uint64_t t0 = now_ns();
-	if (frt_generate(rt, smp, prompt, n_prompt, max_seq, stop, print_token, &pr, &st, err,
-	                 sizeof err)) {
-		fprintf(stderr, "flexpage run: %s\n", err);
+	if (frt_generate(rt, smp, prompt, n_prompt, max_seq, stop, print_token, &pr, &st)) {
+		fprintf(stderr, "flexpage run: %s\n", frt_last_error());
 	} else {
 		printf("\n");
 		fflush(stdout);

@@ -35,7 +35,7 @@ int main(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("flexpage 0.1.0 (image format %u)\n", FP_IMAGE_VERSION);
+		printf("flexpage %s (image format %u)\n", FLEXPAGE_VERSION_STRING, FP_IMAGE_VERSION);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -34,9 +34,9 @@ int llama2c_read_layout(int fd, const char *path, struct llama2c_layout *lay,
 int model_format_meta(const struct frt_config *cfg, int shared_classifier, int type,
                       char *buf, size_t len);
 
-/* Checks shared by checkpoints and images: positive, bounded dims that
- * divide as the architecture needs.  field_prefix goes before each field
- * name in the message ("header field", "meta key"). */
+/* The runtime's frt_config_check, shared by checkpoints and images: the
+ * message names the file, then field_prefix ("header field", "meta key"),
+ * then the field. */
 int model_check_config(const struct frt_config *cfg, const char *path,
                        const char *field_prefix, char *err, size_t errlen);
 

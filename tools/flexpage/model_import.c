@@ -18,14 +18,6 @@
 #include "cmds.h"
 #include "model.h"
 
-/* The runtime's limits (runtime/src/model.c): far above any real model,
- * low enough that no size computed from a header can overflow. */
-#define MAX_DIM (1 << 16)
-#define MAX_HIDDEN (1 << 20)
-#define MAX_LAYERS 4096
-#define MAX_VOCAB (1 << 24)
-#define MAX_SEQ (1 << 20)
-
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -38,33 +30,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 int model_check_config(const struct frt_config *c, const char *path,
                        const char *field_prefix, char *err, size_t errlen)
 {
-	const struct {
-		const char *name;
-		int v, max;
-	} f[] = {
-		{"dim", c->dim, MAX_DIM},           {"hidden_dim", c->hidden_dim, MAX_HIDDEN},
-		{"n_layers", c->n_layers, MAX_LAYERS}, {"n_heads", c->n_heads, MAX_DIM},
-		{"n_kv_heads", c->n_kv_heads, MAX_DIM}, {"vocab_size", c->vocab_size, MAX_VOCAB},
-		{"seq_len", c->seq_len, MAX_SEQ},
-	};
-	const char *pre = field_prefix, *sp = *field_prefix ? " " : "";
-	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-		if (f[i].v <= 0)
-			return fail(err, errlen, "%s: %s%s%s = %d must be positive", path, pre, sp,
-			            f[i].name, f[i].v);
-		if (f[i].v > f[i].max)
-			return fail(err, errlen, "%s: %s%s%s = %d is implausibly large (limit %d)", path,
-			            pre, sp, f[i].name, f[i].v, f[i].max);
-	}
-	if (c->dim % c->n_heads)
-		return fail(err, errlen, "%s: %s%sdim = %d is not a multiple of n_heads = %d", path,
-		            pre, sp, c->dim, c->n_heads);
-	if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
-		return fail(err, errlen, "%s: %s%sn_heads = %d is not a multiple of n_kv_heads = %d",
-		            path, pre, sp, c->n_heads, c->n_kv_heads);
-	if ((c->dim / c->n_heads) % 2)
-		return fail(err, errlen, "%s: %s%sdim / n_heads = %d is odd (RoPE rotates pairs)", path,
-		            pre, sp, c->dim / c->n_heads);
+	if (frt_config_check(c))
+		return fail(err, errlen, "%s: %s%s%s", path, field_prefix, *field_prefix ? " " : "",
+		            frt_last_error());
 	return 0;
 }
 

@@ -12,7 +12,16 @@
  * in the environment or fk_set_isa() forces one.
  *
  * Weights are only read, through const pointers: they may live in any
- * memory, including a region that a pager fills on demand.
+ * memory, including a region that a pager fills on demand; a product then
+ * blocks in the page faults it takes, on whichever thread reads the rows.
+ *
+ * Errors: a function that can fail returns a negative errno (or NULL with
+ * errno set) and leaves a message for people in fk_last_error().  Lookups
+ * (fk_type_name, fk_isa_name, fk_row_bytes, fk_isa_supported) answer NULL
+ * or 0 for what they do not know and leave no message.
+ *
+ * Threads: every function may be called from any thread, except where its
+ * block says otherwise (fk_set_isa, and a pool's runs, one caller at a time).
  */
 #ifndef FLEXKERN_KERNELS_H
 #define FLEXKERN_KERNELS_H
@@ -23,6 +32,12 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The message of the calling thread's latest flexkern failure, for people
+ * (tests and programs act on the returned code, not on this text).
+ * @return never NULL ("no error" before any failure); valid until the
+ *         thread's next failing call into flexkern.  Any thread. */
+const char *fk_last_error(void);
 
 /* ------------------------------------------------------------------ */
 /* Types and block layouts                                              */
@@ -49,27 +64,40 @@ typedef struct {
 	uint8_t qs[FK_QK / 2];
 } fk_block_q4_0;
 
-/* "f32", "q8_0", "q4_0", or NULL. */
+/* The name of an enum fk_type.
+ * @return "f32", "q8_0" or "q4_0" (static storage); NULL for any other
+ *         value. */
 const char *fk_type_name(int type);
-/* -1 if unknown. */
+/* The enum fk_type named name ("f32", "q8_0", "q4_0"; case matters).
+ * @return the type (>= 0); -EINVAL if name is NULL or no type's name, with
+ *         the name in fk_last_error(). */
 int fk_type_parse(const char *name);
-/* Bytes of a row of n values; 0 if the type is unknown or n is not a whole
- * number of blocks. */
+/* Bytes of a row of n values of type.
+ * @return the size; 0 if the type is unknown or n is not a whole number
+ *         of blocks (FK_QK) of a quantized type. */
 size_t fk_row_bytes(int type, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Conversion and quantization (scalar, exact, used by tools too)       */
 
-/* Exact; NaN stays NaN (quieted), like the F16C instructions. */
+/* IEEE binary16 to float, exactly; NaN stays NaN (quieted), like the F16C
+ * instructions.  Cannot fail. */
 float fk_fp16_to_fp32(uint16_t h);
-/* Round to nearest even, overflow to infinity, like F16C. */
+/* float to IEEE binary16: round to nearest even, overflow to infinity,
+ * like F16C.  Cannot fail. */
 uint16_t fk_fp32_to_fp16(float f);
 
 /* GGML's reference quantizers (quantize_row_q8_0_ref, _q4_0_ref): the same
- * scale, the same rounding, the same bytes.  n is a multiple of FK_QK. */
+ * scale, the same rounding, the same bytes.  Quantize the n floats of x
+ * into n / FK_QK blocks at y.
+ * Preconditions: n is a multiple of FK_QK (a partial last block is not
+ * written); x and y do not overlap.  Cannot fail. */
 void fk_quantize_row_q8_0(const float *x, fk_block_q8_0 *y, size_t n);
 void fk_quantize_row_q4_0(const float *x, fk_block_q4_0 *y, size_t n);
-/* A row of any fk_type back to floats. */
+/* A row of n values of any fk_type at src back to n floats at dst.
+ * Preconditions: a known type (an unknown one writes nothing); for a
+ * quantized type n is a multiple of FK_QK; src and dst do not overlap.
+ * Cannot fail. */
 void fk_dequantize_row(int type, const void *src, float *dst, size_t n);
 
 /* ------------------------------------------------------------------ */
@@ -81,13 +109,27 @@ enum fk_isa {
 	FK_ISA_AVX512 = 2, /* AVX-512 F/BW/VL + VNNI */
 };
 
+/* @return "scalar", "avx2" or "avx512" (static storage); NULL for any
+ *         other value. */
 const char *fk_isa_name(int isa);
-int fk_isa_parse(const char *name);      /* -1 if unknown */
-int fk_isa_supported(int isa);           /* by this CPU */
-/* The path in use: the best the CPU has, unless FLEXPAGE_KERNELS or
- * fk_set_isa() chose another. */
+/* The enum fk_isa named name.
+ * @return the ISA (>= 0); -EINVAL if name is NULL or no ISA's name, with
+ *         the name in fk_last_error(). */
+int fk_isa_parse(const char *name);
+/* @return 1 if this CPU has every instruction the path uses, else 0 (also
+ *         for an unknown isa). */
+int fk_isa_supported(int isa);
+/* The path the products use, process-wide: chosen on the first call as
+ * the best the CPU has, unless FLEXPAGE_KERNELS names another the CPU has
+ * (an unknown or unsupported name falls back to the best), or fk_set_isa()
+ * chose one.
+ * @return an enum fk_isa the CPU supports.  Any thread. */
 int fk_get_isa(void);
-/* -1 if the CPU lacks it.  Not to be called while a product runs. */
+/* Make the products use isa from now on, process-wide.
+ * @return 0; -EINVAL if isa is no enum fk_isa, -ENOTSUP if this CPU lacks
+ *         it (the path in use is then unchanged).
+ * Threads: any, but not while a product runs on any thread (the paths give
+ * the same bits; a switch mid-product is still not supported). */
 int fk_set_isa(int isa);
 
 /* ------------------------------------------------------------------ */
@@ -95,14 +137,26 @@ int fk_set_isa(int isa);
 
 typedef struct fk_pool fk_pool;
 
-/* n_threads counts the caller, which takes part in every run; 1 makes no
- * thread.  Idle workers spin briefly (FLEXPAGE_SPIN_US, default 50), then
- * sleep on a futex.  NULL if a thread cannot be made. */
+/* Make a pool of n_threads threads, the caller counted: it takes part in
+ * every run, so n_threads - 1 workers start (none for 1; below 1 counts as
+ * 1).  Idle workers spin briefly (FLEXPAGE_SPIN_US microseconds, default
+ * 50), then sleep on a futex.
+ * @return the pool; NULL with errno ENOMEM, or the error of
+ *         pthread_create (EAGAIN...) when a worker cannot start (those
+ *         that did are joined).  Any thread. */
 fk_pool *fk_pool_create(int n_threads);
+/* Stop and join the workers and free the pool; NULL does nothing.
+ * Preconditions: no fk_pool_run or product on p is in progress.
+ * Blocks until every worker has exited (at most one futex wake-up). */
 void fk_pool_destroy(fk_pool *p);
+/* @return the threads of p, the caller counted; 1 for NULL. */
 int fk_pool_size(const fk_pool *p);
-/* Call fn(ctx, ith, nth) once on each of the nth threads (the caller is
- * ith 0) and return when all have returned.  One caller at a time. */
+/* Call fn(ctx, ith, nth) once on each of the nth = fk_pool_size(p) threads
+ * (the caller is ith 0) and return when all have returned.  NULL p runs
+ * fn(ctx, 0, 1) on the caller.  Cannot fail.
+ * Threads: one caller at a time per pool (products on p count).  Blocks
+ * until every thread has returned from fn: spinning briefly, then on a
+ * futex. */
 void fk_pool_run(fk_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
 
 /* ------------------------------------------------------------------ */
@@ -119,20 +173,35 @@ struct fk_matvec {
 	int n_in, n_out;         /* n_in a multiple of FK_QK if quantized */
 };
 
-/* Run several products as one split of their rows over the pool's threads
- * (one wake-up, one barrier); jobs with the same x quantize it once. */
+/* Run n_jobs products as one split of their rows over p's threads (one
+ * wake-up, one barrier); jobs with the same x quantize it once.  A product
+ * too small to pay for a wake-up runs on the caller alone; NULL p runs all
+ * on the caller.  The result does not depend on the thread count or the
+ * ISA (see the top of this file).
+ * Preconditions: each job's type is known, its n_in a multiple of FK_QK
+ * if quantized, its y overlaps no x and no other job's y.
+ * Cannot fail: the scratch is the pool's, grown once; if even that
+ * allocation fails the process aborts.
+ * Threads: one caller at a time per pool, as fk_pool_run.  Blocks until
+ * every row is done, including the page faults the rows of w take. */
 void fk_matvec_batch(fk_pool *p, const struct fk_matvec *jobs, int n_jobs);
+/* One product y = W x: fk_matvec_batch of a single job. */
 void fk_matvec(fk_pool *p, float *y, const void *w, int type,
                const float *x, int n_in, int n_out);
 
 /* ------------------------------------------------------------------ */
 /* Vector operations (scalar: a decode step spends its time in matvec)  */
+/* On the calling thread; they cannot fail.  n counts floats.             */
 
-/* o = x / sqrt(mean(x^2) + eps) * w; o may be x. */
+/* o = x / sqrt(mean(x^2) + eps) * w (sum of squares in double); o may be
+ * x. */
 void fk_rmsnorm(float *o, const float *x, const float *w, int n, float eps);
-/* In place, max-subtracted. */
+/* Softmax of x in place, max-subtracted (sum in double); n <= 0 does
+ * nothing. */
 void fk_softmax(float *x, int n);
-/* Rotate adjacent pairs (x[2i], x[2i+1]) of each head by pos * theta^(-2i/head_size). */
+/* Rotate adjacent pairs (x[2i], x[2i+1]) of each of n_heads heads of
+ * head_size floats by pos * theta^(-2i/head_size) (angle in double).
+ * Precondition: head_size is even. */
 void fk_rope(float *x, int n_heads, int head_size, int pos, float theta);
 /* x * sigmoid(x), in place. */
 void fk_silu(float *x, int n);
@@ -141,7 +210,7 @@ void fk_swiglu(float *gate, const float *up, int n);
 /* Sum of a[i] * b[i] in float: eight running sums (i % 8), then folded
  * pairwise; the same result on every CPU. */
 float fk_dot_f32(const float *a, const float *b, int n);
-/* y += a * x. */
+/* y += a * x; y and x do not overlap. */
 void fk_axpy(float *y, float a, const float *x, int n);
 
 #ifdef __cplusplus

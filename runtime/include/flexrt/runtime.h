@@ -8,8 +8,15 @@
  * RMSNorm, RoPE on adjacent pairs, grouped-query attention, a SwiGLU
  * feed-forward network and a classifier that may share the embedding.
  *
- * Errors: functions that can fail return NULL or -1 and write a message
- * into the caller's err buffer.
+ * Errors: a function that fails returns a negative errno (or NULL with
+ * errno set) and leaves a message for people, naming the field, in
+ * frt_last_error().  Callers act on the code; the text may change.
+ *
+ * Threads: a model and a sampler belong to one thread at a time (the
+ * caller serialises its calls on them); different models and samplers may
+ * be used from different threads at once.  A model's forward pass runs on
+ * the calling thread and the model's own compute threads, and blocks in
+ * every page fault the weights take.
  */
 #ifndef FLEXRT_RUNTIME_H
 #define FLEXRT_RUNTIME_H
@@ -23,10 +30,9 @@
 extern "C" {
 #endif
 
-/* The message of the calling thread's latest failure, for people: every
- * function that fails returns a negative errno (or NULL with errno set)
- * and leaves its message here.  Never NULL; valid until the thread's next
- * call into flexrt.  Any thread. */
+/* The message of the calling thread's latest flexrt failure, for people.
+ * @return never NULL ("no error" before any failure); valid until the
+ *         thread's next failing call into flexrt.  Any thread. */
 const char *frt_last_error(void);
 
 #define FRT_BOS 1 /* llama2.c's beginning-of-sequence token */
@@ -70,23 +76,66 @@ struct frt_options {
 	int max_seq;             /* KV cache positions; 0 or > seq_len: seq_len */
 };
 
+/* Limits of struct frt_config: far above any real model, low enough that
+ * no index or size computed from a configuration can overflow. */
+#define FRT_MAX_DIM (1 << 16)     /* dim; n_heads and n_kv_heads too */
+#define FRT_MAX_HIDDEN (1 << 20)
+#define FRT_MAX_LAYERS 4096
+#define FRT_MAX_VOCAB (1 << 24)
+#define FRT_MAX_SEQ (1 << 20)
+
+/* Check a configuration as frt_model_create does: every size positive and
+ * within the limits above, dim a multiple of n_heads, n_heads a multiple
+ * of n_kv_heads, an even head size, rope_theta and norm_eps neither
+ * negative nor NaN.  For readers of model files, before they size
+ * anything from a header.
+ * @return 0; -EINVAL with a message naming the field and its value
+ *         ("n_layers = 0 must be positive").
+ * Any thread; cfg is only read. */
+int frt_config_check(const struct frt_config *cfg);
+
 typedef struct frt_model frt_model;
 
-/* Check the configuration and the weights' presence and make the state.
- * NULL with a message naming the field on failure. */
+/* Check the configuration (frt_config_check) and the weights (a known
+ * type, dim and hidden_dim multiples of FK_QK for a quantized one, every
+ * pointer present), then allocate the state (the KV cache for max_seq
+ * positions, the activations) and start the compute threads.  The weights
+ * are not read here; the model keeps the pointers of w and its own copy
+ * of the layer table.  opt may be NULL (one thread, seq_len positions).
+ * @return the model; NULL with errno set on failure:
+ *         EINVAL  a bad configuration field or a missing or ill-typed
+ *                 weight, named in frt_last_error();
+ *         ENOMEM  the state does not fit (the message gives the KV cache
+ *                 size);
+ *         EAGAIN (or another pthread_create error)  a compute thread
+ *                 cannot start.
+ * Preconditions: cfg and w are non-NULL; the weights stay readable, at
+ * the type's layout, until frt_model_destroy.  Any thread. */
 frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weights *w,
-                            const struct frt_options *opt, char *err, size_t errlen);
+                            const struct frt_options *opt);
+/* Join the compute threads and free the state (never the weights); NULL
+ * does nothing.  Precondition: no call on m is in progress. */
 void frt_model_destroy(frt_model *m);
+/* @return the model's configuration, defaults filled in (rope_theta,
+ *         norm_eps); valid while m lives. */
 const struct frt_config *frt_model_config(const frt_model *m);
-/* Positions the KV cache holds. */
+/* @return the positions the KV cache holds (frt_options.max_seq, at most
+ *         seq_len). */
 int frt_model_max_seq(const frt_model *m);
-/* Bytes of weights one forward pass reads (every matrix, one embedding
- * row, the norms). */
+/* @return the bytes of weights one forward pass reads: every matrix, one
+ *         embedding row and the norms. */
 uint64_t frt_model_bytes_per_token(const frt_model *m);
 
-/* Run token at position pos (0 <= pos < max_seq, positions in order from
- * 0) and return the logits [vocab], valid until the next call.  NULL if
- * token or pos is out of range. */
+/* Run token at position pos and return the logits over the vocabulary.
+ * Writes position pos of the KV cache and attends to positions 0..pos, so
+ * a sequence runs its positions in order from 0; starting again at 0
+ * begins a new sequence.
+ * @return logits [vocab_size], valid until the next call on m; NULL with
+ *         errno EINVAL and a message if token is not in 0..vocab_size-1 or
+ *         pos not in 0..max_seq-1.
+ * Threads: the caller and m's compute threads; one call on m at a time.
+ * Blocks until the pass is done, including every page fault on the
+ * weights. */
 float *frt_forward(frt_model *m, int token, int pos);
 
 /* ------------------------------------------------------------------ */
@@ -94,20 +143,29 @@ float *frt_forward(frt_model *m, int token, int pos);
 
 typedef struct frt_sampler frt_sampler;
 
-/* temperature 0: greedy (argmax, the lowest id on ties).  Otherwise
- * softmax(logits / temperature), then top-p (nucleus) when 0 < topp < 1.
- * The random stream is xorshift64* from seed: the same seed gives the same
- * tokens. */
+/* A sampler over vocab_size logits.  temperature 0: greedy (argmax, the
+ * lowest id on ties).  Otherwise softmax(logits / temperature), then top-p
+ * (nucleus) when 0 < topp < 1.  The random stream is xorshift64* from
+ * seed: the same seed gives the same tokens.
+ * @return the sampler; NULL with errno EINVAL if vocab_size < 1, ENOMEM if
+ *         its buffer does not fit.  Any thread. */
 frt_sampler *frt_sampler_create(int vocab_size, float temperature, float topp, uint64_t seed);
+/* Free s; NULL does nothing. */
 void frt_sampler_destroy(frt_sampler *s);
-/* Uses logits as scratch. */
+/* Draw a token from logits [vocab_size], which it uses as scratch
+ * (overwritten unless greedy).  Advances s's random stream.
+ * @return a token in 0..vocab_size-1.  Cannot fail.
+ * Threads: one call on s at a time. */
 int frt_sample(frt_sampler *s, float *logits);
+/* @return the index of the largest of v[0..n-1], the lowest on ties; 0 if
+ *         n < 1.  Any thread. */
 int frt_argmax(const float *v, int n);
 
 /* ------------------------------------------------------------------ */
 /* Generation                                                           */
 
-/* Called after each generated token; non-zero stops the loop. */
+/* Called after each forward pass with the token for the next position pos
+ * (a prompt token, or the sampled one); non-zero stops the loop. */
 typedef int (*frt_token_fn)(void *ctx, int pos, int token);
 
 struct frt_gen_stats {
@@ -116,12 +174,18 @@ struct frt_gen_stats {
 	uint64_t rest_ns;        /* time of all the others */
 };
 
-/* llama2.c's loop: feed prompt (BOS if n_prompt is 0), then sample up to
- * steps positions in all; stop early when stop_token (e.g. FRT_BOS; -1 for
- * none) is sampled or the callback says so.  -1 with a message on failure. */
+/* llama2.c's loop, from position 0 (a new sequence): feed prompt (BOS if
+ * n_prompt is 0), then sample up to steps positions in all (steps <= 0 or
+ * past max_seq: max_seq); stop early when stop_token (e.g. FRT_BOS; -1 for
+ * none) is sampled or fn says so.  fn may be NULL; stats (may be NULL)
+ * gets the passes run and their times.
+ * @return 0; -EINVAL with a message if a prompt token is not in the
+ *         vocabulary or the prompt is longer than steps (nothing runs).
+ * Threads: as frt_forward, on m and s.  Blocks for the whole generation;
+ * fn runs on the calling thread. */
 int frt_generate(frt_model *m, frt_sampler *s, const int *prompt, int n_prompt,
                  int steps, int stop_token, frt_token_fn fn, void *ctx,
-                 struct frt_gen_stats *stats, char *err, size_t errlen);
+                 struct frt_gen_stats *stats);
 
 #ifdef __cplusplus
 }
