@@ -267,14 +267,21 @@ static int read_header(struct rd *r, fp_gguf *g)
 	/* A tensor info takes at least 8 + 1 + 4 + 4 + 8 bytes, a key-value
 	 * pair 8 + 1 + 4 + 1: a count the file cannot hold is refused before
 	 * anything is allocated for it. */
-	if (g->n_tensors > r->fsize / 25)
-		return gguf_fail(EOVERFLOW, "%s: header.tensor_count %llu cannot fit in a file of %llu "
-		                 "bytes", r->name, (unsigned long long)g->n_tensors,
-		                 (unsigned long long)r->fsize);
-	if (g->n_kv > r->fsize / 14)
-		return gguf_fail(EOVERFLOW, "%s: header.metadata_kv_count %llu cannot fit in a file of "
-		                 "%llu bytes", r->name, (unsigned long long)g->n_kv,
-		                 (unsigned long long)r->fsize);
+	const struct {
+		const char *field;
+		uint64_t count, least;
+	} counts[2] = {{"tensor_count", g->n_tensors, 25}, {"metadata_kv_count", g->n_kv, 14}};
+	for (int i = 0; i < 2; i++) {
+		if (counts[i].count > UINT64_MAX / counts[i].least)
+			return gguf_fail(EOVERFLOW, "%s: header.%s %llu overflows", r->name, counts[i].field,
+			                 (unsigned long long)counts[i].count);
+		if (counts[i].count * counts[i].least > r->fsize - r->pos)
+			return gguf_fail(ENODATA, "%s: truncated: header.%s %llu needs at least %llu bytes "
+			                 "after offset %llu, but the file ends at %llu", r->name,
+			                 counts[i].field, (unsigned long long)counts[i].count,
+			                 (unsigned long long)(counts[i].count * counts[i].least),
+			                 (unsigned long long)r->pos, (unsigned long long)r->fsize);
+	}
 	return 0;
 }
 

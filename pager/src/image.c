@@ -36,7 +36,7 @@ static int range_ok(uint64_t off, uint64_t len, uint64_t limit)
 static int check_header(const char *path, const struct fp_disk_header *h, uint64_t fsize)
 {
 	if (memcmp(h->magic, FP_IMAGE_MAGIC, 8))
-		return fp_err("%s: not a flexpage image (bad magic)", path);
+		return fp_err("%s: neither a flexpage image nor a GGUF file (bad magic)", path);
 	if (h->version < 1 || h->version > FP_IMAGE_VERSION)
 		return fp_err("%s: header.version is %u; this flexpage reads versions 1 to %u",
 		              path, h->version, FP_IMAGE_VERSION);
