@@ -5,3 +5,7 @@ target_include_directories(flexpage_gguf_testutil PUBLIC ${CMAKE_CURRENT_SOURCE_
 
 flexpage_test(test_gguf test_gguf.c)
 target_link_libraries(test_gguf PRIVATE flexpage_pager flexpage_testutil flexpage_gguf_testutil)
+
+flexpage_test(test_gguf_paging test_gguf_paging.c)
+target_link_libraries(test_gguf_paging PRIVATE flexpage_pager flexpage_testutil flexpage_gguf_testutil)
+add_dependencies(test_gguf_paging flexpage)
