@@ -358,3 +358,68 @@ Test(gguf_paging, commands_refuse_broken_ggufs_cleanly)
 	free(file);
 	free(img);
 }
+
+/* The image writer's verbatim mode, at library level. */
+Test(gguf_paging, verbatim_writer_places_tensors_and_refuses_overlaps)
+{
+	char *img = path("v.img");
+	uint8_t *data = malloc(200000);
+	tu_fill_random(9, data, 200000);
+	const uint64_t f32[1] = {10}, u8[1] = {50}, q8[1] = {64};
+	struct fp_writer_options wo = {.chunk_size = 64 << 10, .verbatim = 1};
+	fp_writer *w = fp_writer_create(img, &wo);
+	cr_assert(w, "%s", fp_last_error());
+	cr_assert_neq(fp_writer_begin_tensor(w, "x", FP_TYPE_U8, 1, u8), 0, "begin_tensor in verbatim");
+	cr_assert(!fp_writer_add_tensor_at(w, "b", FP_TYPE_F32, 1, f32, 1000));
+	cr_assert(!fp_writer_write(w, data, 70000));
+	cr_assert(!fp_writer_add_tensor_at(w, "a", FP_TYPE_U8, 1, u8, 100));
+	cr_assert(!fp_writer_add_tensor_at(w, "c", FP_GGML_Q8_0, 1, q8, 150001));
+	cr_assert(!fp_writer_write(w, data + 70000, 130000));
+	cr_assert(!fp_writer_finish(w), "%s", fp_last_error());
+	fp_image *im = fp_image_open(img);
+	cr_assert(im, "%s", fp_last_error());
+	const struct fp_image_info *info = fp_image_info(im);
+	cr_assert(info->kind == FP_IMAGE_VERBATIM && info->data_bytes == 200000 && info->n_chunks == 4);
+	const uint64_t at[3] = {100, 1000, 150001}, size[3] = {50, 40, 68};
+	for (uint32_t i = 0; i < 3; i++)
+		cr_assert(fp_image_tensor(im, i)->offset == at[i] && fp_image_tensor(im, i)->size == size[i],
+		          "tensor %u: in ascending offset", i);
+	uint8_t *chunk = aligned_alloc(4096, 64 << 10);
+	for (uint32_t c = 0; c < 4; c++) {
+		cr_assert(!fp_image_read_chunk(im, c, chunk), "%s", fp_last_error());
+		size_t n = c < 3 ? 65536 : 200000 - 3 * 65536;
+		cr_assert(!memcmp(chunk, data + (size_t)c * 65536, n), "chunk %u", c);
+	}
+	fp_image_close(im);
+	/* a chunk short of full before the last breaks a verbatim image */
+	tu_file f;
+	cr_assert(!tu_load(img, &f));
+	tu_set32(&f, tu_chunk_at(&f, 1) + TU_C_LOGICAL_LEN, 1000);
+	tu_set32(&f, tu_chunk_at(&f, 1) + TU_C_STORED_LEN, 1000);
+	tu_fix_crcs(&f);
+	cr_assert(!tu_save(img, &f));
+	tu_free(&f);
+	cr_assert_null(fp_image_open(img));
+	cr_assert(strstr(fp_last_error(), "chunk 1") && strstr(fp_last_error(), "verbatim"), "%s",
+	          fp_last_error());
+	/* overlaps and tensors past the bytes fail at finish, leaving nothing */
+	char *out = path("o.img");
+	for (int k = 0; k < 2; k++) {
+		w = fp_writer_create(out, &wo);
+		cr_assert(!fp_writer_write(w, data, 5000));
+		cr_assert(!fp_writer_add_tensor_at(w, "a", FP_TYPE_U8, 1, u8, k ? 4990 : 0));
+		cr_assert(!fp_writer_add_tensor_at(w, "b", FP_TYPE_F32, 1, f32, k ? 0 : 30));
+		cr_assert_neq(fp_writer_finish(w), 0);
+		cr_assert(tu_contains_any(fp_last_error(), k ? "past the" : "overlap"), "%s",
+		          fp_last_error());
+		cr_assert(!tu_file_exists(out));
+	}
+	struct fp_writer_options packed = {.chunk_size = 64 << 10};
+	w = fp_writer_create(out, &packed);
+	cr_assert_neq(fp_writer_add_tensor_at(w, "a", FP_TYPE_U8, 1, u8, 0), 0, "add_tensor_at, packed");
+	fp_writer_abort(w);
+	free(chunk);
+	free(data);
+	free(out);
+	free(img);
+}
