@@ -199,6 +199,10 @@ struct fp_gguf_tensor {
 	uint64_t size;               /* bytes, from type and shape */
 };
 
+/* 1 if the file at path starts with GGUF's magic, 0 if not (or unreadable).
+ * A cheap test of what a path holds; it validates nothing. */
+int fp_file_is_gguf(const char *path);
+
 /* Open and validate a GGUF file's header: metadata and tensor infos, and
  * that every tensor lies inside the file, aligned, without overlap.  Reads
  * only the header, never the tensor data.
