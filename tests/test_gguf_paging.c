@@ -320,7 +320,8 @@ Test(gguf_paging, commands_refuse_broken_ggufs_cleanly)
 		{"string length", "truncated", 2, 1ull << 40}, {"alignment", "power of two", 3, 48},
 		{"outside", "outside the file", 4, 1ull << 40}, {"overlap", "overlap", 5, 96},
 		{"unknown type", "type 99", 6, 99}, {"shape", "overflows", 7, 1ull << 62},
-		{"truncated", "truncated", 8, 0},
+		{"truncated", "truncated", 8, 0}, {"duplicate tensor", "twice", 9, 'a'},
+		{"misaligned", "general.alignment", 10, 100}, {"duplicate key", "twice", 11, 'g'},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct gb b;
@@ -337,6 +338,9 @@ Test(gguf_paging, commands_refuse_broken_ggufs_cleanly)
 		case 6: patch32(&b, at.t_type[1], (uint32_t)cases[i].value); break;
 		case 7: patch64(&b, at.t_ne1[0], cases[i].value); break;
 		case 8: len = at.t_ne0[1]; break;
+		case 9: b.p[at.t_name_last[1]] = (uint8_t)cases[i].value; break;
+		case 10: patch64(&b, at.t_offset[1], cases[i].value); break;
+		case 11: b.p[at.last_key_char] = (uint8_t)cases[i].value; break;
 		}
 		cr_assert(!tu_write_file(file, b.p, len));
 		gb_free(&b);
