@@ -6,6 +6,7 @@
 #include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,21 @@ int rt_run(const char *const argv[], const char *env_extra, char *out, size_t ou
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+char rt_out[1 << 16], rt_err[1 << 16];
+
+int rt_tool(const char *first, ...)
+{
+	const char *argv[40] = {FLEXPAGE_TOOL, first};
+	va_list ap;
+	va_start(ap, first);
+	int n = 2;
+	while (first && n < 39 && (argv[n] = va_arg(ap, const char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	return rt_run(argv, NULL, rt_out, sizeof rt_out, rt_err, sizeof rt_err);
 }
 
 int rt_pack_llama2c(const char *src, const char *dst, const char *quant, uint32_t chunk,

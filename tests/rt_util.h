@@ -27,6 +27,11 @@ int rt_copy_resized(const char *src, const char *dst, size_t n);
 int rt_run(const char *const argv[], const char *env_extra, char *out, size_t outlen,
            char *err, size_t errlen);
 
+/* The flexpage binary (FLEXPAGE_TOOL) with the arguments up to a NULL,
+ * stdout and stderr captured into rt_out and rt_err.  Its exit status. */
+extern char rt_out[1 << 16], rt_err[1 << 16];
+int rt_tool(const char *first, ...);
+
 /* Images through the writer API; 0 or -1 (message in err). */
 int rt_pack_llama2c(const char *src, const char *dst, const char *quant, uint32_t chunk,
                     uint32_t codec, char *err, size_t errlen);

@@ -15,7 +15,8 @@ add_library(flexpage_rt_testutil STATIC
   ${FLEXPAGE_TOOL_DIR}/model_load.c
   ${FLEXPAGE_TOOL_DIR}/synth_gen.c)
 target_include_directories(flexpage_rt_testutil PUBLIC ${CMAKE_CURRENT_SOURCE_DIR} ${FLEXPAGE_TOOL_DIR})
-target_compile_definitions(flexpage_rt_testutil PRIVATE FLEXPAGE_BUILD_DIR="${CMAKE_BINARY_DIR}")
+target_compile_definitions(flexpage_rt_testutil PRIVATE FLEXPAGE_BUILD_DIR="${CMAKE_BINARY_DIR}"
+  FLEXPAGE_TOOL="$<TARGET_FILE:flexpage>")
 target_link_libraries(flexpage_rt_testutil PUBLIC flexpage_pager flexpage_runtime flexpage_kernels)
 
 flexpage_test(test_paged_runtime test_paged_runtime.c)

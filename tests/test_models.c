@@ -589,7 +589,7 @@ Test(cli, run_prints_the_runtime_greedy_ids, .init = need_stories, .fini = teard
 	cr_assert(strstr(err_, "tokens/s") && strstr(err_, "first token"), "%s", err_);
 
 	rc = tool("FLEXPAGE_KERNELS=scalar", "run", STORIES, "--steps", "30", "--temperature", "0",
-	          "--threads", "1", NULL);
+	          "--threads", "1", "--ids", NULL);
 	cr_assert_eq(rc, 0, "%s", err_);
 	cr_assert_str_eq(out, want, "scalar kernels print other ids");
 	cr_assert(strstr(err_, "kernels scalar"), "%s", err_);
@@ -650,7 +650,7 @@ Test(cli, bad_models_and_options_fail_cleanly, .init = need_stories, .fini = tea
 		{"--threads", "0", "--threads"},
 		{"--load", "swap", "--load"},
 		{"--budget", "40%", "--budget applies to --load flexpage"},
-		{"--prompt", "1,x", "--prompt"},
+		{"--prompt-ids", "1,x", "--prompt-ids"},
 		{"--kernels", "neon", "--kernels"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -658,7 +658,7 @@ Test(cli, bad_models_and_options_fail_cleanly, .init = need_stories, .fini = tea
 		cr_assert_eq(rc, 2, "%s %s: exit %d", bad[i].opt, bad[i].val, rc);
 		cr_assert(strstr(err_, bad[i].needle), "%s %s: %s", bad[i].opt, bad[i].val, err_);
 	}
-	rc = tool(NULL, "run", STORIES, "--prompt", "1,9999", NULL);
+	rc = tool(NULL, "run", STORIES, "--prompt-ids", "1,9999", NULL);
 	cr_assert_eq(rc, 1);
 	cr_assert(strstr(err_, "not in the vocabulary"), "%s", err_);
 

@@ -24,6 +24,25 @@ struct frt_model {
 	float *key_cache, *value_cache;
 };
 
+/* A vocabulary (tokenizer.c); encode.c reads it. */
+struct frt_tokenizer {
+	int n;
+	char *blob;                  /* every piece, one after another */
+	uint32_t *off, *len;         /* token i is blob[off[i]..off[i] + len[i]) */
+	float *score;
+	uint8_t *silent;             /* 1: decodes to no text (BOS, EOS, control, unused) */
+	int16_t *byte;               /* the byte a "<0xNN>" piece stands for, or -1 */
+	int byte_id[256];            /* the token of each byte for the fallback */
+	int bos, eos, unk;           /* -1: none */
+	int space_id;                /* the piece " " (the dummy prefix), or -1 */
+	int32_t *slots;              /* hash of the matchable pieces: token id or -1 */
+	uint32_t mask;               /* slots - 1, a power of two minus one */
+};
+
+/* The matchable token whose piece is a followed by b, or -1. */
+int frt_tokenizer_lookup(const frt_tokenizer *t, const char *a, size_t alen, const char *b,
+                         size_t blen);
+
 /* Set errno and the calling thread's frt_last_error(); returns -errnum,
  * for `return frt_fail(EINVAL, ...)`. */
 int frt_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

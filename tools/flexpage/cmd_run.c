@@ -1,115 +1,72 @@
-/* flexpage run: generate tokens with a model, its weights resident, mapped
+/* flexpage run: generate text with a model, its weights resident, mapped
  * or served by the pager, and say how fast. */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <flexkern/kernels.h>
 #include <flexrt/runtime.h>
 
 #include "cmds.h"
 #include "model.h"
-#include "run_paging.h"
+#include "run_options.h"
 #include "util.h"
 
 static void run_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: flexpage run MODEL [options]\n"
-	        "  Generates tokens with MODEL, a flexpage image or a llama2.c checkpoint,\n"
-	        "  and prints their ids on one line (there is no tokenizer), then the speed\n"
-	        "  and, for a paged load, the pager's statistics on stderr.\n\n"
+	        "  Generates text with MODEL, a flexpage image or a llama2.c checkpoint, and\n"
+	        "  prints it as it is made, then the speed and, for a paged load, the pager's\n"
+	        "  statistics on stderr.  The tokenizer is --tokenizer FILE, or else\n"
+	        "  tok<VOCAB>.bin (tok512.bin beside stories260K.bin) or tokenizer.bin in the\n"
+	        "  model's directory; without one, run prints token ids.\n\n"
+	        "  --prompt TEXT       text to start from, encoded after BOS (default: BOS alone)\n"
+	        "  --prompt-ids IDS    token ids to start from instead, e.g. 1,403,411\n"
+	        "  --tokenizer FILE    a llama2.c tokenizer file for the model's vocabulary\n"
+	        "  --ids               print token ids instead of text\n"
 	        "  --steps N           positions to run, prompt included (default 256; 0: seq_len)\n"
-	        "  --prompt IDS        token ids to start from, e.g. 1,403,411 (default: BOS = 1)\n"
 	        "  --temperature T     0 is greedy (default 1.0)\n"
 	        "  --topp P            nucleus sampling threshold (default 0.9)\n"
 	        "  --seed S            sampler seed (default 1)\n"
 	        "  --no-stop           do not stop when BOS is sampled\n"
-	        "  --threads N         compute threads (default: the CPUs online)\n"
-	        "  --kernels ISA       force scalar, avx2 or avx512 kernels (default: best)\n"
-	        "  --ids               print token ids (the default: no tokenizer)\n"
-	        "  -q, --quiet         print the ids only\n\n"
-	        "  --load MODE         resident, mmap or flexpage (default: flexpage for\n"
-	        "                      images, resident for checkpoints)\n"
-	        "  --madvise ADVICE    for mmap: normal, sequential or random (default normal)\n"
-	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, or 40%%\n"
-	        "                      of the model's bytes (default: the whole image)\n"
-	        "  --loaders N         for flexpage: loader threads (default 4)\n"
-	        "  --policy NAME       for flexpage: eviction policy (default fifo)\n"
-	        "  --readahead N       for flexpage: the most read-ahead, in chunks (default\n"
-	        "                      32 MiB worth; 0: none); the depth used follows the\n"
-	        "                      measured load time and the loop's pace\n"
-	        "  --buffered          for flexpage: read through the page cache\n"
-	        "  --no-huge           for flexpage: install 4 KiB pages only\n"
-	        "  --preserve PLAN     for flexpage: balanced, first or none (default none):\n"
-	        "                      keep chunks resident as flexpage plan chooses them\n"
-	        "  --attention-first   for --preserve: attention tensors first in a layer\n"
-	        "  --stream SIZE       for --preserve: budget kept for streaming, e.g. 32M or\n"
-	        "                      10%% (default 16 chunks; at least one; none when the\n"
-	        "                      budget holds every chunk)\n"
-	        "  --no-lock           for --preserve: do not mlock preserved chunks\n"
-	        "  --no-stage          for flexpage: read-ahead installs at once (no position\n"
-	        "                      signal from the loop's faults)\n"
-	        "  --no-predict        for flexpage: read ahead in file order, not the learned one\n"
-	        "  --trace FILE        for flexpage: record an event trace (flexpage trace, sim)\n"
-	        "  --stats-interval T  for flexpage: a line of statistics every T (1s, 500ms)\n");
-}
-
-/* What this process read from storage and how often it waited on a page,
- * whatever the load: the same numbers for mmap, resident and flexpage. */
-static void report_io(FILE *f)
-{
-	unsigned long long read_bytes = 0;
-	char line[128];
-	FILE *io = fopen("/proc/self/io", "r");
-	while (io && fgets(line, sizeof line, io))
-		if (sscanf(line, "read_bytes: %llu", &read_bytes) == 1)
-			break;
-	if (io)
-		fclose(io);
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	fprintf(f, "io: %.1f MiB read from storage, %ld major faults, peak RSS %.1f MiB\n",
-	        (double)read_bytes / (1 << 20), ru.ru_majflt, (double)ru.ru_maxrss / 1024);
+	        "  -q, --quiet         print the generated text (or ids) only\n");
+	run_options_usage(f);
 }
 
 struct printer {
-	int quiet;
-	int first;
+	const frt_tokenizer *tok;    /* NULL: print ids */
+	int first, prev;
 	struct run_paging *paging;
 };
+
+/* A piece as llama2.c prints it: a lone control byte (a byte fallback of
+ * something unprintable) is left out; UTF-8 bytes are kept. */
+static void print_piece(const char *p, size_t n)
+{
+	const unsigned char c = n == 1 ? (unsigned char)p[0] : 0;
+	if (n == 1 && ((c < 0x20 && !isspace(c)) || c == 0x7f))
+		return;
+	fwrite(p, 1, n, stdout);
+}
 
 static int print_token(void *ctx, int pos, int token)
 {
 	struct printer *p = ctx;
 	run_paging_token(p->paging, pos);
-	printf(p->first ? "%d" : " %d", token);
+	if (p->tok) {
+		size_t n;
+		const char *piece = frt_tokenizer_decode(p->tok, p->prev, token, &n);
+		if (piece)
+			print_piece(piece, n);
+	} else {
+		printf(p->first ? "%d" : " %d", token);
+	}
 	p->first = 0;
+	p->prev = token;
 	fflush(stdout);
-	return 0;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
-static int parse_float(const char *s, float lo, float hi, float *out)
-{
-	char *end;
-	float v = strtof(s, &end);
-	if (end == s || *end || !(v >= lo && v <= hi))
-		return -1;
-	*out = v;
 	return 0;
 }
 
@@ -145,36 +102,44 @@ static int parse_prompt(const char *s, int **ids, int *n)
 	return 0;
 }
 
+/* The ids to start from: --prompt-ids, or --prompt encoded after BOS, or
+ * none (frt_generate starts from BOS).  0, or -1 with the message. */
+static int prompt_ids(const frt_tokenizer *tok, const char *text, int **ids, int *n,
+                      char *err, size_t errlen)
+{
+	const size_t len = strlen(text);
+	*ids = malloc((len + 3) * sizeof **ids);
+	if (!*ids) {
+		snprintf(err, errlen, "--prompt: out of memory");
+		return -1;
+	}
+	*n = frt_tokenizer_encode(tok, text, len, 1, 0, *ids, (int)len + 3);
+	if (*n < 0) {
+		snprintf(err, errlen, "--prompt: %s", frt_last_error());
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"steps", required_argument, 0, 'n'},   {"prompt", required_argument, 0, 'P'},
+		{"prompt-ids", required_argument, 0, 'Z'}, {"tokenizer", required_argument, 0, 'k'},
 		{"temperature", required_argument, 0, 'T'}, {"topp", required_argument, 0, 'p'},
 		{"seed", required_argument, 0, 'S'},    {"no-stop", no_argument, 0, 'N'},
-		{"threads", required_argument, 0, 't'}, {"kernels", required_argument, 0, 'K'},
 		{"ids", no_argument, 0, 'I'},           {"quiet", no_argument, 0, 'q'},
-		{"load", required_argument, 0, 'L'},    {"madvise", required_argument, 0, 'M'},
-		{"budget", required_argument, 0, 'b'},  {"loaders", required_argument, 0, 'l'},
-		{"policy", required_argument, 0, 'y'},  {"readahead", required_argument, 0, 'r'},
-		{"buffered", no_argument, 0, 'B'},      {"no-huge", no_argument, 0, 'H'},
-		{"preserve", required_argument, 0, 'R'}, {"attention-first", no_argument, 0, 'A'},
-		{"stream", required_argument, 0, 'W'},  {"no-lock", no_argument, 0, 'U'},
-		{"no-stage", no_argument, 0, 'G'},      {"no-predict", no_argument, 0, 'D'},
-		{"trace", required_argument, 0, 'X'},   {"stats-interval", required_argument, 0, 'i'},
+		RUN_OPTIONS_LONGOPTS,
 		{"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
 	};
-	int steps = 256, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), stop = FRT_BOS, quiet = 0;
+	int steps = 256, stop = FRT_BOS, quiet = 0, print_ids = 0;
 	float temperature = 1.0f, topp = 0.9f;
 	unsigned long long seed = 1;
-	const char *budget_arg = NULL;
-	int *prompt = NULL, n_prompt = 0, o, rc = 1;
-	struct model_options mo = {0};
-	struct run_paging paging = {0};
-	mo.fp.retries = -1;
-	mo.fp.readahead = -1;
-	char err[1024] = "", *end;
-	if (threads < 1)
-		threads = 1;
+	const char *prompt_text = NULL, *tokenizer_path = NULL;
+	int *prompt = NULL, n_prompt = 0, o, rc = 1, r;
+	struct run_options ro;
+	run_options_init(&ro);
+	char err[1024] = "", note[2048] = "", *end;
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
@@ -185,15 +150,17 @@ int cmd_run(int argc, char **argv)
 				goto usage_err;
 			}
 			break;
-		case 'P':
+		case 'P': prompt_text = optarg; break;
+		case 'Z':
 			free(prompt);
 			prompt = NULL;
 			if (parse_prompt(optarg, &prompt, &n_prompt)) {
-				snprintf(err, sizeof err, "--prompt: '%s' is not a list of token ids like 1,403,411",
-				         optarg);
+				snprintf(err, sizeof err,
+				         "--prompt-ids: '%s' is not a list of token ids like 1,403,411", optarg);
 				goto usage_err;
 			}
 			break;
+		case 'k': tokenizer_path = optarg; break;
 		case 'T':
 			if (parse_float(optarg, 0.0f, 100.0f, &temperature)) {
 				snprintf(err, sizeof err, "--temperature: '%s' is not a number from 0 to 100", optarg);
@@ -214,77 +181,22 @@ int cmd_run(int argc, char **argv)
 			}
 			break;
 		case 'N': stop = -1; break;
-		case 't':
-			if (parse_int(optarg, 1, 256, &threads)) {
-				snprintf(err, sizeof err, "--threads: '%s' is not a count from 1 to 256", optarg);
+		case 'I': print_ids = 1; break;
+		case 'q': quiet = 1; break;
+		case 'h': run_usage(stdout); rc = 0; goto out;
+		default:
+			r = run_options_parse(&ro, o, optarg, err, sizeof err);
+			if (r == -2)
 				goto usage_err;
-			}
-			break;
-		case 'K': {
-			const int isa = fk_isa_parse(optarg);
-			if (isa < 0) {
-				snprintf(err, sizeof err, "--kernels: '%s' is not scalar, avx2 or avx512", optarg);
-				goto usage_err;
-			}
-			if (fk_set_isa(isa)) {
-				fprintf(stderr, "flexpage run: --kernels %s: this CPU does not have it\n", optarg);
+			if (r == -1) {
+				fprintf(stderr, "flexpage run: %s\n", err);
 				goto out;
 			}
-			break;
-		}
-		case 'I': break;
-		case 'q': quiet = 1; break;
-		case 'L':
-			mo.load = model_load_parse(optarg);
-			if (mo.load < 0) {
-				snprintf(err, sizeof err, "--load: '%s' is not resident, mmap or flexpage", optarg);
-				goto usage_err;
+			if (r == 0) {
+				run_usage(stderr);
+				rc = 2;
+				goto out;
 			}
-			break;
-		case 'M':
-			if (!strcmp(optarg, "normal"))
-				mo.advice = MADV_NORMAL;
-			else if (!strcmp(optarg, "sequential"))
-				mo.advice = MADV_SEQUENTIAL;
-			else if (!strcmp(optarg, "random"))
-				mo.advice = MADV_RANDOM;
-			else {
-				snprintf(err, sizeof err, "--madvise: '%s' is not normal, sequential or random", optarg);
-				goto usage_err;
-			}
-			break;
-		case 'b': budget_arg = optarg; break;
-		case 'l':
-			if (parse_int(optarg, 1, 64, &mo.fp.loaders)) {
-				snprintf(err, sizeof err, "--loaders: '%s' is not a count from 1 to 64", optarg);
-				goto usage_err;
-			}
-			break;
-		case 'y': mo.fp.policy = optarg; break;
-		case 'r':
-			if (parse_int(optarg, 0, 1 << 16, &mo.fp.readahead)) {
-				snprintf(err, sizeof err, "--readahead: '%s' is not a count of chunks", optarg);
-				goto usage_err;
-			}
-			break;
-		case 'B': mo.fp.flags |= FP_OPEN_BUFFERED; break;
-		case 'H': mo.fp.flags |= FP_OPEN_NO_HUGE; break;
-		case 'R': paging.preserve = optarg; break;
-		case 'A': paging.attention_first = 1; break;
-		case 'W': paging.stream = optarg; break;
-		case 'U': mo.fp.flags |= FP_OPEN_NO_LOCK; break;
-		case 'G': mo.fp.flags |= FP_OPEN_NO_STAGE; break;
-		case 'D': mo.fp.flags |= FP_OPEN_NO_PREDICT; break;
-		case 'X': mo.fp.trace_path = optarg; break;
-		case 'i':
-			if (parse_duration(optarg, &paging.stats_interval_ns) || !paging.stats_interval_ns) {
-				snprintf(err, sizeof err, "--stats-interval: '%s' is not a duration like 1s or 500ms",
-				         optarg);
-				goto usage_err;
-			}
-			break;
-		case 'h': run_usage(stdout); rc = 0; goto out;
-		default: run_usage(stderr); rc = 2; goto out;
 		}
 	}
 	if (argc - optind != 1) {
@@ -292,71 +204,56 @@ int cmd_run(int argc, char **argv)
 		                                        : "expected a MODEL", argc - optind);
 		goto usage_err;
 	}
+	if (prompt_text && prompt) {
+		snprintf(err, sizeof err, "--prompt and --prompt-ids: give one of them");
+		goto usage_err;
+	}
 	const char *path = argv[optind];
 
-	/* what the file is decides the default load and what a budget means */
-	const int format = model_detect(path, err, sizeof err);
-	if (format < 0) {
+	struct model m;
+	r = run_options_open(&ro, path, &m, err, sizeof err);
+	if (r == -2)
+		goto usage_err;
+	if (r) {
 		fprintf(stderr, "flexpage run: %s\n", err);
 		goto out;
-	}
-	const int load = mo.load ? mo.load : format == MODEL_FORMAT_IMAGE ? MODEL_LOAD_FLEXPAGE
-	                                                                   : MODEL_LOAD_RESIDENT;
-	if (budget_arg && load != MODEL_LOAD_FLEXPAGE) {
-		snprintf(err, sizeof err, "--budget applies to --load flexpage, not %s", model_load_name(load));
-		goto usage_err;
-	}
-	if (budget_arg) {
-		fp_image *img = fp_image_open(path);
-		if (!img) {
-			fprintf(stderr, "flexpage run: %s\n", fp_last_error());
-			goto out;
-		}
-		/* a per cent is of the model's bytes, what a full load makes
-		 * resident, not of the padded logical layout */
-		const uint64_t whole = fp_image_info(img)->data_bytes;
-		fp_image_close(img);
-		if (parse_size(budget_arg, whole, &mo.fp.budget, "--budget", err, sizeof err))
-			goto usage_err;
-		if (!mo.fp.budget) {
-			snprintf(err, sizeof err, "--budget: %s is no memory at all", budget_arg);
-			goto usage_err;
-		}
-	}
-	if (load != MODEL_LOAD_FLEXPAGE && (paging.preserve || mo.fp.trace_path ||
-	                                    paging.stats_interval_ns)) {
-		snprintf(err, sizeof err, "--preserve, --trace and --stats-interval apply to --load flexpage");
-		goto usage_err;
-	}
-	if (load == MODEL_LOAD_FLEXPAGE) {
-		fp_install_fault_reporter();
-		if (run_paging_plan(&paging, path, &mo.fp, err, sizeof err)) {
-			fprintf(stderr, "flexpage run: %s\n", err);
-			goto out;
-		}
 	}
 
-	struct model m;
-	if (model_open(&m, path, &mo, err, sizeof err)) {
+	/* text needs the tokenizer; ids alone do not look for one */
+	frt_tokenizer *tok = NULL;
+	if ((!print_ids || prompt_text || tokenizer_path) &&
+	    tokenizer_find(path, tokenizer_path, m.cfg.vocab_size, &tok, note, sizeof note, err,
+	                   sizeof err)) {
 		fprintf(stderr, "flexpage run: %s\n", err);
-		goto out;
+		goto close_model;
 	}
+	if (prompt_text && !tok) {
+		fprintf(stderr, "flexpage run: --prompt needs a tokenizer: %s; give --tokenizer FILE "
+		        "or --prompt-ids\n", note);
+		goto close_model;
+	}
+	if (prompt_text && prompt_ids(tok, prompt_text, &prompt, &n_prompt, err, sizeof err)) {
+		fprintf(stderr, "flexpage run: %s\n", err);
+		goto close_model;
+	}
+	if (!tok && !print_ids && !quiet)
+		fprintf(stderr, "flexpage run: %s: printing token ids\n", note);
+
 	const int max_seq = steps && steps < m.cfg.seq_len ? steps : m.cfg.seq_len;
-	const struct frt_options ro = {threads, max_seq};
-	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &ro);
+	const struct frt_options opt = {ro.threads, max_seq};
+	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &opt);
 	frt_sampler *smp = rt ? frt_sampler_create(m.cfg.vocab_size, temperature, topp, seed) : NULL;
 	if (!rt || !smp) {
 		fprintf(stderr, "flexpage run: %s: %s\n", path, frt_last_error());
 		frt_model_destroy(rt);
 		frt_sampler_destroy(smp);
-		model_close(&m);
-		goto out;
+		goto close_model;
 	}
 
-	struct printer pr = {quiet, 1, &paging};
+	struct printer pr = {print_ids ? NULL : tok, 1, n_prompt ? prompt[0] : FRT_BOS, &ro.paging};
 	struct frt_gen_stats st;
 	if (m.region)
-		run_paging_start(&paging, m.region);
+		run_paging_start(&ro.paging, m.region);
 	const uint64_t t0 = now_ns();
 	if (frt_generate(rt, smp, prompt, n_prompt, max_seq, stop, print_token, &pr, &st)) {
 		fprintf(stderr, "flexpage run: %s\n", frt_last_error());
@@ -366,13 +263,10 @@ int cmd_run(int argc, char **argv)
 		rc = 0;
 	}
 	const double total = (double)(now_ns() - t0) / 1e9;
-	run_paging_stop(&paging);
+	run_paging_stop(&ro.paging);
 	if (!rc && !quiet) {
-		char a[32], b[32];
-		fprintf(stderr, "model: %s (%s, %s, %s), load %s, kernels %s, %d thread%s\n", path,
-		        m.format == MODEL_FORMAT_IMAGE ? "image" : "llama2.c",
-		        fk_type_name(m.weights.type), fmt_bytes(m.size, a, sizeof a),
-		        model_load_name(m.load), fk_isa_name(fk_get_isa()), threads, threads > 1 ? "s" : "");
+		char b[32];
+		run_options_describe(&ro, &m, stderr);
 		fprintf(stderr, "first token: %.1f ms\n", (double)st.first_ns / 1e6);
 		if (st.tokens > 1)
 			fprintf(stderr, "%d tokens after it in %.3f s: %.2f tokens/s (%s of weights per token)\n",
@@ -380,24 +274,22 @@ int cmd_run(int argc, char **argv)
 			        (st.tokens - 1) / ((double)st.rest_ns / 1e9),
 			        fmt_bytes(frt_model_bytes_per_token(rt), b, sizeof b));
 		fprintf(stderr, "total: %d tokens in %.3f s\n", st.tokens, total);
-		report_io(stderr);
-		if (m.region) {
-			struct fp_stats ps;
-			fp_get_stats(m.region, &ps);
-			fp_print_stats(stderr, &ps);
-		}
+		run_options_report(&m, stderr);
 	}
 	/* the compute threads read the region: they end before it closes */
 	frt_sampler_destroy(smp);
 	frt_model_destroy(rt);
+close_model:
+	frt_tokenizer_destroy(tok);
 	model_close(&m);
 out:
-	fp_plan_free(&paging.plan);
+	run_options_free(&ro);
 	free(prompt);
 	return rc;
 usage_err:
 	fprintf(stderr, "flexpage run: %s\n", err);
 	run_usage(stderr);
+	run_options_free(&ro);
 	free(prompt);
 	return 2;
 }

@@ -13,7 +13,8 @@ static const struct {
 	{"pack", cmd_pack, "turn a file, a llama2.c checkpoint or a GGUF into a paged image"},
 	{"inspect", cmd_inspect, "print an image's or a GGUF's tables and verify it"},
 	{"cat", cmd_cat, "write an image's bytes to stdout, read through the pager"},
-	{"run", cmd_run, "generate tokens with a model (resident, mmap or paged)"},
+	{"run", cmd_run, "generate text with a model (resident, mmap or paged)"},
+	{"perplexity", cmd_perplexity, "measure a model's perplexity over a text"},
 	{"synth", cmd_synth, "write a synthetic model of a named shape as an image"},
 	{"trace", cmd_trace, "summarise a recorded event trace; Chrome JSON and plots"},
 	{"sim", cmd_sim, "replay a trace's accesses through eviction policies"},
@@ -24,7 +25,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: flexpage COMMAND [ARGS...]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\n'flexpage COMMAND --help' describes each one.\n");
 }
 

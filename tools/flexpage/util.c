@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int parse_size(const char *s, uint64_t whole, uint64_t *out,
                const char *option, char *err, size_t errlen)
@@ -58,6 +59,27 @@ int parse_size(const char *s, uint64_t whole, uint64_t *out,
 		return -1;
 	}
 	*out = (uint64_t)r;
+	return 0;
+}
+
+int parse_int(const char *s, int lo, int hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int parse_float(const char *s, float lo, float hi, float *out)
+{
+	char *end;
+	float v = strtof(s, &end);
+	if (end == s || *end || !(v >= lo && v <= hi))
+		return -1;
+	*out = v;
 	return 0;
 }
 
@@ -136,4 +158,51 @@ int parse_chunk_size(const char *s, uint32_t *out, char *err, size_t errlen)
 	}
 	*out = (uint32_t)v;
 	return 0;
+}
+
+static void progress_draw(const struct progress *p, uint64_t done, uint64_t now)
+{
+	const double frac = p->total ? (double)(done < p->total ? done : p->total) / (double)p->total
+	                             : 0;
+	const double secs = (double)(now - p->start_ns) / 1e9;
+	const double rate = secs > 0 ? (double)done / secs : 0;
+	char bar[31];
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < (int)(frac * 30) ? '#' : '.';
+	bar[30] = '\0';
+	fprintf(stderr, "\r%s [%s] %3d%%  %llu/%llu %s  %.0f %s/s", p->label, bar, (int)(frac * 100),
+	        (unsigned long long)done, (unsigned long long)p->total, p->unit, rate, p->unit);
+	if (rate > 0 && done < p->total)
+		fprintf(stderr, "  %.0f s left ", (double)(p->total - done) / rate);
+	else
+		fprintf(stderr, "%14s", "");
+	fflush(stderr);
+}
+
+void progress_start(struct progress *p, const char *label, const char *unit, uint64_t total,
+                    int enable)
+{
+	*p = (struct progress){.label = label, .unit = unit, .total = total};
+	p->active = enable && total && isatty(STDERR_FILENO);
+	p->start_ns = p->last_ns = now_ns();
+}
+
+void progress_update(struct progress *p, uint64_t done)
+{
+	if (!p->active)
+		return;
+	const uint64_t now = now_ns();
+	if (now - p->last_ns < 100000000ull)
+		return;
+	p->last_ns = now;
+	progress_draw(p, done, now);
+}
+
+void progress_end(struct progress *p, uint64_t done)
+{
+	if (!p->active)
+		return;
+	progress_draw(p, done, now_ns());
+	fputc('\n', stderr);
+	p->active = 0;
 }

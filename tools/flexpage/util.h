@@ -17,9 +17,25 @@ int parse_codec(const char *s, uint32_t *codec, int *level);
 int parse_chunk_size(const char *s, uint32_t *out, char *err, size_t errlen);
 /* Parse a duration: "1s", "500ms", "2" (seconds) into nanoseconds. */
 int parse_duration(const char *s, uint64_t *ns);
+/* A decimal integer in lo..hi, or a number in lo..hi: 0, or -1. */
+int parse_int(const char *s, int lo, int hi, int *out);
+int parse_float(const char *s, float lo, float hi, float *out);
 /* "1.17 GiB", "512 KiB", "12 B". */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
+
+/* A progress bar of counted things ("tokens") on stderr, drawn at most
+ * ten times a second and only when stderr is a terminal (and enable). */
+struct progress {
+	const char *label, *unit;
+	uint64_t total, start_ns, last_ns;
+	int active;
+};
+void progress_start(struct progress *p, const char *label, const char *unit, uint64_t total,
+                    int enable);
+void progress_update(struct progress *p, uint64_t done);
+/* Draw the final state and end the line. */
+void progress_end(struct progress *p, uint64_t done);
 
 #endif

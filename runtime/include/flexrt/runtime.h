@@ -187,6 +187,98 @@ int frt_generate(frt_model *m, frt_sampler *s, const int *prompt, int n_prompt,
                  int steps, int stop_token, frt_token_fn fn, void *ctx,
                  struct frt_gen_stats *stats);
 
+/* ------------------------------------------------------------------ */
+/* Tokenizer                                                            */
+
+/* A SentencePiece-style vocabulary (pieces with scores, byte fallback)
+ * that turns text into token ids and back as llama2.c's run.c does.  Once
+ * made it is never written: any number of threads may encode and decode
+ * with one tokenizer at once. */
+typedef struct frt_tokenizer frt_tokenizer;
+
+/* Read a llama2.c tokenizer file: int32 max_token_length, then for each
+ * token a float32 score, an int32 byte length and the bytes.  vocab_size
+ * is the model's vocabulary (the file does not record it); 0 takes every
+ * token the file holds.  Token 1 is BOS and 2 is EOS, as in llama2.c.
+ * @return the tokenizer, or NULL with errno set and a message naming the
+ *         file and the field: ENOENT, EACCES... (cannot open), EINVAL
+ *         (truncated, a negative length, a length past the end or above
+ *         max_token_length, a score that is not a number, more or fewer
+ *         tokens than vocab_size), ENOMEM.
+ * Any thread. */
+frt_tokenizer *frt_tokenizer_load(const char *path, int vocab_size);
+
+/* Make a tokenizer from a vocabulary held in arrays, as a GGUF file's
+ * tokenizer.ggml.tokens, .scores and .token_type hold it: token i is the
+ * lens[i] bytes at pieces[i] (U+2581 in a piece stands for a space),
+ * scores[i] its merge score, types[i] its SentencePiece type (1 normal,
+ * 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte; types may be
+ * NULL: every token normal).  Unknown, control, unused and byte tokens
+ * are never matched against text.  bos and eos are token ids, or -1 for
+ * none.  The arrays are copied.
+ * @return the tokenizer, or NULL with errno EINVAL (n not in 1..2^24, a
+ *         NULL array or piece, a NaN score, bos or eos out of range) or
+ *         ENOMEM, and a message naming the token and the field.
+ * Any thread. */
+frt_tokenizer *frt_tokenizer_create(int n, const char *const *pieces, const uint32_t *lens,
+                                    const float *scores, const int32_t *types, int bos, int eos);
+void frt_tokenizer_destroy(frt_tokenizer *t);
+
+int frt_tokenizer_vocab_size(const frt_tokenizer *t);
+int frt_tokenizer_bos(const frt_tokenizer *t); /* -1: none */
+int frt_tokenizer_eos(const frt_tokenizer *t); /* -1: none */
+
+/* Encode the len bytes at text into ids[0..max) as run.c's encode() does:
+ * BOS first when bos is non-zero; a space is put before non-empty text
+ * (SentencePiece's dummy prefix); each UTF-8 character (a byte and up to
+ * three continuation bytes) becomes its piece, or when it has none one
+ * token per byte (the piece "<0xNN>"; the unknown token when the
+ * vocabulary has no such piece); then the adjacent pair whose
+ * concatenation is the piece of highest score (above -1e10) is merged,
+ * the leftmost of equal scores first, until no pair merges; EOS last when
+ * eos is non-zero.  NUL bytes are text like any other.  O(len log len).
+ * @return the number of ids (at most len + 3), or -EINVAL (text NULL with
+ *         len > 0, bos or eos asked of a vocabulary without one, len
+ *         above INT_MAX - 3), -ENOSPC (more than max ids), -ENOMEM.
+ * Any thread. */
+int frt_tokenizer_encode(const frt_tokenizer *t, const char *text, size_t len, int bos, int eos,
+                         int *ids, int max);
+
+/* The bytes of token as llama2.c's decode() gives them after prev_token:
+ * the piece, without its leading space after BOS; a byte piece "<0xNN>"
+ * is the raw byte.  BOS, EOS, control and unused tokens are no text (an
+ * empty piece).  *len receives the length: a piece may hold a NUL byte.
+ * @return the bytes (not NUL-terminated), valid while the tokenizer
+ *         lives; NULL with errno EINVAL if token is out of range.
+ * Any thread. */
+const char *frt_tokenizer_decode(const frt_tokenizer *t, int prev_token, int token, size_t *len);
+
+/* The text of ids[0..n): each piece decoded after the one before it, the
+ * first as though it followed BOS (so the dummy-prefix space of encoded
+ * text is dropped whether or not ids start with BOS).  So
+ * frt_tokenizer_text(encode(s)) gives s back whenever every byte of s has
+ * a piece or a byte piece.  Like snprintf, writes at most cap - 1 bytes
+ * and a NUL into out (nothing when cap is 0) and returns the full length.
+ * @return the text's length in bytes, or -EINVAL for an id out of range.
+ * Any thread. */
+ptrdiff_t frt_tokenizer_text(const frt_tokenizer *t, const int *ids, int n, char *out, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Scoring                                                              */
+
+/* Score one window of text: run ids[0..n) at positions 0..n-2 and write
+ * into nll[i - 1], for i = 1..n-1, the negative log-likelihood
+ * -ln softmax(logits at i-1)[ids[i]] in nats, the softmax computed in
+ * double.  ids[0] (BOS, in the usual windowing) is context only.  fn, if
+ * not NULL, is called after each forward pass with the position and its
+ * token, as frt_generate calls it; non-zero stops the window.  Perplexity
+ * is exp of the mean of the NLLs over every window.
+ * @return n - 1 (tokens scored; 0 for n = 1), or -EINVAL (n < 1, n above
+ *         the model's max_seq, an id outside the vocabulary), -ECANCELED
+ *         (fn stopped it).
+ * Not thread-safe on one model (it runs the model's state); any thread. */
+int frt_score(frt_model *m, const int *ids, int n, double *nll, frt_token_fn fn, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,385 @@
+/* flexpage perplexity: how well a model predicts a text, the standard
+ * measure of what compression or pruning cost.
+ *
+ * The text is cut at blank lines into paragraphs; each paragraph is
+ * encoded on its own (with the dummy-prefix space, no BOS), and its tokens
+ * are scored in windows of at most ctx positions, each window BOS followed
+ * by up to ctx - 1 of the paragraph's tokens, every one of which is scored
+ * given BOS and the tokens before it in its window.  So every token of
+ * the text is scored exactly once and BOS never is.  Perplexity is exp of
+ * the mean negative log-likelihood; its standard error comes from the
+ * NLLs' sample standard deviation (the error of the mean, times the
+ * perplexity: the first-order propagation through exp). */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <flexrt/runtime.h>
+
+#include "cmds.h"
+#include "model.h"
+#include "run_options.h"
+#include "util.h"
+
+static void perplexity_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: flexpage perplexity MODEL --text FILE [options]\n"
+	        "  The perplexity of MODEL (an image or a llama2.c checkpoint) over the text\n"
+	        "  in FILE, with its standard error, on stdout; the speed and what the load\n"
+	        "  cost on stderr.  The text is cut at blank lines into paragraphs; each is\n"
+	        "  encoded on its own and scored in windows of BOS and up to ctx - 1 of its\n"
+	        "  tokens, every token after BOS scored once (docs/runtime.md).  The\n"
+	        "  tokenizer is found as flexpage run finds it.\n\n"
+	        "  --text FILE         the text (UTF-8)\n"
+	        "  --bytes N           only the first N bytes of FILE (200000; K, M are 1024s)\n"
+	        "  --ctx N             positions in a window, BOS included (default: the\n"
+	        "                      model's seq_len; at least 2)\n"
+	        "  --tokenizer FILE    a llama2.c tokenizer file for the model's vocabulary\n"
+	        "  -q, --quiet         print the result line only\n");
+	run_options_usage(f);
+}
+
+/* The first limit bytes of path (limit 0: all), or NULL with a message. */
+static char *read_text(const char *path, uint64_t limit, size_t *n, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "--text: %s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	while (buf && (!limit || len < limit)) {
+		if (len == cap) {
+			char *nb = realloc(buf, cap *= 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+		}
+		size_t want = cap - len;
+		if (limit && want > limit - len)
+			want = (size_t)(limit - len);
+		const size_t r = fread(buf + len, 1, want, f);
+		if (!r)
+			break;
+		len += r;
+	}
+	const int bad = ferror(f);
+	fclose(f);
+	if (!buf || bad) {
+		snprintf(err, errlen, "--text: %s: %s", path, buf ? "read error" : "out of memory");
+		free(buf);
+		return NULL;
+	}
+	*n = len;
+	return buf;
+}
+
+/* A line of nothing but spaces, tabs and carriage returns. */
+static int blank(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+			return 0;
+	return 1;
+}
+
+/* The next paragraph at or after *at: the bytes from its first line's
+ * start to its last line's end, without that line's newline.  0 when no
+ * paragraph is left. */
+static int next_paragraph(const char *text, size_t n, size_t *at, size_t *start, size_t *len)
+{
+	size_t i = *at, first = n, last = n;
+	while (i < n) {
+		const char *nl = memchr(text + i, '\n', n - i);
+		const size_t end = nl ? (size_t)(nl - text) : n;
+		if (!blank(text + i, end - i)) {
+			if (first == n)
+				first = i;
+			last = end;
+		} else if (first != n) {
+			break;
+		}
+		i = nl ? end + 1 : n;
+	}
+	*at = i;
+	if (first == n)
+		return 0;
+	*start = first;
+	*len = last - first;
+	return 1;
+}
+
+/* Every paragraph's tokens one after another (no BOS), and where each
+ * paragraph starts in them (n_para + 1 offsets).  0, or -1 with a
+ * message. */
+struct encoded {
+	int *ids;
+	size_t n_ids;
+	size_t *para;
+	size_t n_para;
+};
+
+static int encode_text(const frt_tokenizer *tok, const char *text, size_t n, struct encoded *e,
+                       char *err, size_t errlen)
+{
+	size_t at = 0, start, len, cap_para = 64;
+	memset(e, 0, sizeof *e);
+	/* a paragraph of len bytes is at most len + 1 tokens */
+	e->ids = malloc((n + 1) * sizeof *e->ids + 1);
+	e->para = malloc(cap_para * sizeof *e->para);
+	if (!e->ids || !e->para)
+		goto oom;
+	e->para[0] = 0;
+	while (next_paragraph(text, n, &at, &start, &len)) {
+		const int k = frt_tokenizer_encode(tok, text + start, len, 0, 0, e->ids + e->n_ids,
+		                                   (int)(len + 1 < 0x7fffffff ? len + 1 : 0x7fffffff));
+		if (k < 0) {
+			snprintf(err, errlen, "encoding the paragraph at byte %zu: %s", start,
+			         frt_last_error());
+			return -1;
+		}
+		e->n_ids += (size_t)k;
+		if (e->n_para + 2 > cap_para) {
+			size_t *np = realloc(e->para, (cap_para *= 2) * sizeof *np);
+			if (!np)
+				goto oom;
+			e->para = np;
+		}
+		e->para[++e->n_para] = e->n_ids;
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory for the tokens of %zu bytes of text", n);
+	return -1;
+}
+
+struct tally {
+	double sum, sum_sq;          /* of the NLLs */
+	uint64_t n, windows;
+	struct progress bar;
+	struct run_paging *paging;
+};
+
+static int on_position(void *ctx, int pos, int token)
+{
+	(void)token;
+	struct tally *t = ctx;
+	run_paging_token(t->paging, pos);
+	return 0;
+}
+
+/* Score every paragraph in windows of BOS + up to ctx - 1 tokens. */
+static int score_text(frt_model *rt, const struct encoded *e, int bos, int ctx, struct tally *t,
+                      char *err, size_t errlen)
+{
+	int *win = malloc((size_t)ctx * sizeof *win);
+	double *nll = malloc((size_t)ctx * sizeof *nll);
+	int rc = 0;
+	if (!win || !nll) {
+		snprintf(err, errlen, "out of memory for a window of %d tokens", ctx);
+		rc = -1;
+	}
+	for (size_t p = 0; !rc && p < e->n_para; p++) {
+		for (size_t i = e->para[p]; i < e->para[p + 1];) {
+			size_t k = e->para[p + 1] - i;
+			if (k > (size_t)ctx - 1)
+				k = (size_t)ctx - 1;
+			win[0] = bos;
+			memcpy(win + 1, e->ids + i, k * sizeof *win);
+			const int scored = frt_score(rt, win, (int)k + 1, nll, on_position, t);
+			if (scored < 0) {
+				snprintf(err, errlen, "%s", frt_last_error());
+				rc = -1;
+				break;
+			}
+			for (int j = 0; j < scored; j++) {
+				t->sum += nll[j];
+				t->sum_sq += nll[j] * nll[j];
+			}
+			t->n += (uint64_t)scored;
+			t->windows++;
+			i += k;
+			progress_update(&t->bar, t->n);
+		}
+	}
+	free(win);
+	free(nll);
+	return rc;
+}
+
+int cmd_perplexity(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"text", required_argument, 0, 'x'},      {"bytes", required_argument, 0, 'c'},
+		{"ctx", required_argument, 0, 'C'},       {"tokenizer", required_argument, 0, 'k'},
+		{"quiet", no_argument, 0, 'q'},           RUN_OPTIONS_LONGOPTS,
+		{"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
+	};
+	const char *text_path = NULL, *tokenizer_path = NULL, *bytes_arg = NULL;
+	int ctx = 0, quiet = 0, o, r, rc = 1;
+	uint64_t limit = 0;
+	struct run_options ro;
+	run_options_init(&ro);
+	char err[1024] = "", note[2048] = "";
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'x': text_path = optarg; break;
+		case 'c': bytes_arg = optarg; break;
+		case 'C':
+			if (parse_int(optarg, 2, 1 << 20, &ctx)) {
+				snprintf(err, sizeof err, "--ctx: '%s' is not a count of at least 2", optarg);
+				goto usage_err;
+			}
+			break;
+		case 'k': tokenizer_path = optarg; break;
+		case 'q': quiet = 1; break;
+		case 'h':
+			perplexity_usage(stdout);
+			run_options_free(&ro);
+			return 0;
+		default:
+			r = run_options_parse(&ro, o, optarg, err, sizeof err);
+			if (r == -2)
+				goto usage_err;
+			if (r == -1) {
+				fprintf(stderr, "flexpage perplexity: %s\n", err);
+				goto out;
+			}
+			if (r == 0) {
+				perplexity_usage(stderr);
+				run_options_free(&ro);
+				return 2;
+			}
+		}
+	}
+	if (argc - optind != 1) {
+		snprintf(err, sizeof err, argc - optind ? "expected one MODEL, got %d arguments"
+		                                        : "expected a MODEL", argc - optind);
+		goto usage_err;
+	}
+	if (!text_path) {
+		snprintf(err, sizeof err, "--text FILE is required");
+		goto usage_err;
+	}
+	if (bytes_arg) {
+		if (parse_size(bytes_arg, 0, &limit, "--bytes", err, sizeof err))
+			goto usage_err;
+		if (!limit) {
+			snprintf(err, sizeof err, "--bytes: %s is no text at all", bytes_arg);
+			goto usage_err;
+		}
+	}
+	const char *path = argv[optind];
+
+	size_t text_len = 0;
+	char *text = read_text(text_path, limit, &text_len, err, sizeof err);
+	if (!text) {
+		fprintf(stderr, "flexpage perplexity: %s\n", err);
+		goto out;
+	}
+	struct model m;
+	r = run_options_open(&ro, path, &m, err, sizeof err);
+	if (r) {
+		free(text);
+		if (r == -2)
+			goto usage_err;
+		fprintf(stderr, "flexpage perplexity: %s\n", err);
+		goto out;
+	}
+	frt_tokenizer *tok = NULL;
+	frt_model *rt = NULL;
+	struct encoded e = {0};
+	if (tokenizer_find(path, tokenizer_path, m.cfg.vocab_size, &tok, note, sizeof note, err,
+	                   sizeof err)) {
+		fprintf(stderr, "flexpage perplexity: %s\n", err);
+		goto close;
+	}
+	if (!tok) {
+		fprintf(stderr, "flexpage perplexity: %s; give --tokenizer FILE\n", note);
+		goto close;
+	}
+	if (frt_tokenizer_bos(tok) < 0) {
+		fprintf(stderr, "flexpage perplexity: the tokenizer has no BOS token\n");
+		goto close;
+	}
+	if (!ctx)
+		ctx = m.cfg.seq_len;
+	if (ctx > m.cfg.seq_len) {
+		fprintf(stderr, "flexpage perplexity: --ctx %d is above the model's seq_len %d\n", ctx,
+		        m.cfg.seq_len);
+		rc = 2;
+		goto close;
+	}
+	if (encode_text(tok, text, text_len, &e, err, sizeof err)) {
+		fprintf(stderr, "flexpage perplexity: %s: %s\n", text_path, err);
+		goto close;
+	}
+	if (!e.n_ids) {
+		fprintf(stderr, "flexpage perplexity: %s: no text to score (%zu bytes, all blank)\n",
+		        text_path, text_len);
+		goto close;
+	}
+	const struct frt_options opt = {ro.threads, ctx};
+	rt = frt_model_create(&m.cfg, &m.weights, &opt);
+	if (!rt) {
+		fprintf(stderr, "flexpage perplexity: %s: %s\n", path, frt_last_error());
+		goto close;
+	}
+
+	struct tally t = {.paging = &ro.paging};
+	progress_start(&t.bar, "perplexity", "tokens", e.n_ids, !quiet);
+	if (m.region)
+		run_paging_start(&ro.paging, m.region);
+	const uint64_t t0 = now_ns();
+	const int failed = score_text(rt, &e, frt_tokenizer_bos(tok), ctx, &t, err, sizeof err);
+	const double secs = (double)(now_ns() - t0) / 1e9;
+	run_paging_stop(&ro.paging);
+	progress_end(&t.bar, t.n);
+	if (failed) {
+		fprintf(stderr, "flexpage perplexity: %s\n", err);
+		goto close;
+	}
+	const double n = (double)t.n, mean = t.sum / n;
+	const double var = t.n > 1 ? fmax(0.0, (t.sum_sq - n * mean * mean) / (n - 1)) : 0.0;
+	const double se = sqrt(var / n), ppl = exp(mean);
+	printf("perplexity: %.4f +/- %.4f over %llu scored tokens (%llu windows)\n", ppl, ppl * se,
+	       (unsigned long long)t.n, (unsigned long long)t.windows);
+	fflush(stdout);
+	if (!quiet) {
+		run_options_describe(&ro, &m, stderr);
+		fprintf(stderr, "text: %s, %zu bytes, %zu paragraphs, %llu tokens in %llu windows of at "
+		        "most %d positions (BOS + %d)\n", text_path, text_len, e.n_para,
+		        (unsigned long long)t.n, (unsigned long long)t.windows, ctx, ctx - 1);
+		fprintf(stderr, "mean NLL: %.5f +/- %.5f nats per token (%.4f bits)\n", mean, se,
+		        mean / log(2.0));
+		fprintf(stderr, "time: %.3f s, %.0f tokens/s\n", secs, secs > 0 ? n / secs : 0.0);
+		run_options_report(&m, stderr);
+	}
+	rc = 0;
+close:
+	/* the compute threads read the region: they end before it closes */
+	frt_model_destroy(rt);
+	frt_tokenizer_destroy(tok);
+	free(e.ids);
+	free(e.para);
+	free(text);
+	model_close(&m);
+out:
+	run_options_free(&ro);
+	return rc;
+usage_err:
+	fprintf(stderr, "flexpage perplexity: %s\n", err);
+	perplexity_usage(stderr);
+	run_options_free(&ro);
+	return 2;
+}
