@@ -14,10 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <flexmodel/model.h>
 #include <flexpage/flexpage.h>
-
-#include "cmds.h"
-#include "synth.h"
 
 static int on_disk(const char *dir)
 {
@@ -190,7 +188,8 @@ int rt_pack_llama2c(const char *src, const char *dst, const char *quant, uint32_
 		snprintf(err, errlen, "%s", fp_last_error());
 		return -1;
 	}
-	if (model_import_llama2c(src, w, quant, err, errlen)) {
+	if (model_import_llama2c(src, w, quant)) {
+		snprintf(err, errlen, "%s", model_last_error());
 		fp_writer_abort(w);
 		return -1;
 	}
@@ -210,7 +209,8 @@ int rt_synth(const char *dst, const struct frt_config *cfg, int shared, int type
 		snprintf(err, errlen, "%s", fp_last_error());
 		return -1;
 	}
-	if (synth_write(w, cfg, shared, type, seed, threads, err, errlen)) {
+	if (model_synth_write(w, cfg, shared, type, seed, threads)) {
+		snprintf(err, errlen, "%s", model_last_error());
 		fp_writer_abort(w);
 		return -1;
 	}

@@ -6,14 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Limits that keep every index and size below overflow, far above any
- * real model. */
-#define MAX_DIM (1 << 16)
-#define MAX_HIDDEN (1 << 20)
-#define MAX_LAYERS 4096
-#define MAX_VOCAB (1 << 24)
-#define MAX_SEQ (1 << 20)
-
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err && errlen) {
@@ -34,13 +26,13 @@ static int check_range(const char *name, int v, int max, char *err, size_t errle
 
 static int check_config(const struct frt_config *c, char *err, size_t errlen)
 {
-	if (check_range("dim", c->dim, MAX_DIM, err, errlen) ||
-	    check_range("hidden_dim", c->hidden_dim, MAX_HIDDEN, err, errlen) ||
-	    check_range("n_layers", c->n_layers, MAX_LAYERS, err, errlen) ||
+	if (check_range("dim", c->dim, FRT_MAX_DIM, err, errlen) ||
+	    check_range("hidden_dim", c->hidden_dim, FRT_MAX_HIDDEN, err, errlen) ||
+	    check_range("n_layers", c->n_layers, FRT_MAX_LAYERS, err, errlen) ||
 	    check_range("n_heads", c->n_heads, c->dim > 0 ? c->dim : 1, err, errlen) ||
 	    check_range("n_kv_heads", c->n_kv_heads, c->n_heads > 0 ? c->n_heads : 1, err, errlen) ||
-	    check_range("vocab_size", c->vocab_size, MAX_VOCAB, err, errlen) ||
-	    check_range("seq_len", c->seq_len, MAX_SEQ, err, errlen))
+	    check_range("vocab_size", c->vocab_size, FRT_MAX_VOCAB, err, errlen) ||
+	    check_range("seq_len", c->seq_len, FRT_MAX_SEQ, err, errlen))
 		return -1;
 	if (c->dim % c->n_heads)
 		return fail(err, errlen, "config: dim %d is not a multiple of n_heads %d", c->dim, c->n_heads);

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <flexmodel/model.h>
+
 #include "cmds.h"
 #include "util.h"
 
@@ -146,11 +148,11 @@ int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
 		return 1;
 	}
-	int rc = model ? model_import_llama2c(in, w, quant, err, sizeof err)
-	               : pack_opaque(in, w, err, sizeof err);
+	int rc = model ? model_import_llama2c(in, w, quant) : pack_opaque(in, w, err, sizeof err);
 	if (rc) {
 		fp_writer_abort(w);
-		fprintf(stderr, "flexpage pack: %s\n", err[0] ? err : fp_last_error());
+		fprintf(stderr, "flexpage pack: %s\n",
+		        model ? model_last_error() : err[0] ? err : fp_last_error());
 		return 1;
 	}
 	if (fp_writer_finish(w)) {

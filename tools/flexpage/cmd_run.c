@@ -11,8 +11,9 @@
 #include <flexkern/kernels.h>
 #include <flexrt/runtime.h>
 
+#include <flexmodel/model.h>
+
 #include "cmds.h"
-#include "model.h"
 #include "run_paging.h"
 #include "util.h"
 
@@ -295,9 +296,9 @@ int cmd_run(int argc, char **argv)
 	const char *path = argv[optind];
 
 	/* what the file is decides the default load and what a budget means */
-	const int format = model_detect(path, err, sizeof err);
+	const int format = model_detect(path);
 	if (format < 0) {
-		fprintf(stderr, "flexpage run: %s\n", err);
+		fprintf(stderr, "flexpage run: %s\n", model_last_error());
 		goto out;
 	}
 	const int load = mo.load ? mo.load : format == MODEL_FORMAT_IMAGE ? MODEL_LOAD_FLEXPAGE
@@ -337,8 +338,8 @@ int cmd_run(int argc, char **argv)
 	}
 
 	struct model m;
-	if (model_open(&m, path, &mo, err, sizeof err)) {
-		fprintf(stderr, "flexpage run: %s\n", err);
+	if (model_open(&m, path, &mo)) {
+		fprintf(stderr, "flexpage run: %s\n", model_last_error());
 		goto out;
 	}
 	const int max_seq = steps && steps < m.cfg.seq_len ? steps : m.cfg.seq_len;

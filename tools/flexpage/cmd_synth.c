@@ -8,8 +8,9 @@
 
 #include <flexkern/kernels.h>
 
+#include <flexmodel/model.h>
+
 #include "cmds.h"
-#include "synth.h"
 #include "util.h"
 
 static void synth_usage(FILE *f)
@@ -42,7 +43,7 @@ int cmd_synth(int argc, char **argv)
 		{0, 0, 0, 0},
 	};
 	struct fp_writer_options wo = {.chunk_size = 2u << 20, .progress = 1};
-	struct synth_shape shape;
+	struct model_shape shape;
 	const char *shape_name = NULL, *out = NULL;
 	int type = FK_F32, threads = 2, force = 0, quiet = 0, o;
 	unsigned long long seed = 1;
@@ -97,8 +98,10 @@ int cmd_synth(int argc, char **argv)
 		snprintf(err, sizeof err, "%s is required", !shape_name ? "--shape" : "-o OUT");
 		goto usage_err;
 	}
-	if (synth_parse_shape(shape_name, &shape, err, sizeof err))
+	if (model_parse_shape(shape_name, &shape)) {
+		snprintf(err, sizeof err, "%s", model_last_error());
 		goto usage_err;
+	}
 	if (type != FK_F32 && (shape.cfg.dim % FK_QK || shape.cfg.hidden_dim % FK_QK)) {
 		fprintf(stderr, "flexpage synth: shape %s cannot be %s: dim %d and hidden_dim %d must be "
 		        "multiples of %d\n", shape.name, fk_type_name(type), shape.cfg.dim,
@@ -111,7 +114,7 @@ int cmd_synth(int argc, char **argv)
 		return 1;
 	}
 
-	const uint64_t bytes = synth_tensor_bytes(&shape.cfg, shape.shared_classifier, type);
+	const uint64_t bytes = model_synth_bytes(&shape.cfg, shape.shared_classifier, type);
 	wo.expected_bytes = bytes;
 	const uint64_t t0 = now_ns();
 	fp_writer *w = fp_writer_create(out, &wo);
@@ -119,9 +122,9 @@ int cmd_synth(int argc, char **argv)
 		fprintf(stderr, "flexpage synth: %s\n", fp_last_error());
 		return 1;
 	}
-	if (synth_write(w, &shape.cfg, shape.shared_classifier, type, seed, threads, err, sizeof err)) {
+	if (model_synth_write(w, &shape.cfg, shape.shared_classifier, type, seed, threads)) {
 		fp_writer_abort(w);
-		fprintf(stderr, "flexpage synth: %s\n", err);
+		fprintf(stderr, "flexpage synth: %s\n", model_last_error());
 		return 1;
 	}
 	if (fp_writer_finish(w)) {

@@ -31,6 +31,15 @@ const char *frt_last_error(void);
 
 #define FRT_BOS 1 /* llama2.c's beginning-of-sequence token */
 
+/* The largest configuration frt_model_create() accepts: far above any
+ * real model, low enough that no size computed from it overflows.  Model
+ * readers check a file's header against them before trusting it. */
+#define FRT_MAX_DIM (1 << 16)
+#define FRT_MAX_HIDDEN (1 << 20)
+#define FRT_MAX_LAYERS 4096
+#define FRT_MAX_VOCAB (1 << 24)
+#define FRT_MAX_SEQ (1 << 20)
+
 struct frt_config {
 	int dim;                 /* model width */
 	int hidden_dim;          /* feed-forward width */

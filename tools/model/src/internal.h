@@ -1,0 +1,110 @@
+/* Internal to flexmodel. */
+#ifndef FLEXMODEL_INTERNAL_H
+#define FLEXMODEL_INTERNAL_H
+
+#include <flexmodel/model.h>
+
+/* Set the calling thread's model_last_error() and errno; returns -errnum,
+ * for `return model_fail(EINVAL, ...)`. */
+int model_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The errno a failed pager call left, or EIO if it left none: call with
+ * errno cleared before the pager call. */
+int model_pager_errno(void);
+
+/* Checks shared by every format: positive dimensions within the runtime's
+ * limits that divide as the architecture needs.  field_prefix goes before
+ * each field name in the message ("header field", "meta key", "" for
+ * none).  0 or -EINVAL. */
+int model_check_config(const struct frt_config *cfg, const char *path,
+                       const char *field_prefix);
+
+/* ------------------------------------------------------------------ */
+/* The tensors of a Llama model (llama.c)                               */
+
+/* What a tensor is to the forward pass. */
+enum llama_role {
+	ROLE_TOKEN_EMBD,
+	ROLE_ATTN_NORM,
+	ROLE_WQ,
+	ROLE_WK,
+	ROLE_WV,
+	ROLE_WO,
+	ROLE_FFN_NORM,
+	ROLE_W1,                     /* gate */
+	ROLE_W3,                     /* up */
+	ROLE_W2,                     /* down */
+	ROLE_OUTPUT_NORM,
+	ROLE_OUTPUT,
+};
+
+struct llama_tensor {
+	char name[FP_NAME_MAX];      /* GGUF's: token_embd.weight, blk.N.attn_q.weight, ... */
+	int role;                    /* enum llama_role */
+	int layer;                   /* for the per-layer roles; else -1 */
+	uint64_t rows, cols;         /* [out][in]; norms are 1 x dim */
+};
+
+/* 1 for the norms, whose type is always f32. */
+static inline int llama_is_norm(int role)
+{
+	return role == ROLE_ATTN_NORM || role == ROLE_FFN_NORM || role == ROLE_OUTPUT_NORM;
+}
+
+/* The i-th tensor of a model in decode order (token_embd, each layer's
+ * nine, output_norm, output unless shared): 1, or 0 past the last. */
+int llama_tensor_at(const struct frt_config *cfg, int shared_classifier, int i,
+                    struct llama_tensor *t);
+
+/* Check a file's tensor of type against what the forward pass needs of
+ * t: shape [cols, rows] (a norm: [cols]; trailing dimensions of 1 allowed)
+ * and the bytes they take.  0 or -EINVAL naming the tensor. */
+int llama_check_shape(const char *path, const struct llama_tensor *t, int type, uint32_t ndim,
+                      const uint64_t *shape, uint64_t size);
+
+/* The pointer of w (or of layers[t->layer]) that the forward pass reads
+ * tensor t through. */
+const void **llama_slot(struct frt_weights *w, struct frt_layer *layers,
+                        const struct llama_tensor *t);
+
+/* ------------------------------------------------------------------ */
+/* llama2.c checkpoints (llama2c.c)                                     */
+
+/* Where each tensor group of a checkpoint starts (bytes from the file's
+ * start); each group stacks its tensor over the layers. */
+struct llama2c_layout {
+	struct frt_config cfg;
+	int shared_classifier;       /* vocab_size was positive */
+	uint64_t file_size;
+	uint64_t token_embd, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3,
+	         rms_final, wcls;
+};
+
+/* Read and check the header of the open checkpoint fd (named path in
+ * messages) against its size.  0 or -EINVAL naming the file and the
+ * field. */
+int llama2c_read_layout(int fd, const char *path, struct llama2c_layout *lay);
+
+/* File offset of tensor t of the checkpoint. */
+uint64_t llama2c_offset(const struct llama2c_layout *lay, const struct llama_tensor *t);
+
+/* ------------------------------------------------------------------ */
+/* Loading helpers (load.c), the loaders of each format                 */
+
+/* open(path, O_RDONLY): the fd, or -errno with a message. */
+int model_open_fd(const char *path);
+/* m->layers for m->cfg.n_layers, and m->weights.layers. */
+int model_alloc_layers(struct model *m);
+/* m->map: len bytes of fd from off, read-only, with madvise(advice). */
+int model_map_file(struct model *m, int fd, uint64_t off, uint64_t len, int advice);
+/* m->buf: len bytes of anonymous memory for a resident copy. */
+int model_alloc_resident(struct model *m, uint64_t len);
+/* pread n bytes from off, all of them. */
+int model_read_all(int fd, void *dst, size_t n, uint64_t off, const char *path);
+/* m->region: fp_open(m->path) with o->fp. */
+int model_open_region(struct model *m, const struct model_options *o);
+
+/* Images with a Llama meta (load_image.c): m->path, m->load set. */
+int model_open_image(struct model *m, const struct model_options *o);
+
+#endif
