@@ -2,6 +2,8 @@
 # the pager (issue 3).
 flexpage_test(test_kernels test_kernels.c)
 target_link_libraries(test_kernels PRIVATE flexpage_kernels)
+flexpage_test(test_kernels_f16 test_kernels_f16.c)
+target_link_libraries(test_kernels_f16 PRIVATE flexpage_kernels)
 
 flexpage_test(test_forward test_forward.c ref_forward.c)
 target_link_libraries(test_forward PRIVATE flexpage_runtime)

@@ -258,7 +258,7 @@ Test(load, checkpoint_and_image_every_way_agree, .init = need_stories, .fini = t
 		cr_assert_eq(model_open(&m, ways[i].path, &o), 0, "%s", model_last_error());
 		cr_assert_eq(m.cfg.dim, 64);
 		cr_assert_eq(m.cfg.n_kv_heads, 4);
-		cr_assert_eq(m.weights.output, m.weights.token_embd, "shared classifier");
+		cr_assert_eq(m.weights.output.data, m.weights.token_embd.data, "shared classifier");
 		greedy(&m, 32, i ? got : want, i ? lg : lw);
 		if (i) {
 			cr_assert(!memcmp(want, got, sizeof want), "%s via %s: other tokens", ways[i].path,
@@ -496,7 +496,7 @@ Test(synth, weights_look_trained, .init = setup, .fini = teardown)
 	struct model_options o = {0};
 	o.load = MODEL_LOAD_RESIDENT;
 	cr_assert_eq(model_open(&m, p, &o), 0, "%s", model_last_error());
-	const float *w = m.layers[0].w1; /* 704 rows of 256 */
+	const float *w = m.layers[0].w1.data; /* 704 rows of 256 */
 	double s1 = 0, s2 = 0, s4 = 0, rs1 = 0, rs2 = 0;
 	const int rows = 704, cols = 256;
 	for (int r = 0; r < rows; r++) {

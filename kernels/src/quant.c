@@ -12,6 +12,7 @@ const char *fk_type_name(int type)
 {
 	switch (type) {
 	case FK_F32: return "f32";
+	case FK_F16: return "f16";
 	case FK_Q8_0: return "q8_0";
 	case FK_Q4_0: return "q4_0";
 	}
@@ -24,6 +25,8 @@ int fk_type_parse(const char *name)
 		return -1;
 	if (!strcmp(name, "f32"))
 		return FK_F32;
+	if (!strcmp(name, "f16"))
+		return FK_F16;
 	if (!strcmp(name, "q8_0"))
 		return FK_Q8_0;
 	if (!strcmp(name, "q4_0"))
@@ -36,6 +39,8 @@ size_t fk_row_bytes(int type, size_t n)
 	switch (type) {
 	case FK_F32:
 		return n * sizeof(float);
+	case FK_F16:
+		return n * sizeof(uint16_t);
 	case FK_Q8_0:
 		return n % FK_QK ? 0 : n / FK_QK * sizeof(fk_block_q8_0);
 	case FK_Q4_0:
@@ -95,6 +100,10 @@ void fk_dequantize_row(int type, const void *src, float *dst, size_t n)
 {
 	if (type == FK_F32) {
 		memcpy(dst, src, n * sizeof(float));
+	} else if (type == FK_F16) {
+		const uint16_t *h = src;
+		for (size_t i = 0; i < n; i++)
+			dst[i] = fk_fp16_to_fp32(h[i]);
 	} else if (type == FK_Q8_0) {
 		const fk_block_q8_0 *b = src;
 		for (size_t i = 0; i < n / FK_QK; i++) {

@@ -370,10 +370,10 @@ int cmd_run(int argc, char **argv)
 	const double total = (double)(now_ns() - t0) / 1e9;
 	run_paging_stop(&paging);
 	if (!rc && !quiet) {
-		char a[32], b[32];
+		char a[32], b[32], types[64];
 		fprintf(stderr, "model: %s (%s, %s, %s), load %s, kernels %s, %d thread%s\n", path,
 		        m.format == MODEL_FORMAT_IMAGE ? "image" : "llama2.c",
-		        fk_type_name(m.weights.type), fmt_bytes(m.size, a, sizeof a),
+		        model_types(&m, types, sizeof types), fmt_bytes(m.size, a, sizeof a),
 		        model_load_name(m.load), fk_isa_name(fk_get_isa()), threads, threads > 1 ? "s" : "");
 		fprintf(stderr, "first token: %.1f ms\n", (double)st.first_ns / 1e6);
 		if (st.tokens > 1)

@@ -52,26 +52,32 @@ struct frt_config {
 	float norm_eps;          /* 0: 1e-5 */
 };
 
-/* One layer's weights.  Matrices are row-major [out][in] of the model's
- * type; norms are float. */
+/* A weight matrix, row-major [out][in], of its own type: a model may mix
+ * them (a GGUF often has q8_0 matrices and an f16 classifier).  Quantized
+ * types need rows of whole blocks (in a multiple of FK_QK). */
+struct frt_tensor {
+	const void *data;
+	int type;                /* enum fk_type: FK_F32, FK_F16, FK_Q8_0 or FK_Q4_0 */
+};
+
+/* One layer's weights; norms are float. */
 struct frt_layer {
 	const float *attn_norm;  /* [dim] */
-	const void *wq;          /* [dim][dim] */
-	const void *wk;          /* [kv_dim][dim], kv_dim = dim * n_kv_heads / n_heads */
-	const void *wv;          /* [kv_dim][dim] */
-	const void *wo;          /* [dim][dim] */
+	struct frt_tensor wq;    /* [dim][dim] */
+	struct frt_tensor wk;    /* [kv_dim][dim], kv_dim = dim * n_kv_heads / n_heads */
+	struct frt_tensor wv;    /* [kv_dim][dim] */
+	struct frt_tensor wo;    /* [dim][dim] */
 	const float *ffn_norm;   /* [dim] */
-	const void *w1;          /* gate [hidden][dim] */
-	const void *w2;          /* down [dim][hidden] */
-	const void *w3;          /* up [hidden][dim] */
+	struct frt_tensor w1;    /* gate [hidden][dim] */
+	struct frt_tensor w2;    /* down [dim][hidden] */
+	struct frt_tensor w3;    /* up [hidden][dim] */
 };
 
 struct frt_weights {
-	int type;                /* enum fk_type of every matrix and the embedding */
-	const void *token_embd;  /* [vocab][dim] */
+	struct frt_tensor token_embd;   /* [vocab][dim]; a row is dequantized per token */
 	const struct frt_layer *layers; /* n_layers; copied by frt_model_create */
 	const float *output_norm;       /* [dim] */
-	const void *output;      /* [vocab][dim]; may be token_embd (shared) */
+	struct frt_tensor output;       /* [vocab][dim]; may be token_embd (shared) */
 };
 
 struct frt_options {

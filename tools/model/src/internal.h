@@ -56,16 +56,20 @@ static inline int llama_is_norm(int role)
 int llama_tensor_at(const struct frt_config *cfg, int shared_classifier, int i,
                     struct llama_tensor *t);
 
+/* The matrix of w (or of layers[t->layer]) that holds tensor t, not a norm. */
+const struct frt_tensor *llama_get(const struct frt_weights *w, const struct frt_layer *layers,
+                                   const struct llama_tensor *t);
+
 /* Check a file's tensor of type against what the forward pass needs of
  * t: shape [cols, rows] (a norm: [cols]; trailing dimensions of 1 allowed)
  * and the bytes they take.  0 or -EINVAL naming the tensor. */
 int llama_check_shape(const char *path, const struct llama_tensor *t, int type, uint32_t ndim,
                       const uint64_t *shape, uint64_t size);
 
-/* The pointer of w (or of layers[t->layer]) that the forward pass reads
- * tensor t through. */
-const void **llama_slot(struct frt_weights *w, struct frt_layer *layers,
-                        const struct llama_tensor *t);
+/* Point the forward pass at tensor t: data, of type (a norm's is f32),
+ * goes where w (or layers[t->layer]) holds t. */
+void llama_set(struct frt_weights *w, struct frt_layer *layers, const struct llama_tensor *t,
+               const void *data, int type);
 
 /* ------------------------------------------------------------------ */
 /* llama2.c checkpoints (llama2c.c)                                     */

@@ -97,23 +97,42 @@ int llama_tensor_at(const struct frt_config *c, int shared, int i, struct llama_
 	return 1;
 }
 
-const void **llama_slot(struct frt_weights *w, struct frt_layer *layers, const struct llama_tensor *t)
+/* The matrix slot of t (not a norm). */
+static struct frt_tensor *matrix_of(struct frt_weights *w, struct frt_layer *layers,
+                                    const struct llama_tensor *t)
 {
 	struct frt_layer *L = t->layer >= 0 ? &layers[t->layer] : NULL;
 	switch (t->role) {
 	case ROLE_TOKEN_EMBD: return &w->token_embd;
-	case ROLE_ATTN_NORM: return (const void **)&L->attn_norm;
 	case ROLE_WQ: return &L->wq;
 	case ROLE_WK: return &L->wk;
 	case ROLE_WV: return &L->wv;
 	case ROLE_WO: return &L->wo;
-	case ROLE_FFN_NORM: return (const void **)&L->ffn_norm;
 	case ROLE_W1: return &L->w1;
 	case ROLE_W3: return &L->w3;
 	case ROLE_W2: return &L->w2;
-	case ROLE_OUTPUT_NORM: return (const void **)&w->output_norm;
 	default: return &w->output;
 	}
+}
+
+void llama_set(struct frt_weights *w, struct frt_layer *layers, const struct llama_tensor *t,
+               const void *data, int type)
+{
+	if (t->role == ROLE_ATTN_NORM)
+		layers[t->layer].attn_norm = data;
+	else if (t->role == ROLE_FFN_NORM)
+		layers[t->layer].ffn_norm = data;
+	else if (t->role == ROLE_OUTPUT_NORM)
+		w->output_norm = data;
+	else
+		*matrix_of(w, layers, t) = (struct frt_tensor){data, type};
+}
+
+const struct frt_tensor *llama_get(const struct frt_weights *w, const struct frt_layer *layers,
+                                   const struct llama_tensor *t)
+{
+	/* only read through: the casts lend matrix_of() the pointers */
+	return matrix_of((struct frt_weights *)w, (struct frt_layer *)layers, t);
 }
 
 int llama_check_shape(const char *path, const struct llama_tensor *t, int type, uint32_t ndim,

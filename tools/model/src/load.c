@@ -156,8 +156,7 @@ static void wire_llama2c(struct model *m, const char *base, const struct llama2c
 {
 	struct llama_tensor t;
 	for (int i = 0; llama_tensor_at(&m->cfg, m->shared_classifier, i, &t); i++)
-		*llama_slot(&m->weights, m->layers, &t) = base + llama2c_offset(lay, &t);
-	m->weights.type = FK_F32;
+		llama_set(&m->weights, m->layers, &t, base + llama2c_offset(lay, &t), FK_F32);
 	if (m->shared_classifier)
 		m->weights.output = m->weights.token_embd;
 }
@@ -211,6 +210,29 @@ int model_open(struct model *m, const char *path, const struct model_options *o)
 	if (rc)
 		model_close(m);
 	return rc;
+}
+
+const char *model_types(const struct model *m, char *buf, size_t len)
+{
+	int seen[8], n = 0;
+	size_t at = 0;
+	buf[0] = 0;
+	struct llama_tensor t;
+	for (int i = 0; llama_tensor_at(&m->cfg, m->shared_classifier, i, &t); i++) {
+		if (llama_is_norm(t.role))
+			continue;
+		const int type = llama_get(&m->weights, m->layers, &t)->type;
+		int k = 0;
+		while (k < n && seen[k] != type)
+			k++;
+		if (k < n || n == 8)
+			continue;
+		seen[n++] = type;
+		const char *name = fk_type_name(type);
+		int w = snprintf(buf + at, len - at, "%s%s", n > 1 ? "+" : "", name ? name : "?");
+		at = w < 0 || (size_t)w >= len - at ? len - 1 : at + (size_t)w;
+	}
+	return buf;
 }
 
 void model_close(struct model *m)

@@ -90,15 +90,14 @@ static int wire_image(struct model *m, const fp_image *img, int type, const char
                       const uint64_t *at)
 {
 	const uint64_t cs = fp_image_info(img)->chunk_size;
-	m->weights.type = type;
 	struct llama_tensor t;
 	for (int i = 0; llama_tensor_at(&m->cfg, m->shared_classifier, i, &t); i++) {
-		const struct fp_tensor_desc *d =
-			want_tensor(img, m->path, &t, llama_is_norm(t.role) ? FK_F32 : type);
+		const int tt = llama_is_norm(t.role) ? FK_F32 : type;
+		const struct fp_tensor_desc *d = want_tensor(img, m->path, &t, tt);
 		if (!d)
 			return -EINVAL;
-		*llama_slot(&m->weights, m->layers, &t) =
-			base + (at ? at[d->offset / cs] + d->offset % cs : d->offset);
+		llama_set(&m->weights, m->layers, &t,
+		          base + (at ? at[d->offset / cs] + d->offset % cs : d->offset), tt);
 	}
 	if (m->shared_classifier)
 		m->weights.output = m->weights.token_embd;

@@ -141,6 +141,14 @@ int model_open(struct model *m, const char *path, const struct model_options *o)
  */
 void model_close(struct model *m);
 
+/**
+ * The types of the model's matrices for people: "q8_0" when they are all
+ * of one type, else each type once in decode order ("q8_0+f16").
+ *
+ * @return buf, truncated to len bytes.
+ */
+const char *model_types(const struct model *m, char *buf, size_t len);
+
 /* ------------------------------------------------------------------ */
 /* Import                                                               */
 
