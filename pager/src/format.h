@@ -10,6 +10,7 @@
 
 #define FP_HEADER_BYTES 128u     /* used part of the first 4 KiB */
 #define FP_FLAG_RAW_LAYOUT 1u    /* payloads lie at raw_base + logical offset */
+#define FP_FLAG_VERBATIM 2u      /* logical bytes [0, data) are a whole file's (FP_IMAGE_VERBATIM) */
 
 struct fp_disk_header {
 	char magic[8];
@@ -52,5 +53,8 @@ uint32_t fp_crc32c(uint32_t crc, const void *buf, size_t len);
 /* Bytes a tensor of this type and shape takes; 0 if invalid (bad type, a
  * quantized row not a multiple of the block, overflow). */
 uint64_t fp_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape);
+/* The same for a verbatim image's tensor: any ggml type, or FP_TYPE_U8;
+ * 0, or a negative errno as fp_ggml_nbytes gives it. */
+int fp_verbatim_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape, uint64_t *bytes);
 
 #endif

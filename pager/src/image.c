@@ -71,9 +71,9 @@ static int check_header(const char *path, const struct fp_disk_header *h, uint64
 	if (h->meta_size > (64u << 20) || h->tensor_table_size > (1ull << 32) ||
 	    h->chunk_table_size > (1ull << 34))
 		return fp_err("%s: header tables are implausibly large", path);
-	if (h->flags & ~FP_FLAG_RAW_LAYOUT)
+	if (h->flags & ~(FP_FLAG_RAW_LAYOUT | FP_FLAG_VERBATIM))
 		return fp_err("%s: header.flags has unknown bits 0x%x", path, h->flags);
-	if (h->n_tensors == 0)
+	if (h->n_tensors == 0 && !(h->flags & FP_FLAG_VERBATIM))
 		return fp_err("%s: header.n_tensors is 0: the image holds no tensors", path);
 	if (h->n_chunks == 0)
 		return fp_err("%s: header.n_chunks is 0: the image holds no chunks", path);
@@ -159,26 +159,40 @@ fail:
 	return -1;
 }
 
+/* A verbatim image's logical bytes are a file's: its tensors may be of any
+ * ggml type, at any offset, and every chunk but the last is full. */
+static int check_verbatim(const struct fp_image *img)
+{
+	for (uint32_t i = 0; i + 1 < img->info.n_chunks; i++)
+		if (img->chunks[i].logical_len != img->info.chunk_size)
+			return fp_err("%s: chunk %u: logical_len %u, but a verbatim image's chunks are full "
+			              "but for the last", img->path, i, img->chunks[i].logical_len);
+	return 0;
+}
+
 static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, uint32_t n)
 {
 	const char *path = img->path;
 	uint64_t prev_end = 0;
 	uint32_t cs = img->info.chunk_size;
+	int verbatim = img->info.kind == FP_IMAGE_VERBATIM;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct fp_disk_tensor *d = &dt[i];
 		struct fp_tensor_desc *t = &img->tensors[i];
 		if (!memchr(d->name, 0, FP_NAME_MAX) || !d->name[0])
 			return fp_err("%s: tensor %u: name is empty or not terminated", path, i);
 		memcpy(t->name, d->name, FP_NAME_MAX);
-		if (!fp_type_name(d->type))
+		if (!fp_type_name(d->type) && !(verbatim && fp_ggml_type_name(d->type)))
 			return fp_err("%s: tensor '%s': unknown type %u", path, t->name, d->type);
 		if (d->ndim < 1 || d->ndim > FP_MAX_DIMS)
 			return fp_err("%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
-		uint64_t bytes = fp_tensor_bytes(d->type, d->ndim, d->shape);
-		if (!bytes || bytes != d->size)
+		uint64_t bytes = 0;
+		if (verbatim ? fp_verbatim_tensor_bytes(d->type, d->ndim, d->shape, &bytes) ||
+		                   bytes != d->size
+		             : (bytes = fp_tensor_bytes(d->type, d->ndim, d->shape)) == 0 || bytes != d->size)
 			return fp_err("%s: tensor '%s': size %llu does not match its type and shape",
 			              path, t->name, (unsigned long long)d->size);
-		if (d->offset % FP_TENSOR_ALIGN)
+		if (d->offset % FP_TENSOR_ALIGN && !verbatim)
 			return fp_err("%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
 			              t->name, (unsigned long long)d->offset, FP_TENSOR_ALIGN);
 		if (d->offset < prev_end)
@@ -210,7 +224,7 @@ static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, 
 	return 0;
 }
 
-fp_image *fp_image_open(const char *path)
+static fp_image *open_image(const char *path)
 {
 	struct fp_image *img = calloc(1, sizeof *img);
 	struct fp_disk_tensor *dt = NULL;
@@ -242,10 +256,11 @@ fp_image *fp_image_open(const char *path)
 		.path = img->path, .file_size = fsize, .logical_size = h.logical_size,
 		.chunk_size = h.chunk_size, .n_tensors = h.n_tensors, .n_chunks = h.n_chunks,
 		.raw_base = (h.flags & FP_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
+		.kind = (h.flags & FP_FLAG_VERBATIM) ? FP_IMAGE_VERBATIM : FP_IMAGE_PACKED,
 	};
-	img->tensors = calloc(h.n_tensors, sizeof *img->tensors);
+	img->tensors = calloc(h.n_tensors ? h.n_tensors : 1, sizeof *img->tensors);
 	img->chunks = malloc(h.chunk_table_size);
-	dt = malloc(h.tensor_table_size);
+	dt = malloc(h.tensor_table_size ? h.tensor_table_size : 1);
 	img->meta = malloc(h.meta_size + 1);
 	if (!img->tensors || !img->chunks || !dt || !img->meta) {
 		fp_err("%s: out of memory for the tables", path);
@@ -270,7 +285,8 @@ fp_image *fp_image_open(const char *path)
 		goto fail;
 	}
 	img->info.meta = img->meta;
-	if (check_chunks(img, &h) || check_tensors(img, dt, h.n_tensors))
+	if (check_chunks(img, &h) || check_tensors(img, dt, h.n_tensors) ||
+	    (img->info.kind == FP_IMAGE_VERBATIM && check_verbatim(img)))
 		goto fail;
 	if (img->info.raw_base) {
 		const struct fp_chunk_desc *c = img->chunks;
@@ -304,10 +320,38 @@ fail:
 	return NULL;
 }
 
+static int is_gguf(const char *path)
+{
+	char magic[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int yes = fd >= 0 && pread(fd, magic, 4, 0) == 4 && !memcmp(magic, FP_GGUF_MAGIC, 4);
+	if (fd >= 0)
+		close(fd);
+	return yes;
+}
+
+fp_image *fp_image_open_chunk(const char *path, uint32_t chunk_size)
+{
+	if (is_gguf(path))
+		return fp_gguf_image_open(path, chunk_size);
+	fp_image *img = open_image(path);
+	if (img && img->info.kind == FP_IMAGE_VERBATIM && fp_gguf_image_attach(img)) {
+		fp_image_close(img);
+		return NULL;
+	}
+	return img;
+}
+
+fp_image *fp_image_open(const char *path)
+{
+	return fp_image_open_chunk(path, 0);
+}
+
 void fp_image_close(fp_image *img)
 {
 	if (!img)
 		return;
+	fp_gguf_close(img->gguf);
 	free(img->path);
 	free(img->meta);
 	free(img->tensors);
@@ -393,6 +437,9 @@ int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 			return fp_err("%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
 			              img->path, i, n, c->logical_len);
 	}
+	/* A GGUF paged directly has no checksums: its chunks are unchecked. */
+	if (img->info.kind == FP_IMAGE_DIRECT)
+		return 0;
 	uint32_t crc = fp_crc32c(0, dst, c->logical_len);
 	if (crc != c->checksum)
 		return fp_err("%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",

@@ -10,7 +10,15 @@ struct fp_image {
 	char *meta;
 	struct fp_tensor_desc *tensors; /* ascending logical offset */
 	struct fp_chunk_desc *chunks;
+	struct fp_gguf *gguf;           /* the GGUF header of a GGUF's bytes, or NULL */
 };
+
+/* gguf_image.c: a GGUF file as a direct image (its chunks carry no
+ * checksum), and the GGUF header of a verbatim image packed from one
+ * (meta format=gguf), read from its chunks.  NULL / -1 with errno and
+ * fp_last_error(). */
+struct fp_image *fp_gguf_image_open(const char *path, uint32_t chunk_size);
+int fp_gguf_image_attach(struct fp_image *img);
 
 /* Decode a stored payload into dst (chunk_size bytes); verifies length and
  * checksum.  src holds c->stored_len bytes.  For zstd, dctx may be NULL.

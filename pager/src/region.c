@@ -166,7 +166,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	const struct fp_policy_ops *ops = policy_or_err(r->opt.policy ? r->opt.policy : "fifo");
 	if (!ops)
 		goto fail;
-	r->img = fp_image_open(path);
+	r->img = fp_image_open_chunk(path, r->opt.chunk_size);
 	if (!r->img)
 		goto fail;
 	r->chunk_size = r->img->info.chunk_size;

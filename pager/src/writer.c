@@ -9,7 +9,6 @@
  * over the destination. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +18,7 @@
 #include "error.h"
 #include "format.h"
 #include "progress.h"
+#include "tmpfile.h"
 
 struct fp_writer {
 	char *path, *tmp_path;
@@ -77,6 +77,10 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		fp_err("%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
 		goto fail;
 	}
+	if (w->opt.verbatim && w->opt.align_tensors) {
+		fp_err("%s: a verbatim image keeps the file's offsets: it cannot align tensors", path);
+		goto fail;
+	}
 	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD) {
 		fp_err("%s: unknown codec %u", path, w->opt.codec);
 		goto fail;
@@ -94,22 +98,13 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		w->zbuf = malloc(w->zcap);
 	}
 	w->path = strdup(path);
-	w->tmp_path = malloc(strlen(path) + 16);
 	w->buf = aligned_alloc(FP_IMAGE_ALIGN, cs);
-	if (!w->path || !w->tmp_path || !w->buf ||
-	    (w->opt.codec == FP_CODEC_ZSTD && (!w->cctx || !w->zbuf))) {
+	if (!w->path || !w->buf || (w->opt.codec == FP_CODEC_ZSTD && (!w->cctx || !w->zbuf))) {
 		fp_err("%s: out of memory", path);
 		goto fail;
 	}
-	sprintf(w->tmp_path, "%s.tmp.XXXXXX", path);
-	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
-	if (w->fd < 0) {
-		fp_err("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-		free(w->tmp_path);
-		w->tmp_path = NULL;
+	if ((w->fd = fp_tmpfile_create(path, &w->tmp_path)) < 0)
 		goto fail;
-	}
-	fchmod(w->fd, 0644);
 	w->cursor = FP_IMAGE_ALIGN;
 	fp_progress_start(&w->progress, "pack", w->opt.expected_bytes, w->opt.progress);
 	return w;
@@ -172,17 +167,72 @@ static int flush_chunk(fp_writer *w)
 	return 0;
 }
 
-int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32_t ndim,
-                           const uint64_t *shape)
+/* A new entry at the end of the tensor table, its name, type and shape set. */
+static struct fp_disk_tensor *new_tensor(fp_writer *w, const char *name, uint32_t type,
+                                         uint32_t ndim, const uint64_t *shape)
 {
-	if (w->in_tensor)
-		return fp_err("%s: tensor '%s' begun before the previous one ended", w->path, name);
+	if (w->n_tensors == w->cap_tensors) {
+		uint32_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
+		void *p = realloc(w->tensors, sizeof *w->tensors * cap);
+		if (!p) {
+			fp_err("%s: out of memory", w->path);
+			return NULL;
+		}
+		w->tensors = p;
+		w->cap_tensors = cap;
+	}
+	struct fp_disk_tensor *t = &w->tensors[w->n_tensors++];
+	memset(t, 0, sizeof *t);
+	strcpy(t->name, name);
+	t->type = type;
+	t->ndim = ndim;
+	memcpy(t->shape, shape, ndim * sizeof *shape);
+	return t;
+}
+
+static int check_name(fp_writer *w, const char *name)
+{
 	if (!name[0] || strlen(name) >= FP_NAME_MAX)
 		return fp_err("%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
 		              FP_NAME_MAX - 1);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		if (!strcmp(w->tensors[i].name, name))
 			return fp_err("%s: tensor name '%s' used twice", w->path, name);
+	return 0;
+}
+
+int fp_writer_add_tensor_at(fp_writer *w, const char *name, uint32_t type, uint32_t ndim,
+                            const uint64_t *shape, uint64_t offset)
+{
+	if (!w->opt.verbatim)
+		return fp_err("%s: tensor '%s': only a verbatim writer places tensors at offsets",
+		              w->path, name);
+	if (check_name(w, name))
+		return -1;
+	uint64_t bytes, end;
+	if (fp_verbatim_tensor_bytes(type, ndim, shape, &bytes))
+		return fp_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
+	if (__builtin_add_overflow(offset, bytes, &end))
+		return fp_err("%s: tensor '%s': offset %llu + %llu bytes overflows", w->path, name,
+		              (unsigned long long)offset, (unsigned long long)bytes);
+	struct fp_disk_tensor *t = new_tensor(w, name, type, ndim, shape);
+	if (!t)
+		return -1;
+	t->offset = offset;
+	t->size = bytes;
+	return 0;
+}
+
+int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32_t ndim,
+                           const uint64_t *shape)
+{
+	if (w->opt.verbatim)
+		return fp_err("%s: tensor '%s': a verbatim writer places tensors with "
+		              "fp_writer_add_tensor_at", w->path, name);
+	if (w->in_tensor)
+		return fp_err("%s: tensor '%s' begun before the previous one ended", w->path, name);
+	if (check_name(w, name))
+		return -1;
 	uint64_t bytes = fp_tensor_bytes(type, ndim, shape);
 	if (!bytes)
 		return fp_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
@@ -197,20 +247,9 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 		if (w->fill == w->opt.chunk_size && flush_chunk(w))
 			return -1;
 	}
-	if (w->n_tensors == w->cap_tensors) {
-		uint32_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
-		void *p = realloc(w->tensors, sizeof *w->tensors * cap);
-		if (!p)
-			return fp_err("%s: out of memory", w->path);
-		w->tensors = p;
-		w->cap_tensors = cap;
-	}
-	struct fp_disk_tensor *t = &w->tensors[w->n_tensors++];
-	memset(t, 0, sizeof *t);
-	strcpy(t->name, name);
-	t->type = type;
-	t->ndim = ndim;
-	memcpy(t->shape, shape, ndim * sizeof *shape);
+	struct fp_disk_tensor *t = new_tensor(w, name, type, ndim, shape);
+	if (!t)
+		return -1;
 	t->offset = (uint64_t)w->n_chunks * w->opt.chunk_size + w->fill;
 	t->size = bytes;
 	w->tensor_left = bytes;
@@ -220,13 +259,14 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 
 int fp_writer_write(fp_writer *w, const void *data, size_t n)
 {
-	if (!w->in_tensor)
+	if (!w->in_tensor && !w->opt.verbatim)
 		return fp_err("%s: data written outside a tensor", w->path);
-	if (n > w->tensor_left)
+	if (w->in_tensor && n > w->tensor_left)
 		return fp_err("%s: tensor '%s': %zu bytes more than its shape holds", w->path,
 		              w->tensors[w->n_tensors - 1].name, n - (size_t)w->tensor_left);
 	const uint8_t *p = data;
-	w->tensor_left -= n;
+	if (w->in_tensor)
+		w->tensor_left -= n;
 	w->written += n;
 	while (n) {
 		size_t take = w->opt.chunk_size - w->fill;
@@ -254,18 +294,30 @@ int fp_writer_end_tensor(fp_writer *w)
 	return 0;
 }
 
-static int fsync_dir(const char *path)
+static int by_offset(const void *a, const void *b)
 {
-	char *copy = strdup(path);
-	if (!copy)
-		return -1;
-	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
+	const struct fp_disk_tensor *x = a, *y = b;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* A verbatim image's tensors, sorted, lie apart inside the bytes written. */
+static int check_placement(fp_writer *w)
+{
+	uint64_t written = (uint64_t)w->n_chunks * w->opt.chunk_size + w->fill;
+	if (!written)
+		return fp_err("%s: no bytes to write", w->path);
+	qsort(w->tensors, w->n_tensors, sizeof *w->tensors, by_offset);
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		const struct fp_disk_tensor *t = &w->tensors[i];
+		if (t->offset + t->size > written)
+			return fp_err("%s: tensor '%s' ends at %llu, past the %llu bytes written", w->path,
+			              t->name, (unsigned long long)(t->offset + t->size),
+			              (unsigned long long)written);
+		if (i && t->offset < w->tensors[i - 1].offset + w->tensors[i - 1].size)
+			return fp_err("%s: tensors '%s' and '%s' overlap at offset %llu", w->path,
+			              w->tensors[i - 1].name, t->name, (unsigned long long)t->offset);
+	}
+	return 0;
 }
 
 int fp_writer_finish(fp_writer *w)
@@ -275,10 +327,12 @@ int fp_writer_finish(fp_writer *w)
 		fp_err("%s: tensor '%s' not ended", w->path, w->tensors[w->n_tensors - 1].name);
 		goto out;
 	}
-	if (!w->n_tensors) {
+	if (!w->n_tensors && !w->opt.verbatim) {
 		fp_err("%s: no tensors to write", w->path);
 		goto out;
 	}
+	if (w->opt.verbatim && check_placement(w))
+		goto out;
 	if (w->fill && flush_chunk(w)) /* the last, partial chunk */
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
@@ -298,6 +352,8 @@ int fp_writer_finish(fp_writer *w)
 		h.flags = FP_FLAG_RAW_LAYOUT;
 		h.raw_base = FP_IMAGE_ALIGN;
 	}
+	if (w->opt.verbatim)
+		h.flags |= FP_FLAG_VERBATIM;
 	h.tensor_table_offset = align_up(w->cursor, FP_IMAGE_ALIGN);
 	h.chunk_table_offset = h.tensor_table_offset + h.tensor_table_size;
 	h.meta_offset = h.chunk_table_offset + h.chunk_table_size;
@@ -311,15 +367,12 @@ int fp_writer_finish(fp_writer *w)
 	    write_full(w, meta, h.meta_size, h.meta_offset) ||
 	    write_full(w, &h, sizeof h, 0))
 		goto out;
-	if (ftruncate(w->fd, (off_t)h.file_size) || fsync(w->fd)) {
+	if (ftruncate(w->fd, (off_t)h.file_size)) {
 		fp_err("%s: cannot finish the file: %s", w->tmp_path, strerror(errno));
 		goto out;
 	}
-	if (rename(w->tmp_path, w->path)) {
-		fp_err("%s: cannot rename %s over it: %s", w->path, w->tmp_path, strerror(errno));
+	if (fp_tmpfile_commit(w->fd, w->tmp_path, w->path))
 		goto out;
-	}
-	fsync_dir(w->path);
 	free(w->tmp_path);
 	w->tmp_path = NULL; /* nothing left to remove */
 	rc = 0;

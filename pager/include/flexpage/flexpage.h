@@ -89,10 +89,31 @@ struct fp_image_info {
 	 * layout is the file range [raw_base, raw_base + logical_size), which
 	 * can be mapped directly.  0 when the payloads are not laid out so. */
 	uint64_t raw_base;
+	/* enum fp_image_kind: how the logical bytes relate to a file. */
+	uint32_t kind;
 };
 
-/* Read and validate an image's header and tables (not the payloads). */
+enum fp_image_kind {
+	/* A flexpage image of tensors packed on pages (docs/format.md). */
+	FP_IMAGE_PACKED = 0,
+	/* A flexpage image whose logical bytes [0, data_bytes) are a whole
+	 * file's, byte for byte (packed from a GGUF, or with --verbatim):
+	 * tensors lie at the file's offsets; checksums as in any image. */
+	FP_IMAGE_VERBATIM = 1,
+	/* A GGUF file opened as itself (docs/gguf.md): chunk i is the file's
+	 * bytes [i * chunk_size, +chunk_size), raw, with no checksum. */
+	FP_IMAGE_DIRECT = 2,
+};
+
+/* Read and validate an image's header and tables (not the payloads).  A
+ * GGUF file opens as a direct image (FP_IMAGE_DIRECT) of 2 MiB chunks:
+ * its tensors under the file's names, with ggml's type numbers, at their
+ * file offsets.  NULL on failure, with errno and fp_last_error(). */
 fp_image *fp_image_open(const char *path);
+/* fp_image_open, cutting a GGUF into chunks of chunk_size bytes (a power of
+ * two from FP_CHUNK_MIN to FP_CHUNK_MAX; 0: 2 MiB).  An image keeps its own
+ * chunk size.  Thread-safe (each call opens its own file). */
+fp_image *fp_image_open_chunk(const char *path, uint32_t chunk_size);
 void fp_image_close(fp_image *img);
 const struct fp_image_info *fp_image_info(const fp_image *img);
 const struct fp_tensor_desc *fp_image_tensor(const fp_image *img, uint32_t i);
@@ -119,6 +140,10 @@ struct fp_writer_options {
 	                              * layout: a chunk holds one tensor, tails are
 	                              * partial); 0: packed on pages, only the last
 	                              * chunk partial */
+	int verbatim;                /* 1: the logical bytes are a file's, written in order
+	                              * with fp_writer_write (no begin/end_tensor); tensors
+	                              * are placed with fp_writer_add_tensor_at, at any
+	                              * offset, of any ggml type (FP_IMAGE_VERBATIM) */
 };
 
 typedef struct fp_writer fp_writer;
@@ -131,8 +156,205 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type,
                            uint32_t ndim, const uint64_t *shape);
 int fp_writer_write(fp_writer *w, const void *data, size_t n);
 int fp_writer_end_tensor(fp_writer *w);
+/* Verbatim writers only: a tensor of the file at logical offset `offset`
+ * (its bytes come with fp_writer_write, in file order, before or after the
+ * call).  Any order; fp_writer_finish sorts them and fails on overlaps or
+ * tensors past the bytes written.  type: a ggml type (fp_ggml_type_size)
+ * or FP_TYPE_U8.  Returns 0, or -1 with fp_last_error(). */
+int fp_writer_add_tensor_at(fp_writer *w, const char *name, uint32_t type, uint32_t ndim,
+                            const uint64_t *shape, uint64_t offset);
 int fp_writer_finish(fp_writer *w);   /* frees w */
 void fp_writer_abort(fp_writer *w);   /* removes the temporary file, frees w */
+
+/* ------------------------------------------------------------------ */
+/* GGUF (docs/gguf.md)                                                  */
+
+/* GGUF files, versions 2 and 3 (ggml's docs/gguf.md), read and written.
+ * Every call that fails returns NULL or a negative errno, sets errno, and
+ * leaves a message naming the file and the field in fp_last_error().
+ * A parsed fp_gguf is immutable: any number of threads may read it. */
+
+#define FP_GGUF_MAGIC "GGUF"
+#define FP_GGUF_DEFAULT_ALIGNMENT 32u /* when general.alignment is absent */
+#define FP_GGUF_NAME_MAX 64           /* a tensor name's bytes, NUL included (ggml's) */
+
+/* Metadata value types, with GGUF's numbers. */
+enum fp_gguf_vtype {
+	FP_GGUF_UINT8 = 0, FP_GGUF_INT8, FP_GGUF_UINT16, FP_GGUF_INT16,
+	FP_GGUF_UINT32, FP_GGUF_INT32, FP_GGUF_FLOAT32, FP_GGUF_BOOL,
+	FP_GGUF_STRING, FP_GGUF_ARRAY, FP_GGUF_UINT64, FP_GGUF_INT64,
+	FP_GGUF_FLOAT64,
+	FP_GGUF_NTYPES
+};
+
+typedef struct fp_gguf fp_gguf;
+
+/* A tensor info, as the file has it. */
+struct fp_gguf_tensor {
+	const char *name;            /* NUL-terminated, < FP_GGUF_NAME_MAX bytes */
+	uint32_t type;               /* ggml type number (fp_ggml_type_name) */
+	uint32_t n_dims;             /* 0-4 */
+	uint64_t ne[4];              /* elements per dimension, ne[0] fastest; 1 past n_dims */
+	uint64_t offset;             /* absolute, in the file (data_offset + the info's offset) */
+	uint64_t size;               /* bytes, from type and shape */
+};
+
+/* Open and validate a GGUF file's header: metadata and tensor infos, and
+ * that every tensor lies inside the file, aligned, without overlap.  Reads
+ * only the header, never the tensor data.
+ * @return the parsed header, or NULL with errno (ENOENT/EACCES/... from
+ *         open, EINVAL bad magic or field, EPROTONOSUPPORT version 1 or
+ *         above 3, ENODATA truncated, EOVERFLOW sizes that overflow,
+ *         EEXIST duplicate key or tensor name, ENOMEM) and fp_last_error().
+ * Thread-safe. */
+fp_gguf *fp_gguf_open(const char *path);
+
+/* Parse a GGUF header from buf, the first len bytes of a file of
+ * file_size bytes (len <= file_size); name is the file's name in messages.
+ * The result keeps its own copy of what it needs, not buf.
+ * @return as fp_gguf_open; errno ENOBUFS when the header runs past len
+ *         but not past file_size (call again with more of the file). */
+fp_gguf *fp_gguf_parse(const void *buf, size_t len, uint64_t file_size, const char *name);
+
+/* Free g (NULL is fine).  No pointer from g may be used after it. */
+void fp_gguf_close(fp_gguf *g);
+
+uint32_t fp_gguf_version(const fp_gguf *g);
+/* general.alignment, or FP_GGUF_DEFAULT_ALIGNMENT. */
+uint64_t fp_gguf_alignment(const fp_gguf *g);
+/* File offset of the tensor data section (the header padded to alignment). */
+uint64_t fp_gguf_data_offset(const fp_gguf *g);
+uint64_t fp_gguf_file_size(const fp_gguf *g);
+
+/* ---- metadata: keys in file order, i in [0, fp_gguf_n_kv) ---- */
+uint64_t fp_gguf_n_kv(const fp_gguf *g);
+/* Key i (NUL-terminated), or NULL if i is out of range. */
+const char *fp_gguf_key(const fp_gguf *g, uint64_t i);
+/* Index of key, or -ENOENT (no message: absence is a normal answer). */
+int64_t fp_gguf_find(const fp_gguf *g, const char *key);
+/* Value type of key i (enum fp_gguf_vtype), or -ENOENT if out of range. */
+int fp_gguf_type(const fp_gguf *g, uint64_t i);
+/* "u8", "i8", ..., "str", "arr", "f64"; NULL if unknown. */
+const char *fp_gguf_type_name(int vtype);
+
+/* Scalar getters.  Each returns 0, or -ENOENT (no such key), -EINVAL (a
+ * value of another type) or -ERANGE (does not fit), with a message naming
+ * the file and the key.
+ * get_u64 / get_i64: any integer type whose value fits.
+ * get_f64: either float type or any integer type.
+ * get_bool: bool only.
+ * get_str: *s points at len bytes inside g, NUL-terminated after them
+ *          (a GGUF string may itself hold NUL bytes: trust len). */
+int fp_gguf_get_u64(const fp_gguf *g, const char *key, uint64_t *out);
+int fp_gguf_get_i64(const fp_gguf *g, const char *key, int64_t *out);
+int fp_gguf_get_f64(const fp_gguf *g, const char *key, double *out);
+int fp_gguf_get_bool(const fp_gguf *g, const char *key, int *out);
+int fp_gguf_get_str(const fp_gguf *g, const char *key, const char **s, uint64_t *len);
+
+/* An array: its element type, its count, and *data pointing at its
+ * elements as the file stores them (packed little-endian values for the
+ * numeric types and bool; for strings and nested arrays their GGUF
+ * serialisation: use fp_gguf_arr_str, or walk nested arrays yourself).
+ * Any out pointer may be NULL.  Returns 0, -ENOENT, or -EINVAL (not an
+ * array), with a message. */
+int fp_gguf_get_arr(const fp_gguf *g, const char *key, int *elem_type, uint64_t *n,
+                    const void **data);
+/* String i of a string array: *s points at len bytes inside g (not
+ * NUL-terminated).  0, -ENOENT, -EINVAL (not a string array), -ERANGE (i). */
+int fp_gguf_arr_str(const fp_gguf *g, const char *key, uint64_t i, const char **s,
+                    uint64_t *len);
+
+/* ---- tensors, in file order ---- */
+uint64_t fp_gguf_n_tensors(const fp_gguf *g);
+/* Tensor i, or NULL if out of range. */
+const struct fp_gguf_tensor *fp_gguf_tensor(const fp_gguf *g, uint64_t i);
+/* The tensor named name, or NULL (errno ENOENT, no message). */
+const struct fp_gguf_tensor *fp_gguf_find_tensor(const fp_gguf *g, const char *name);
+
+/* ---- ggml tensor types ---- */
+/* ggml's type numbers (ggml.h); the gaps are types ggml retired. */
+enum fp_ggml_type {
+	FP_GGML_F32 = 0, FP_GGML_F16 = 1, FP_GGML_Q4_0 = 2, FP_GGML_Q4_1 = 3,
+	FP_GGML_Q5_0 = 6, FP_GGML_Q5_1 = 7, FP_GGML_Q8_0 = 8, FP_GGML_Q8_1 = 9,
+	FP_GGML_Q2_K = 10, FP_GGML_Q3_K = 11, FP_GGML_Q4_K = 12, FP_GGML_Q5_K = 13,
+	FP_GGML_Q6_K = 14, FP_GGML_Q8_K = 15, FP_GGML_IQ2_XXS = 16, FP_GGML_IQ2_XS = 17,
+	FP_GGML_IQ3_XXS = 18, FP_GGML_IQ1_S = 19, FP_GGML_IQ4_NL = 20, FP_GGML_IQ3_S = 21,
+	FP_GGML_IQ2_S = 22, FP_GGML_IQ4_XS = 23, FP_GGML_I8 = 24, FP_GGML_I16 = 25,
+	FP_GGML_I32 = 26, FP_GGML_I64 = 27, FP_GGML_F64 = 28, FP_GGML_IQ1_M = 29,
+	FP_GGML_BF16 = 30, FP_GGML_TQ1_0 = 34, FP_GGML_TQ2_0 = 35, FP_GGML_MXFP4 = 39,
+	FP_GGML_NVFP4 = 40, FP_GGML_Q1_0 = 41,
+	FP_GGML_NTYPES = 42
+};
+/* ggml's name of a type ("f32", "q4_K", "iq2_xxs", ...); NULL if unknown
+ * (including the numbers ggml retired: 4, 5, 31-33, 36-38). */
+const char *fp_ggml_type_name(uint32_t type);
+/* Values per block and bytes per block, as ggml.c's type_traits has them
+ * (f32: 1 and 4; q8_0: 32 and 34; q4_K: 256 and 144).  Either out may be
+ * NULL.  0, or -EINVAL for an unknown type. */
+int fp_ggml_type_size(uint32_t type, uint32_t *block_elems, uint32_t *block_bytes);
+/* Bytes of a tensor of this type and shape (ne[0] fastest, n_dims 0-4).
+ * 0, or -EINVAL (unknown type), -EDOM (ne[0] not a multiple of the block)
+ * or -EOVERFLOW. */
+int fp_ggml_nbytes(uint32_t type, uint32_t n_dims, const uint64_t *ne, uint64_t *bytes);
+
+/* The GGUF header of an image whose logical bytes are a GGUF file: a GGUF
+ * opened directly, or an image packed from one ("format=gguf" in its
+ * meta; the header is read from the image's chunks at fp_image_open).
+ * NULL for any other image.  Lives as long as img. */
+const fp_gguf *fp_image_gguf(const fp_image *img);
+
+/* ---- writing GGUF (version 3) ---- */
+/* The file is laid out as ggml writes it: header, metadata in the order
+ * set, tensor infos in the order added, padding to the alignment, then
+ * each tensor's data padded to the alignment.  So all metadata and every
+ * tensor must be declared before the first data byte is written.  Writes
+ * go to a temporary file beside path, renamed over it by finish only.
+ * A writer is used by one thread at a time.
+ * Every call returns 0, or a negative errno with fp_last_error(); after a
+ * failure only fp_gguf_writer_abort is useful. */
+typedef struct fp_gguf_writer fp_gguf_writer;
+
+fp_gguf_writer *fp_gguf_writer_create(const char *path);
+/* general.alignment (a power of two; written as u32).  Before any tensor. */
+int fp_gguf_writer_set_alignment(fp_gguf_writer *w, uint32_t alignment);
+/* Scalar values; a key may be set once (-EEXIST). */
+int fp_gguf_set_u8(fp_gguf_writer *w, const char *key, uint8_t v);
+int fp_gguf_set_i8(fp_gguf_writer *w, const char *key, int8_t v);
+int fp_gguf_set_u16(fp_gguf_writer *w, const char *key, uint16_t v);
+int fp_gguf_set_i16(fp_gguf_writer *w, const char *key, int16_t v);
+int fp_gguf_set_u32(fp_gguf_writer *w, const char *key, uint32_t v);
+int fp_gguf_set_i32(fp_gguf_writer *w, const char *key, int32_t v);
+int fp_gguf_set_u64(fp_gguf_writer *w, const char *key, uint64_t v);
+int fp_gguf_set_i64(fp_gguf_writer *w, const char *key, int64_t v);
+int fp_gguf_set_f32(fp_gguf_writer *w, const char *key, float v);
+int fp_gguf_set_f64(fp_gguf_writer *w, const char *key, double v);
+int fp_gguf_set_bool(fp_gguf_writer *w, const char *key, int v);
+int fp_gguf_set_str(fp_gguf_writer *w, const char *key, const char *s);
+/* A numeric (or bool) array of n elements of elem_type, data in host
+ * (little-endian) order. */
+int fp_gguf_set_arr(fp_gguf_writer *w, const char *key, int elem_type, const void *data,
+                    uint64_t n);
+int fp_gguf_set_arr_str(fp_gguf_writer *w, const char *key, const char *const *s, uint64_t n);
+/* Any array as GGUF serialises its n elements (nested arrays too): the
+ * bytes are checked as the reader checks them. */
+int fp_gguf_set_arr_raw(fp_gguf_writer *w, const char *key, int elem_type, uint64_t n,
+                        const void *bytes, size_t len);
+/* Declare a tensor (n_dims 1-4, ne[0] fastest).  data: its bytes, which
+ * must stay valid until finish; NULL: they are streamed with
+ * fp_gguf_writer_write, tensor after tensor in the order added (tensors
+ * with data are written from it when the stream reaches them).  The
+ * bytes are the caller's, in ggml's layout (a q8_0 block: fp16 scale,
+ * 32 int8). */
+int fp_gguf_writer_add_tensor(fp_gguf_writer *w, const char *name, uint32_t type,
+                              uint32_t n_dims, const uint64_t *ne, const void *data);
+/* The next n bytes of the streamed tensors.  The first call writes the
+ * header: no metadata or tensor may be added after it. */
+int fp_gguf_writer_write(fp_gguf_writer *w, const void *data, size_t n);
+/* Write what is left, check every tensor got all its bytes, fsync and
+ * rename over path.  Frees w, success or not. */
+int fp_gguf_writer_finish(fp_gguf_writer *w);
+/* Remove the temporary file and free w (NULL is fine). */
+void fp_gguf_writer_abort(fp_gguf_writer *w);
 
 /* ------------------------------------------------------------------ */
 /* Regions: the pager                                                   */
@@ -166,6 +388,9 @@ struct fp_options {
 	 * within lock_quota (fp_plan_make chooses them).  NULL: none. */
 	const uint8_t *preserve;
 	uint64_t lock_quota;         /* 0: what RLIMIT_MEMLOCK allows (all, for root) */
+	/* A GGUF file opened directly: its chunk size (a power of two from
+	 * 64K to 4M); 0: 2 MiB.  Images keep their own. */
+	uint32_t chunk_size;
 };
 
 typedef struct fp_region fp_region;

@@ -1,0 +1,13 @@
+/* Files written whole or not at all: written as a temporary file beside
+ * the destination, which is renamed over it only once complete. */
+#ifndef FLEXPAGE_TMPFILE_H
+#define FLEXPAGE_TMPFILE_H
+
+/* Create "PATH.tmp.XXXXXX" (mode 0644): its descriptor, and its name in
+ * *tmp (malloc'd).  -1 with fp_last_error() and errno. */
+int fp_tmpfile_create(const char *path, char **tmp);
+/* fsync fd, rename tmp over path, fsync the directory.  -1 with
+ * fp_last_error() and errno; tmp is still there then. */
+int fp_tmpfile_commit(int fd, const char *tmp, const char *path);
+
+#endif
