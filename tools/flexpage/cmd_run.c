@@ -301,8 +301,7 @@ int cmd_run(int argc, char **argv)
 		fprintf(stderr, "flexpage run: %s\n", model_last_error());
 		goto out;
 	}
-	const int load = mo.load ? mo.load : format == MODEL_FORMAT_IMAGE ? MODEL_LOAD_FLEXPAGE
-	                                                                   : MODEL_LOAD_RESIDENT;
+	const int load = mo.load ? mo.load : model_default_load(format);
 	if (budget_arg && load != MODEL_LOAD_FLEXPAGE) {
 		snprintf(err, sizeof err, "--budget applies to --load flexpage, not %s", model_load_name(load));
 		goto usage_err;
@@ -372,7 +371,8 @@ int cmd_run(int argc, char **argv)
 	if (!rc && !quiet) {
 		char a[32], b[32], types[64];
 		fprintf(stderr, "model: %s (%s, %s, %s), load %s, kernels %s, %d thread%s\n", path,
-		        m.format == MODEL_FORMAT_IMAGE ? "image" : "llama2.c",
+		        m.format == MODEL_FORMAT_IMAGE ? "image" : m.format == MODEL_FORMAT_GGUF ? "GGUF"
+		                                                                    : "llama2.c",
 		        model_types(&m, types, sizeof types), fmt_bytes(m.size, a, sizeof a),
 		        model_load_name(m.load), fk_isa_name(fk_get_isa()), threads, threads > 1 ? "s" : "");
 		fprintf(stderr, "first token: %.1f ms\n", (double)st.first_ns / 1e6);

@@ -18,6 +18,11 @@ int model_pager_errno(void);
  * none).  0 or -EINVAL. */
 int model_check_config(const struct frt_config *cfg, const char *path,
                        const char *field_prefix);
+/* The same, with each field's own name (names[i] for the i-th field of
+ * struct frt_config: dim, hidden_dim, n_layers, ...); prefix goes before
+ * the first name of a message. */
+int model_check_config_named(const struct frt_config *cfg, const char *path, const char *prefix,
+                             const char *const names[7]);
 
 /* ------------------------------------------------------------------ */
 /* The tensors of a Llama model (llama.c)                               */
@@ -108,7 +113,26 @@ int model_read_all(int fd, void *dst, size_t n, uint64_t off, const char *path);
 /* m->region: fp_open(m->path) with o->fp. */
 int model_open_region(struct model *m, const struct model_options *o);
 
-/* Images with a Llama meta (load_image.c): m->path, m->load set. */
+/* Where a file's logical offsets are in memory: base + off, or, in a
+ * compact copy (at non-NULL), base + at[off / chunk_size] + off % chunk_size. */
+struct model_view {
+	const char *base;
+	const uint64_t *at;
+	uint64_t chunk_size;
+};
+
+static inline const char *model_view_at(const struct model_view *v, uint64_t off)
+{
+	return v->base + (v->at ? v->at[off / v->chunk_size] + off % v->chunk_size : off);
+}
+
+/* Images and GGUF files (load_image.c): m->path, m->load set. */
 int model_open_image(struct model *m, const struct model_options *o);
+
+/* A llama GGUF (load_gguf.c): m->cfg and m->shared_classifier from the
+ * llama.* keys and token_embd's shape; then every tensor checked and the
+ * weights pointed into v. */
+int model_gguf_config(struct model *m, const fp_gguf *g);
+int model_gguf_wire(struct model *m, const fp_gguf *g, const struct model_view *v);
 
 #endif

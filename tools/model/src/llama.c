@@ -9,36 +9,42 @@
 
 #include "internal.h"
 
-int model_check_config(const struct frt_config *c, const char *path, const char *field_prefix)
+int model_check_config_named(const struct frt_config *c, const char *path, const char *prefix,
+                             const char *const names[7])
 {
 	const struct {
-		const char *name;
 		int v, max;
 	} f[] = {
-		{"dim", c->dim, FRT_MAX_DIM},            {"hidden_dim", c->hidden_dim, FRT_MAX_HIDDEN},
-		{"n_layers", c->n_layers, FRT_MAX_LAYERS}, {"n_heads", c->n_heads, FRT_MAX_DIM},
-		{"n_kv_heads", c->n_kv_heads, FRT_MAX_DIM}, {"vocab_size", c->vocab_size, FRT_MAX_VOCAB},
-		{"seq_len", c->seq_len, FRT_MAX_SEQ},
+		{c->dim, FRT_MAX_DIM},        {c->hidden_dim, FRT_MAX_HIDDEN}, {c->n_layers, FRT_MAX_LAYERS},
+		{c->n_heads, FRT_MAX_DIM},    {c->n_kv_heads, FRT_MAX_DIM},   {c->vocab_size, FRT_MAX_VOCAB},
+		{c->seq_len, FRT_MAX_SEQ},
 	};
-	const char *pre = field_prefix, *sp = *field_prefix ? " " : "";
+	const char *pre = prefix, *sp = *prefix ? " " : "";
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
 		if (f[i].v <= 0)
 			return model_fail(EINVAL, "%s: %s%s%s = %d must be positive", path, pre, sp,
-			                  f[i].name, f[i].v);
+			                  names[i], f[i].v);
 		if (f[i].v > f[i].max)
 			return model_fail(EINVAL, "%s: %s%s%s = %d is implausibly large (limit %d)", path,
-			                  pre, sp, f[i].name, f[i].v, f[i].max);
+			                  pre, sp, names[i], f[i].v, f[i].max);
 	}
 	if (c->dim % c->n_heads)
-		return model_fail(EINVAL, "%s: %s%sdim = %d is not a multiple of n_heads = %d", path,
-		                  pre, sp, c->dim, c->n_heads);
+		return model_fail(EINVAL, "%s: %s%s%s = %d is not a multiple of %s = %d", path, pre, sp,
+		                  names[0], c->dim, names[3], c->n_heads);
 	if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
-		return model_fail(EINVAL, "%s: %s%sn_heads = %d is not a multiple of n_kv_heads = %d",
-		                  path, pre, sp, c->n_heads, c->n_kv_heads);
+		return model_fail(EINVAL, "%s: %s%s%s = %d is not a multiple of %s = %d", path, pre, sp,
+		                  names[3], c->n_heads, names[4], c->n_kv_heads);
 	if ((c->dim / c->n_heads) % 2)
-		return model_fail(EINVAL, "%s: %s%sdim / n_heads = %d is odd (RoPE rotates pairs)",
-		                  path, pre, sp, c->dim / c->n_heads);
+		return model_fail(EINVAL, "%s: %s%s%s / %s = %d is odd (RoPE rotates pairs)", path, pre,
+		                  sp, names[0], names[3], c->dim / c->n_heads);
 	return 0;
+}
+
+int model_check_config(const struct frt_config *c, const char *path, const char *field_prefix)
+{
+	static const char *const fields[7] = {"dim", "hidden_dim", "n_layers", "n_heads",
+	                                      "n_kv_heads", "vocab_size", "seq_len"};
+	return model_check_config_named(c, path, field_prefix, fields);
 }
 
 int model_format_meta(const struct frt_config *c, int shared, int type, char *buf, size_t len)

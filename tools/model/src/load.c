@@ -42,6 +42,11 @@ const char *model_load_name(int load)
 	return "default";
 }
 
+int model_default_load(int format)
+{
+	return format == MODEL_FORMAT_LLAMA2C ? MODEL_LOAD_RESIDENT : MODEL_LOAD_FLEXPAGE;
+}
+
 int model_open_fd(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -63,6 +68,10 @@ int model_detect(const char *path)
 		close(fd);
 		return MODEL_FORMAT_IMAGE;
 	}
+	if (n >= 4 && !memcmp(magic, FP_GGUF_MAGIC, 4)) {
+		close(fd);
+		return MODEL_FORMAT_GGUF;
+	}
 	if (model_is_llama2c(path)) {
 		close(fd);
 		return MODEL_FORMAT_LLAMA2C;
@@ -73,8 +82,8 @@ int model_detect(const char *path)
 	close(fd);
 	char why[512];
 	snprintf(why, sizeof why, "%s", model_last_error());
-	return model_fail(EINVAL, "%s: neither a flexpage image nor a llama2.c checkpoint (as a "
-	                  "checkpoint: %s)", path, why[0] == ':' ? why + 2 : why);
+	return model_fail(EINVAL, "%s: neither a flexpage image nor a llama2.c checkpoint, nor a "
+	                  "GGUF (as a checkpoint: %s)", path, why[0] == ':' ? why + 2 : why);
 }
 
 /* ------------------------------------------------------------------ */
@@ -204,9 +213,8 @@ int model_open(struct model *m, const char *path, const struct model_options *o)
 	m->format = model_detect(path);
 	if (m->format < 0)
 		return m->format;
-	m->load = o && o->load ? o->load : m->format == MODEL_FORMAT_IMAGE ? MODEL_LOAD_FLEXPAGE
-	                                                                    : MODEL_LOAD_RESIDENT;
-	int rc = m->format == MODEL_FORMAT_IMAGE ? model_open_image(m, o) : open_llama2c(m, o);
+	m->load = o && o->load ? o->load : model_default_load(m->format);
+	int rc = m->format == MODEL_FORMAT_LLAMA2C ? open_llama2c(m, o) : model_open_image(m, o);
 	if (rc)
 		model_close(m);
 	return rc;

@@ -1,6 +1,9 @@
-/* Images with a Llama meta: the meta's configuration, every tensor checked
- * against it, and the three loads (a compact resident copy read through
- * the verifying reader, a map of a raw image, a flexpage region). */
+/* Images and GGUF files: the configuration (an image's Llama meta, or the
+ * llama.* keys of a GGUF file or of the GGUF an image was packed from),
+ * every tensor checked against it, and the three loads: a compact resident
+ * copy read chunk by chunk through the image reader (which verifies an
+ * image's checksums), a map of a raw image or of the GGUF file, a flexpage
+ * region (fp_open serves a GGUF file directly). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,20 +87,23 @@ static const struct fp_tensor_desc *want_tensor(const fp_image *img, const char 
 	return d;
 }
 
-/* Check every tensor of the image and point the weights at base + offset,
- * or, given at[] (a compact copy), at base + at[first chunk]. */
+/* Check every tensor of the image and point the weights into memory laid
+ * out as the image's logical bytes (base) or as a compact copy of its
+ * chunks (at[]).  type: the meta's; a GGUF's tensors have their own. */
 static int wire_image(struct model *m, const fp_image *img, int type, const char *base,
                       const uint64_t *at)
 {
-	const uint64_t cs = fp_image_info(img)->chunk_size;
+	const struct model_view v = {base, at, fp_image_info(img)->chunk_size};
+	const fp_gguf *g = fp_image_gguf(img);
+	if (g)
+		return model_gguf_wire(m, g, &v);
 	struct llama_tensor t;
 	for (int i = 0; llama_tensor_at(&m->cfg, m->shared_classifier, i, &t); i++) {
 		const int tt = llama_is_norm(t.role) ? FK_F32 : type;
 		const struct fp_tensor_desc *d = want_tensor(img, m->path, &t, tt);
 		if (!d)
 			return -EINVAL;
-		llama_set(&m->weights, m->layers, &t,
-		          base + (at ? at[d->offset / cs] + d->offset % cs : d->offset), tt);
+		llama_set(&m->weights, m->layers, &t, model_view_at(&v, d->offset), tt);
 	}
 	if (m->shared_classifier)
 		m->weights.output = m->weights.token_embd;
@@ -140,15 +146,25 @@ static int read_compact(struct model *m, const fp_image *img, int type)
 int model_open_image(struct model *m, const struct model_options *o)
 {
 	errno = 0;
-	fp_image *img = fp_image_open(m->path);
+	fp_image *img = fp_image_open_chunk(m->path, o ? o->fp.chunk_size : 0);
 	if (!img)
 		return model_fail(model_pager_errno(), "%s", fp_last_error());
 	const struct fp_image_info *info = fp_image_info(img);
-	int type = FK_F32, rc = read_meta(m, img, &type);
+	const fp_gguf *g = fp_image_gguf(img);
+	int type = FK_F32, rc = g ? model_gguf_config(m, g) : read_meta(m, img, &type);
 	if (!rc)
 		rc = model_alloc_layers(m);
-	m->size = info->logical_size;
-	if (!rc && m->load == MODEL_LOAD_MMAP) {
+	/* a GGUF's bytes are the file's; a packed image's, its logical layout */
+	m->size = g ? fp_gguf_file_size(g) : info->logical_size;
+	if (!rc && m->load == MODEL_LOAD_MMAP && info->kind == FP_IMAGE_DIRECT) {
+		/* the logical bytes are the file: map it whole, as llama.cpp does */
+		int fd = model_open_fd(m->path);
+		rc = fd < 0 ? fd : model_map_file(m, fd, 0, m->size, o ? o->advice : 0);
+		if (fd >= 0)
+			close(fd);
+		if (!rc)
+			rc = wire_image(m, img, type, m->map, NULL);
+	} else if (!rc && m->load == MODEL_LOAD_MMAP) {
 		if (!info->raw_base) {
 			rc = model_fail(EINVAL, "%s: --load mmap needs a raw image (this one is "
 			                "compressed); pack it with --codec raw", m->path);

@@ -1,10 +1,12 @@
 /* flexmodel: model files for the flexrt runtime.
  *
  * Which bytes of a file are which weights, for flexpage images (a meta
- * text and tensors under GGUF's names) and llama2.c checkpoints; the three
+ * text and tensors under GGUF's names), llama2.c checkpoints and GGUF
+ * files of the llama architecture (and images packed from them); the three
  * ways to put them in memory (a resident read, a plain mmap, a flexpage
- * region); importing a checkpoint into an image; and the synthetic-model
- * generator.  Used by the flexpage command, the benchmarks and the tests.
+ * region); importing a checkpoint into an image or a GGUF; and the
+ * synthetic-model generator, writing either.  Used by the flexpage command,
+ * the benchmarks and the tests.
  *
  * Errors: a function that can fail returns a negative errno (-EINVAL for a
  * bad file or argument, -ENOMEM, -EIO, or the errno of the failed system
@@ -40,16 +42,17 @@ const char *model_last_error(void);
 /* Formats                                                              */
 
 enum model_format {
-	MODEL_FORMAT_IMAGE = 1,      /* a flexpage image with a Llama meta */
+	MODEL_FORMAT_IMAGE = 1,      /* a flexpage image: a Llama meta, or packed from a GGUF */
 	MODEL_FORMAT_LLAMA2C,        /* a llama2.c checkpoint */
+	MODEL_FORMAT_GGUF,           /* a GGUF file of the llama architecture */
 };
 
 /**
  * Tell what kind of model file path is, from its first bytes.
  *
- * @return MODEL_FORMAT_IMAGE or MODEL_FORMAT_LLAMA2C; -errno of open()
- *         if the file cannot be opened; -EINVAL if it is neither (the
- *         message says what is wrong with it as a checkpoint).
+ * @return an enum model_format; -errno of open() if the file cannot be
+ *         opened; -EINVAL if it is none (the message says what is wrong
+ *         with it as a checkpoint).
  */
 int model_detect(const char *path);
 
@@ -77,11 +80,17 @@ int model_format_meta(const struct frt_config *cfg, int shared_classifier, int t
 /* Loading                                                              */
 
 enum model_load {
-	MODEL_LOAD_DEFAULT = 0,      /* flexpage for images, resident for checkpoints */
+	MODEL_LOAD_DEFAULT = 0,      /* model_default_load() of the format */
 	MODEL_LOAD_RESIDENT,         /* read every byte into anonymous memory */
 	MODEL_LOAD_MMAP,             /* map the file (raw images, checkpoints) */
 	MODEL_LOAD_FLEXPAGE,         /* fp_open: pages served on demand */
 };
+
+/**
+ * The load MODEL_LOAD_DEFAULT means for a format: flexpage for images and
+ * GGUF files (a GGUF is paged directly), resident for checkpoints.
+ */
+int model_default_load(int format);
 
 struct model_options {
 	int load;                    /* enum model_load */
@@ -121,6 +130,12 @@ const char *model_load_name(int load);
  * type, shape and size is checked against the configuration before any
  * pointer is handed out, and, for a flexpage load, before the region (and
  * its threads) exists.
+ *
+ * A GGUF (or an image packed from one) is read as llama.cpp reads it: the
+ * configuration from its llama.* keys, tensors by llama.cpp's names, each
+ * matrix of its own type (f32, f16, q8_0 or q4_0; another type is an error
+ * naming the tensor), the classifier shared with token_embd when
+ * output.weight is absent.
  *
  * A flexpage load opens a region with o->fp; the pointers stay valid until
  * model_close(), and a thread that reads them may block in a page fault
