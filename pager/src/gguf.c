@@ -30,16 +30,6 @@ int gguf_fail(int errnum, const char *fmt, ...)
 	return -errnum;
 }
 
-uint32_t gguf_value_size(int vtype)
-{
-	static const uint8_t size[FP_GGUF_NTYPES] = {
-		[FP_GGUF_UINT8] = 1, [FP_GGUF_INT8] = 1, [FP_GGUF_UINT16] = 2, [FP_GGUF_INT16] = 2,
-		[FP_GGUF_UINT32] = 4, [FP_GGUF_INT32] = 4, [FP_GGUF_FLOAT32] = 4, [FP_GGUF_BOOL] = 1,
-		[FP_GGUF_UINT64] = 8, [FP_GGUF_INT64] = 8, [FP_GGUF_FLOAT64] = 8,
-	};
-	return vtype >= 0 && vtype < FP_GGUF_NTYPES ? size[vtype] : 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* A cursor over the header bytes                                       */
 
@@ -116,7 +106,7 @@ static int check_bools(struct rd *r, const uint8_t *v, uint64_t n)
  * each string's position in str_at (allocated here). */
 static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 {
-	uint32_t size = gguf_value_size(t);
+	uint32_t size = fp_gguf_type_size(t);
 	if (size) {
 		int rc = need(r, size, "value");
 		if (!rc && t == FP_GGUF_BOOL)
@@ -148,7 +138,7 @@ static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 		kv->data = (const uint8_t *)(uintptr_t)r->pos; /* an offset until the copy */
 	}
 	uint64_t left = r->fsize - r->pos;
-	size = gguf_value_size((int)et);
+	size = fp_gguf_type_size((int)et);
 	/* A string takes at least its 8-byte length, an array 12 bytes. */
 	uint64_t least = size ? size : et == FP_GGUF_STRING ? 8 : 12;
 	if (n > UINT64_MAX / least)

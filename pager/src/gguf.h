@@ -38,7 +38,4 @@ int gguf_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2,
 int gguf_check_array(const char *name, const char *key, int elem_type, uint64_t n,
                      const void *bytes, size_t len);
 
-/* Bytes of one value of a fixed-size type; 0 for strings, arrays, unknown. */
-uint32_t gguf_value_size(int vtype);
-
 #endif

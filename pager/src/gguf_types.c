@@ -96,6 +96,16 @@ const char *fp_gguf_type_name(int vtype)
 	return vtype >= 0 && vtype < FP_GGUF_NTYPES ? names[vtype] : NULL;
 }
 
+uint32_t fp_gguf_type_size(int vtype)
+{
+	static const uint8_t size[FP_GGUF_NTYPES] = {
+		[FP_GGUF_UINT8] = 1, [FP_GGUF_INT8] = 1, [FP_GGUF_UINT16] = 2, [FP_GGUF_INT16] = 2,
+		[FP_GGUF_UINT32] = 4, [FP_GGUF_INT32] = 4, [FP_GGUF_FLOAT32] = 4, [FP_GGUF_BOOL] = 1,
+		[FP_GGUF_UINT64] = 8, [FP_GGUF_INT64] = 8, [FP_GGUF_FLOAT64] = 8,
+	};
+	return vtype >= 0 && vtype < FP_GGUF_NTYPES ? size[vtype] : 0;
+}
+
 int fp_verbatim_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape, uint64_t *bytes)
 {
 	if (ndim < 1 || ndim > FP_MAX_DIMS)

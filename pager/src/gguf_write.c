@@ -167,7 +167,7 @@ static int begin_kv(fp_gguf_writer *w, const char *key, int type)
 static int set_scalar(fp_gguf_writer *w, const char *key, int type, const void *v)
 {
 	int rc = begin_kv(w, key, type);
-	return rc ? rc : append(w, v, gguf_value_size(type));
+	return rc ? rc : append(w, v, fp_gguf_type_size(type));
 }
 
 int fp_gguf_writer_set_alignment(fp_gguf_writer *w, uint32_t alignment)
@@ -224,7 +224,7 @@ static int begin_array(fp_gguf_writer *w, const char *key, int elem_type, uint64
 
 int fp_gguf_set_arr(fp_gguf_writer *w, const char *key, int elem_type, const void *data, uint64_t n)
 {
-	uint32_t size = gguf_value_size(elem_type);
+	uint32_t size = fp_gguf_type_size(elem_type);
 	if (!size)
 		return gguf_fail(EINVAL, "%s: key '%s': element type %s is not numeric (use "
 		                 "fp_gguf_set_arr_str or fp_gguf_set_arr_raw)", w->path, key,

@@ -15,12 +15,14 @@ static void cat_usage(FILE *f)
 	fprintf(f,
 	        "usage: flexpage cat IMAGE [options] > OUT\n"
 	        "  Writes each tensor's bytes in order (for a packed file: the file itself),\n"
-	        "  read through a flexpage region under the budget.\n\n"
+	        "  read through a flexpage region under the budget.  A GGUF, or an image\n"
+	        "  packed from one or with --verbatim, gives the whole file back.\n\n"
 	        "  --budget SIZE   resident budget: bytes (600M) or per cent of the image (40%%)\n"
 	        "  --loaders N     loader threads (default 4)\n"
 	        "  --policy NAME   eviction policy (fifo, lru)\n"
 	        "  --no-huge       install by UFFDIO_COPY only\n"
 	        "  --layout        write the whole logical layout, padding included\n"
+	        "  --chunk SIZE    a GGUF's chunk size, a power of two from 64K to 4M (default 2M)\n"
 	        "  --stats         print the pager's statistics on stderr at the end\n");
 }
 
@@ -60,6 +62,7 @@ int cmd_cat(int argc, char **argv)
 		{"budget", required_argument, 0, 'b'}, {"loaders", required_argument, 0, 'l'},
 		{"policy", required_argument, 0, 'p'}, {"no-huge", no_argument, 0, 'H'},
 		{"layout", no_argument, 0, 'L'}, {"stats", no_argument, 0, 's'},
+		{"chunk", required_argument, 0, 'c'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	struct fp_options fo = {.retries = -1, .readahead = -1};
@@ -74,6 +77,12 @@ int cmd_cat(int argc, char **argv)
 		case 'p': fo.policy = optarg; break;
 		case 'H': fo.flags |= FP_OPEN_NO_HUGE; break;
 		case 'L': layout = 1; break;
+		case 'c':
+			if (parse_chunk_size(optarg, &fo.chunk_size, err, sizeof err)) {
+				fprintf(stderr, "flexpage cat: %s\n", err);
+				return 2;
+			}
+			break;
 		case 's': stats = 1; break;
 		case 'h': cat_usage(stdout); return 0;
 		default: cat_usage(stderr); return 2;
@@ -85,7 +94,7 @@ int cmd_cat(int argc, char **argv)
 	}
 	const char *path = argv[optind];
 	if (budget) {
-		fp_image *img = fp_image_open(path);
+		fp_image *img = fp_image_open_chunk(path, fo.chunk_size);
 		if (!img) {
 			fprintf(stderr, "flexpage cat: %s\n", fp_last_error());
 			return 1;
@@ -113,10 +122,14 @@ int cmd_cat(int argc, char **argv)
 	size_t cap = 1 << 20;
 	uint8_t *bounce = malloc(cap);
 	int rc = 0;
+	const struct fp_image_info *info = fp_image_info(img);
 	if (layout) {
 		rc = emit(base, fp_region_size(r), bounce, cap);
+	} else if (info->kind != FP_IMAGE_PACKED) {
+		/* a file's bytes (a GGUF, or packed verbatim): all of them */
+		rc = emit(base, info->data_bytes, bounce, cap);
 	} else {
-		for (uint32_t i = 0; !rc && i < fp_image_info(img)->n_tensors; i++) {
+		for (uint32_t i = 0; !rc && i < info->n_tensors; i++) {
 			const struct fp_tensor_desc *t = fp_image_tensor(img, i);
 			rc = emit(base + t->offset, t->size, bounce, cap);
 		}

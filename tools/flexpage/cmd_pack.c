@@ -1,5 +1,5 @@
-/* flexpage pack IN OUT: a file (as one opaque tensor) or a llama2.c
- * checkpoint (as named tensors) into an image. */
+/* flexpage pack IN OUT: a file (as one opaque tensor), a llama2.c
+ * checkpoint (as named tensors) or a GGUF (byte for byte) into an image. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,55 +19,37 @@ static void pack_usage(FILE *f)
 	fprintf(f,
 	        "usage: flexpage pack IN OUT [options]\n"
 	        "  Writes IN as a flexpage image OUT.  A llama2.c checkpoint becomes named\n"
-	        "  tensors; any other file becomes one opaque tensor named 'data'.\n\n"
+	        "  tensors; any other file becomes one opaque tensor named 'data'.  A GGUF\n"
+	        "  is packed verbatim: the image's bytes are the file's (flexpage cat OUT\n"
+	        "  gives IN back), its tensors the GGUF's, at the same offsets.\n\n"
 	        "  --chunk SIZE        chunk size, a power of two from 64K to 4M (default 2M)\n"
 	        "  --codec raw|zstd[:LEVEL]  payload codec (default raw; zstd level default 3)\n"
 	        "  --quant f32|q8_0|q4_0     quantize a checkpoint's matrices (default f32)\n"
-	        "  --opaque            pack a checkpoint as plain bytes too\n"
+	        "  --opaque            pack a checkpoint (or a GGUF) as one opaque tensor\n"
+	        "  --verbatim          keep IN byte for byte, whatever it is: the image's bytes\n"
+	        "                      are IN's; tensors are a GGUF's or a checkpoint's, at\n"
+	        "                      their offsets in IN, or one opaque tensor\n"
 	        "  -f, --force         replace OUT if it exists\n"
 	        "  -q, --quiet         no progress bar or summary\n");
 }
 
 static int pack_opaque(const char *in, fp_writer *w, char *err, size_t errlen)
 {
-	int fd = open(in, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st)) {
-		snprintf(err, errlen, "%s: cannot open: %s", in, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	uint64_t size;
+	int fd = pack_open_input(in, &size, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
-	if (st.st_size == 0) {
-		snprintf(err, errlen, "%s: the file is empty", in);
-		close(fd);
-		return -1;
-	}
-	uint64_t shape[1] = {(uint64_t)st.st_size};
+	uint64_t shape[1] = {size};
 	char meta[64];
 	snprintf(meta, sizeof meta, "arch=opaque\n");
 	int rc = fp_writer_set_meta(w, meta) ||
 	         fp_writer_begin_tensor(w, "data", FP_TYPE_U8, 1, shape);
-	size_t cap = 4 << 20;
-	char *buf = malloc(cap);
-	uint64_t left = shape[0];
-	while (!rc && left) {
-		ssize_t n = read(fd, buf, left < cap ? left : cap);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "%s: read failed: %s", in, n ? strerror(errno) : "file shrank");
-			rc = -1;
-			break;
-		}
-		rc = fp_writer_write(w, buf, (size_t)n);
-		left -= (uint64_t)n;
-	}
+	if (!rc)
+		rc = pack_file_bytes(fd, in, shape[0], w, err, errlen);
 	if (!rc)
 		rc = fp_writer_end_tensor(w);
 	if (rc && !err[0])
 		snprintf(err, errlen, "%s", fp_last_error());
-	free(buf);
 	close(fd);
 	return rc ? -1 : 0;
 }
@@ -77,12 +59,13 @@ int cmd_pack(int argc, char **argv)
 	static const struct option opts[] = {
 		{"chunk", required_argument, 0, 'c'}, {"codec", required_argument, 0, 'z'},
 		{"quant", required_argument, 0, 'Q'}, {"opaque", no_argument, 0, 'o'},
+		{"verbatim", no_argument, 0, 'V'},
 		{"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	struct fp_writer_options wo = {.chunk_size = 2u << 20, .progress = 1};
 	const char *quant = NULL;
-	int opaque = 0, force = 0, quiet = 0, o;
+	int opaque = 0, verbatim = 0, force = 0, quiet = 0, o;
 	char err[512] = "";
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "fqh", opts, NULL)) != -1) {
@@ -105,6 +88,7 @@ int cmd_pack(int argc, char **argv)
 			quant = optarg;
 			break;
 		case 'o': opaque = 1; break;
+		case 'V': verbatim = 1; break;
 		case 'f': force = 1; break;
 		case 'q': quiet = 1; wo.progress = 0; break;
 		case 'h': pack_usage(stdout); return 0;
@@ -131,7 +115,17 @@ int cmd_pack(int argc, char **argv)
 			return 1;
 		}
 	}
-	int model = !opaque && model_is_llama2c(in);
+	if (opaque && verbatim) {
+		fprintf(stderr, "flexpage pack: --opaque and --verbatim exclude each other\n");
+		return 2;
+	}
+	wo.verbatim = verbatim || (!opaque && file_is_gguf(in));
+	int model = !opaque && !wo.verbatim && model_is_llama2c(in);
+	if (quant && wo.verbatim) {
+		fprintf(stderr, "flexpage pack: %s: --quant cannot keep the file's bytes (%s)\n", in,
+		        verbatim ? "--verbatim" : "a GGUF is packed verbatim");
+		return 1;
+	}
 	if (quant && !model) {
 		fprintf(stderr, "flexpage pack: %s: --quant needs a llama2.c checkpoint\n", in);
 		return 1;
@@ -148,11 +142,13 @@ int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
 		return 1;
 	}
-	int rc = model ? model_import_llama2c(in, w, quant) : pack_opaque(in, w, err, sizeof err);
+	int rc = wo.verbatim ? pack_verbatim(in, w, err, sizeof err)
+	         : model   ? model_import_llama2c(in, w, quant)
+	                   : pack_opaque(in, w, err, sizeof err);
 	if (rc) {
 		fp_writer_abort(w);
 		fprintf(stderr, "flexpage pack: %s\n",
-		        model ? model_last_error() : err[0] ? err : fp_last_error());
+		        !wo.verbatim && model ? model_last_error() : err[0] ? err : fp_last_error());
 		return 1;
 	}
 	if (fp_writer_finish(w)) {
@@ -168,10 +164,11 @@ int cmd_pack(int argc, char **argv)
 		}
 		const struct fp_image_info *info = fp_image_info(img);
 		char a[32], b[32];
-		fprintf(stderr, "wrote %s: %u tensors, %u chunks of %u KiB, %s of data stored in %s (ratio %.3f)\n",
+		fprintf(stderr, "wrote %s: %u tensors, %u chunks of %u KiB, %s of data stored in %s (ratio %.3f)%s\n",
 		        out, info->n_tensors, info->n_chunks, info->chunk_size >> 10,
 		        fmt_bytes(info->data_bytes, a, sizeof a), fmt_bytes(info->stored_bytes, b, sizeof b),
-		        info->stored_bytes ? (double)info->data_bytes / (double)info->stored_bytes : 0.0);
+		        info->stored_bytes ? (double)info->data_bytes / (double)info->stored_bytes : 0.0,
+		        info->kind == FP_IMAGE_VERBATIM ? "; its bytes are the input's" : "");
 		fp_image_close(img);
 	}
 	return 0;

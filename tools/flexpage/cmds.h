@@ -2,6 +2,8 @@
 #ifndef FLEXPAGE_TOOL_CMDS_H
 #define FLEXPAGE_TOOL_CMDS_H
 
+#include <stdio.h>
+
 #include <flexpage/flexpage.h>
 
 int cmd_pack(int argc, char **argv);
@@ -33,5 +35,23 @@ uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint3
 /* The share of tensor t a Llama decode reads every token (cmd_plan.c);
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);
+
+/* A GGUF header for flexpage inspect (gguf_print.c): every key with its
+ * type and value, arrays summarised; and the tensor infos. */
+void print_gguf_meta(FILE *f, const fp_gguf *g);
+void print_gguf_tensors(FILE *f, const fp_gguf *g);
+
+/* Packing a file byte for byte (pack_verbatim.c). */
+/* 1 if path starts with GGUF's magic. */
+int file_is_gguf(const char *path);
+/* Into a verbatim writer: IN's bytes, and a tensor table of a GGUF's
+ * tensor infos, a llama2.c checkpoint's tensors, or one opaque tensor. */
+int pack_verbatim(const char *in, fp_writer *w, char *err, size_t errlen);
+/* Open IN for packing: its descriptor and (non-zero) size, or -1 with a
+ * message in err. */
+int pack_open_input(const char *in, uint64_t *size, char *err, size_t errlen);
+/* Copy size bytes from fd (named in) into w.  -1 with a message in err. */
+int pack_file_bytes(int fd, const char *in, uint64_t size, fp_writer *w, char *err,
+                    size_t errlen);
 
 #endif

@@ -236,6 +236,9 @@ int64_t fp_gguf_find(const fp_gguf *g, const char *key);
 int fp_gguf_type(const fp_gguf *g, uint64_t i);
 /* "u8", "i8", ..., "str", "arr", "f64"; NULL if unknown. */
 const char *fp_gguf_type_name(int vtype);
+/* Bytes of one value of a fixed-size type (u8 1 ... f64 8, bool 1); 0 for
+ * strings, arrays and unknown types. */
+uint32_t fp_gguf_type_size(int vtype);
 
 /* Scalar getters.  Each returns 0, or -ENOENT (no such key), -EINVAL (a
  * value of another type) or -ERANGE (does not fit), with a message naming

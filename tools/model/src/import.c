@@ -45,11 +45,12 @@ static int read_at(struct importer *im, void *dst, size_t n, uint64_t off)
 	return 0;
 }
 
-static int writer_fail(struct importer *im, const char *name)
+static int writer_error(const char *path, const char *what)
 {
 	const int e = model_pager_errno();
-	return model_fail(e, "%s: writing %s: %s", im->path, name, fp_last_error());
+	return model_fail(e, "%s: writing %s: %s", path, what, fp_last_error());
 }
+
 
 /* One tensor; matrices take the import type, norms stay f32. */
 static int put_tensor(struct importer *im, const struct llama_tensor *t, uint64_t off)
@@ -59,7 +60,7 @@ static int put_tensor(struct importer *im, const struct llama_tensor *t, uint64_
 	errno = 0;
 	if (fp_writer_begin_tensor(im->w, t->name, (uint32_t)type, llama_is_norm(t->role) ? 1 : 2,
 	                           shape))
-		return writer_fail(im, t->name);
+		return writer_error(im->path, t->name);
 	const size_t row_bytes = fk_row_bytes(type, (size_t)cols);
 	size_t per = im->batch_values / cols;
 	if (per < 1)
@@ -81,10 +82,10 @@ static int put_tensor(struct importer *im, const struct llama_tensor *t, uint64_
 			src = im->out;
 		}
 		if (fp_writer_write(im->w, src, n * row_bytes))
-			return writer_fail(im, t->name);
+			return writer_error(im->path, t->name);
 	}
 	if (fp_writer_end_tensor(im->w))
-		return writer_fail(im, t->name);
+		return writer_error(im->path, t->name);
 	return 0;
 }
 
@@ -112,7 +113,7 @@ int model_import_llama2c(const char *path, fp_writer *w, const char *quant)
 		rc = model_fail(EINVAL, "%s: the meta text does not fit in %zu bytes", path, sizeof meta);
 	errno = 0;
 	if (!rc && fp_writer_set_meta(w, meta))
-		rc = model_fail(model_pager_errno(), "%s: writing meta: %s", path, fp_last_error());
+		rc = writer_error(path, "meta");
 
 	/* batches of about 1M values: big reads, small memory */
 	struct importer im = {fd, path, w, type, NULL, NULL, 1u << 20};
@@ -131,5 +132,33 @@ int model_import_llama2c(const char *path, fp_writer *w, const char *quant)
 	free(im.rows);
 	free(im.out);
 	close(fd);
+	return rc;
+}
+
+int model_llama2c_tensor_table(const char *path, fp_writer *w)
+{
+	int fd = model_open_fd(path);
+	if (fd < 0)
+		return fd;
+	struct llama2c_layout lay;
+	int rc = llama2c_read_layout(fd, path, &lay);
+	close(fd);
+	struct llama_tensor t;
+	for (int i = 0; !rc && llama_tensor_at(&lay.cfg, lay.shared_classifier, i, &t); i++) {
+		const uint64_t shape[2] = {t.cols, t.rows};
+		errno = 0;
+		if (fp_writer_add_tensor_at(w, t.name, FP_TYPE_F32, llama_is_norm(t.role) ? 1 : 2, shape,
+		                            llama2c_offset(&lay, &t)))
+			rc = writer_error(path, t.name);
+	}
+	char meta[512];
+	if (!rc && model_format_meta(&lay.cfg, lay.shared_classifier, FK_F32, meta, sizeof meta - 32))
+		rc = model_fail(EINVAL, "%s: the meta text does not fit in %zu bytes", path, sizeof meta);
+	if (!rc) {
+		strcat(meta, "format=llama2c\n");
+		errno = 0;
+		if (fp_writer_set_meta(w, meta))
+			rc = writer_error(path, "meta");
+	}
 	return rc;
 }

@@ -181,6 +181,17 @@ const char *model_types(const struct model *m, char *buf, size_t len);
  */
 int model_import_llama2c(const char *path, fp_writer *w, const char *quant);
 
+/**
+ * Describe a llama2.c checkpoint to a verbatim image writer
+ * (fp_writer_options.verbatim, whose bytes are the file's): each tensor at
+ * its offset in the file under GGUF's names, and the Llama meta with
+ * "format=llama2c".  The caller writes the file's bytes.
+ *
+ * @return 0; -EINVAL for a bad checkpoint; the errno of a failed open;
+ *         -EIO (or the errno) when the writer refuses a tensor or the meta.
+ */
+int model_llama2c_tensor_table(const char *path, fp_writer *w);
+
 /* ------------------------------------------------------------------ */
 /* Synthetic models                                                     */
 
