@@ -1,10 +1,10 @@
-/* Import of a llama2.c checkpoint into an image.
+/* Import of a llama2.c checkpoint into an image or a GGUF.
  *
  * A checkpoint stacks each tensor over the layers, while a decode reads
  * layer by layer.  The import writes the tensors in decode order under
  * GGUF's names, one batch of rows at a time read with pread() and
- * quantized as it goes, so no more than a few MiB of the model are ever in
- * memory. */
+ * quantized as it goes (GGML's reference quantizers: the blocks are
+ * GGML's), so no more than a few MiB of the model are ever in memory. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,31 +19,12 @@
 struct importer {
 	int fd;
 	const char *path;
-	fp_writer *w;
+	struct model_sink *sink;
 	int type;
 	float *rows;                 /* a batch of rows as read */
 	void *out;                   /* the same rows converted */
 	size_t batch_values;
 };
-
-static int read_at(struct importer *im, void *dst, size_t n, uint64_t off)
-{
-	char *p = dst;
-	while (n) {
-		ssize_t r = pread(im->fd, p, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			const int e = r ? errno : EIO;
-			return model_fail(e, "%s: read failed at offset %llu: %s", im->path,
-			                  (unsigned long long)off, r ? strerror(e) : "the file shrank");
-		}
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
 
 static int writer_error(const char *path, const char *what)
 {
@@ -51,25 +32,20 @@ static int writer_error(const char *path, const char *what)
 	return model_fail(e, "%s: writing %s: %s", path, what, fp_last_error());
 }
 
-
 /* One tensor; matrices take the import type, norms stay f32. */
 static int put_tensor(struct importer *im, const struct llama_tensor *t, uint64_t off)
 {
 	const int type = llama_is_norm(t->role) ? FK_F32 : im->type;
-	const uint64_t rows = t->rows, cols = t->cols, shape[2] = {cols, rows};
-	errno = 0;
-	if (fp_writer_begin_tensor(im->w, t->name, (uint32_t)type, llama_is_norm(t->role) ? 1 : 2,
-	                           shape))
-		return writer_error(im->path, t->name);
+	const uint64_t rows = t->rows, cols = t->cols;
+	int rc = model_sink_begin(im->sink, t, type);
 	const size_t row_bytes = fk_row_bytes(type, (size_t)cols);
 	size_t per = im->batch_values / cols;
 	if (per < 1)
 		per = 1;
-	for (uint64_t r = 0; r < rows; r += per) {
+	for (uint64_t r = 0; !rc && r < rows; r += per) {
 		const size_t n = (size_t)(rows - r < per ? rows - r : per);
-		int rc = read_at(im, im->rows, n * cols * sizeof(float), off + r * cols * sizeof(float));
-		if (rc)
-			return rc;
+		rc = model_read_all(im->fd, im->rows, n * cols * sizeof(float),
+		                    off + r * cols * sizeof(float), im->path);
 		const void *src = im->rows;
 		if (type != FK_F32) {
 			for (size_t i = 0; i < n; i++) {
@@ -81,25 +57,22 @@ static int put_tensor(struct importer *im, const struct llama_tensor *t, uint64_
 			}
 			src = im->out;
 		}
-		if (fp_writer_write(im->w, src, n * row_bytes))
-			return writer_error(im->path, t->name);
+		if (!rc)
+			rc = model_sink_write(im->sink, t, src, n * row_bytes);
 	}
-	if (fp_writer_end_tensor(im->w))
-		return writer_error(im->path, t->name);
-	return 0;
+	return rc ? rc : model_sink_end(im->sink, t);
 }
 
-int model_import_llama2c(const char *path, fp_writer *w, const char *quant)
+static int import(const char *path, struct model_sink *sink, const char *quant,
+                  const char *tokenizer)
 {
 	const int type = quant ? fk_type_parse(quant) : FK_F32;
 	if (type != FK_F32 && type != FK_Q8_0 && type != FK_Q4_0)
 		return model_fail(EINVAL, "%s: unknown quantization '%s' (f32, q8_0 or q4_0)", path,
 		                  quant);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		const int e = errno;
-		return model_fail(e, "%s: cannot open: %s", path, strerror(e));
-	}
+	int fd = model_open_fd(path);
+	if (fd < 0)
+		return fd;
 	struct llama2c_layout lay;
 	int rc = llama2c_read_layout(fd, path, &lay);
 	const struct frt_config *c = &lay.cfg;
@@ -108,15 +81,11 @@ int model_import_llama2c(const char *path, fp_writer *w, const char *quant)
 		                "%s: cannot quantize to %s: %s rows are %d values, not a multiple of %d",
 		                path, quant, c->dim % FK_QK ? "token_embd.weight" : "blk.0.ffn_down.weight",
 		                c->dim % FK_QK ? c->dim : c->hidden_dim, FK_QK);
-	char meta[512];
-	if (!rc && model_format_meta(c, lay.shared_classifier, type, meta, sizeof meta))
-		rc = model_fail(EINVAL, "%s: the meta text does not fit in %zu bytes", path, sizeof meta);
-	errno = 0;
-	if (!rc && fp_writer_set_meta(w, meta))
-		rc = writer_error(path, "meta");
+	if (!rc)
+		rc = model_sink_header(sink, c, lay.shared_classifier, type, tokenizer);
 
 	/* batches of about 1M values: big reads, small memory */
-	struct importer im = {fd, path, w, type, NULL, NULL, 1u << 20};
+	struct importer im = {fd, path, sink, type, NULL, NULL, 1u << 20};
 	if (!rc) {
 		const size_t longest = (size_t)(c->hidden_dim > c->dim ? c->hidden_dim : c->dim);
 		if (im.batch_values < longest)
@@ -133,6 +102,19 @@ int model_import_llama2c(const char *path, fp_writer *w, const char *quant)
 	free(im.out);
 	close(fd);
 	return rc;
+}
+
+int model_import_llama2c(const char *path, fp_writer *w, const char *quant)
+{
+	struct model_sink s = {w, NULL, path};
+	return import(path, &s, quant, NULL);
+}
+
+int model_import_llama2c_gguf(const char *path, fp_gguf_writer *w, const char *quant,
+                              const char *tokenizer)
+{
+	struct model_sink s = {NULL, w, path};
+	return import(path, &s, quant, tokenizer);
 }
 
 int model_llama2c_tensor_table(const char *path, fp_writer *w)

@@ -98,6 +98,41 @@ int llama2c_read_layout(int fd, const char *path, struct llama2c_layout *lay);
 uint64_t llama2c_offset(const struct llama2c_layout *lay, const struct llama_tensor *t);
 
 /* ------------------------------------------------------------------ */
+/* Writing a model (sink.c, vocab.c)                                    */
+
+/* Where a model goes: exactly one of image and gguf. */
+struct model_sink {
+	fp_writer *image;
+	fp_gguf_writer *gguf;
+	const char *name;            /* the source, for messages and general.name */
+};
+
+/* The header: an image's meta text; a GGUF's llama.* keys, the
+ * vocabulary of the llama2.c tokenizer file (NULL: a generated one) and
+ * every tensor's info.  Then, per tensor in decode order, begin, its rows
+ * with write, end.  Each 0 or -errno with a message naming the tensor. */
+int model_sink_header(struct model_sink *s, const struct frt_config *cfg, int shared, int type,
+                      const char *tokenizer);
+int model_sink_begin(struct model_sink *s, const struct llama_tensor *t, int type);
+int model_sink_write(struct model_sink *s, const struct llama_tensor *t, const void *data,
+                     size_t n);
+int model_sink_end(struct model_sink *s, const struct llama_tensor *t);
+
+/* A vocabulary as tokenizer.ggml.* holds it. */
+struct model_vocab {
+	int n;
+	char **pieces;               /* NUL-terminated SentencePiece pieces */
+	float *scores;
+	int32_t *types;              /* llama.cpp's token types */
+};
+
+/* From a llama2.c tokenizer file, which must hold n_vocab tokens. */
+int model_vocab_load(struct model_vocab *v, const char *path, int n_vocab);
+/* <unk>, <s>, </s>, the 256 byte pieces, then "▁t<id>" up to n_vocab. */
+int model_vocab_generate(struct model_vocab *v, int n_vocab);
+void model_vocab_free(struct model_vocab *v);
+
+/* ------------------------------------------------------------------ */
 /* Loading helpers (load.c), the loaders of each format                 */
 
 /* open(path, O_RDONLY): the fd, or -errno with a message. */

@@ -211,8 +211,8 @@ static float base_std(const struct llama_tensor *t)
 	return t->role == ROLE_TOKEN_EMBD ? 0.1f : (float)(1.0 / sqrt((double)t->cols));
 }
 
-int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int type,
-                      uint64_t seed, int threads)
+static int synth(struct model_sink *sink, const struct frt_config *c, int shared, int type,
+                 uint64_t seed, int threads, const char *tokenizer)
 {
 	int rc = model_check_config(c, "synth", "shape");
 	if (rc)
@@ -222,12 +222,8 @@ int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int 
 	if (type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
 		return model_fail(EINVAL, "synth: %s needs dim (%d) and hidden_dim (%d) to be multiples "
 		                  "of %d", fk_type_name(type), c->dim, c->hidden_dim, FK_QK);
-	char meta[512];
-	if (model_format_meta(c, shared, type, meta, sizeof meta))
-		return model_fail(EINVAL, "synth: the meta text does not fit in %zu bytes", sizeof meta);
-	errno = 0;
-	if (fp_writer_set_meta(w, meta))
-		return model_fail(model_pager_errno(), "synth: writing meta: %s", fp_last_error());
+	if ((rc = model_sink_header(sink, c, shared, type, tokenizer)))
+		return rc;
 
 	struct tables *tab = malloc(sizeof *tab);
 	fk_pool *pool = fk_pool_create(threads > 0 ? threads : 1);
@@ -247,12 +243,8 @@ int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int 
 	struct llama_tensor t;
 	for (int ti = 0; !rc && llama_tensor_at(c, shared, ti, &t); ti++) {
 		const int tt = type_of(&t, type);
-		const uint64_t shape[2] = {t.cols, t.rows};
-		errno = 0;
-		if (fp_writer_begin_tensor(w, t.name, (uint32_t)tt, llama_is_norm(t.role) ? 1 : 2, shape)) {
-			rc = model_fail(model_pager_errno(), "synth: %s: %s", t.name, fp_last_error());
+		if ((rc = model_sink_begin(sink, &t, tt)))
 			break;
-		}
 		struct job j = {tab, &t, tt, ti, seed, 0, 0, fk_row_bytes(tt, (size_t)t.cols),
 		                base_std(&t), scratch, out};
 		const size_t per = batch / j.row_bytes ? batch / j.row_bytes : 1;
@@ -260,11 +252,10 @@ int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int 
 			j.row0 = r;
 			j.n_rows = (size_t)(t.rows - r < per ? t.rows - r : per);
 			fk_pool_run(pool, rows_fn, &j);
-			if (fp_writer_write(w, out, j.n_rows * j.row_bytes))
-				rc = model_fail(model_pager_errno(), "synth: %s: %s", t.name, fp_last_error());
+			rc = model_sink_write(sink, &t, out, j.n_rows * j.row_bytes);
 		}
-		if (!rc && fp_writer_end_tensor(w))
-			rc = model_fail(model_pager_errno(), "synth: %s: %s", t.name, fp_last_error());
+		if (!rc)
+			rc = model_sink_end(sink, &t);
 	}
 
 	for (int i = 0; scratch && i < nth; i++)
@@ -274,4 +265,18 @@ int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int 
 	fk_pool_destroy(pool);
 	free(tab);
 	return rc;
+}
+
+int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int type,
+                      uint64_t seed, int threads)
+{
+	struct model_sink s = {w, NULL, "synth"};
+	return synth(&s, c, shared, type, seed, threads, NULL);
+}
+
+int model_synth_write_gguf(fp_gguf_writer *w, const struct frt_config *c, int shared, int type,
+                           uint64_t seed, int threads, const char *tokenizer)
+{
+	struct model_sink s = {NULL, w, "synth"};
+	return synth(&s, c, shared, type, seed, threads, tokenizer);
 }

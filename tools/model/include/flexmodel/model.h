@@ -182,6 +182,26 @@ const char *model_types(const struct model *m, char *buf, size_t len);
 int model_import_llama2c(const char *path, fp_writer *w, const char *quant);
 
 /**
+ * The same into a GGUF that llama.cpp loads: general.architecture llama,
+ * llama.cpp's llama.* keys, tensors under its names (ne[0] = in) in decode
+ * order, q8_0 and q4_0 blocks exactly as GGML writes them, and a
+ * vocabulary (tokenizer.ggml.model llama, tokens, scores, token types,
+ * BOS 1, EOS 2, unknown 0).
+ *
+ * @param tokenizer  a llama2.c tokenizer file holding the model's
+ *                   vocabulary (its pieces turned back into
+ *                   SentencePiece's, with U+2581 for a space, as
+ *                   llama.cpp's llama2.c converter does); NULL: a
+ *                   generated one (<unk>, <s>, </s>, the 256 byte pieces,
+ *                   then "▁t<id>")
+ * @return as model_import_llama2c; -EINVAL also for a tokenizer file that
+ *         is not one or holds another number of tokens.  On failure the
+ *         caller aborts w.
+ */
+int model_import_llama2c_gguf(const char *path, fp_gguf_writer *w, const char *quant,
+                              const char *tokenizer);
+
+/**
  * Describe a llama2.c checkpoint to a verbatim image writer
  * (fp_writer_options.verbatim, whose bytes are the file's): each tensor at
  * its offset in the file under GGUF's names, and the Llama meta with
@@ -230,6 +250,18 @@ uint64_t model_synth_bytes(const struct frt_config *cfg, int shared_classifier, 
  */
 int model_synth_write(fp_writer *w, const struct frt_config *cfg, int shared_classifier,
                       int type, uint64_t seed, int threads);
+
+/**
+ * The same model (the same tensor bytes) as a GGUF that llama.cpp loads,
+ * with the keys and vocabulary of model_import_llama2c_gguf().
+ *
+ * @param tokenizer  a llama2.c tokenizer file of cfg->vocab_size tokens, or
+ *                   NULL for a generated vocabulary
+ * @return as model_synth_write; -EINVAL also for a bad tokenizer file.
+ */
+int model_synth_write_gguf(fp_gguf_writer *w, const struct frt_config *cfg,
+                           int shared_classifier, int type, uint64_t seed, int threads,
+                           const char *tokenizer);
 
 #ifdef __cplusplus
 }
