@@ -21,3 +21,9 @@ target_link_libraries(test_paged_runtime PRIVATE flexpage_rt_testutil)
 flexpage_test(test_models test_models.c ref_forward.c)
 target_link_libraries(test_models PRIVATE flexpage_rt_testutil)
 add_dependencies(test_models flexpage)
+
+# GGUF models: stories260K as GGUF and checkpoint, GGUF out, a synthetic
+# TinyLlama-layout model as GGUF and image, bad GGUF models.
+flexpage_test(test_gguf_models test_gguf_models.c)
+target_link_libraries(test_gguf_models PRIVATE flexpage_rt_testutil)
+add_dependencies(test_gguf_models flexpage)
