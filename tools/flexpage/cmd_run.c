@@ -21,9 +21,9 @@ static void run_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: flexpage run MODEL [options]\n"
-	        "  Generates tokens with MODEL, a flexpage image or a llama2.c checkpoint,\n"
-	        "  and prints their ids on one line (there is no tokenizer), then the speed\n"
-	        "  and, for a paged load, the pager's statistics on stderr.\n\n"
+	        "  Generates tokens with MODEL, a flexpage image, a llama GGUF or a llama2.c\n"
+	        "  checkpoint, and prints their ids on one line (there is no tokenizer), then\n"
+	        "  the speed and, for a paged load, the pager's statistics on stderr.\n\n"
 	        "  --steps N           positions to run, prompt included (default 256; 0: seq_len)\n"
 	        "  --prompt IDS        token ids to start from, e.g. 1,403,411 (default: BOS = 1)\n"
 	        "  --temperature T     0 is greedy (default 1.0)\n"
@@ -35,7 +35,7 @@ static void run_usage(FILE *f)
 	        "  --ids               print token ids (the default: no tokenizer)\n"
 	        "  -q, --quiet         print the ids only\n\n"
 	        "  --load MODE         resident, mmap or flexpage (default: flexpage for\n"
-	        "                      images, resident for checkpoints)\n"
+	        "                      images and GGUF files, resident for checkpoints)\n"
 	        "  --madvise ADVICE    for mmap: normal, sequential or random (default normal)\n"
 	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, or 40%%\n"
 	        "                      of the model's bytes (default: the whole image)\n"

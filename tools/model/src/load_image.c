@@ -156,27 +156,23 @@ int model_open_image(struct model *m, const struct model_options *o)
 		rc = model_alloc_layers(m);
 	/* a GGUF's bytes are the file's; a packed image's, its logical layout */
 	m->size = g ? fp_gguf_file_size(g) : info->logical_size;
-	if (!rc && m->load == MODEL_LOAD_MMAP && info->kind == FP_IMAGE_DIRECT) {
-		/* the logical bytes are the file: map it whole, as llama.cpp does */
-		int fd = model_open_fd(m->path);
-		rc = fd < 0 ? fd : model_map_file(m, fd, 0, m->size, o ? o->advice : 0);
+	if (!rc && m->load == MODEL_LOAD_MMAP) {
+		/* the logical bytes: a GGUF opened directly is the file itself, as
+		 * llama.cpp maps it; a raw image lays them out from raw_base */
+		const int direct = info->kind == FP_IMAGE_DIRECT;
+		int fd = -1;
+		if (!direct && !info->raw_base)
+			rc = model_fail(EINVAL, "%s: --load mmap needs a raw image (this one is "
+			                "compressed); pack it with --codec raw", m->path);
+		else if ((fd = model_open_fd(m->path)) < 0)
+			rc = fd;
+		else
+			rc = model_map_file(m, fd, direct ? 0 : info->raw_base,
+			                    direct ? m->size : info->logical_size, o ? o->advice : 0);
 		if (fd >= 0)
 			close(fd);
 		if (!rc)
 			rc = wire_image(m, img, type, m->map, NULL);
-	} else if (!rc && m->load == MODEL_LOAD_MMAP) {
-		if (!info->raw_base) {
-			rc = model_fail(EINVAL, "%s: --load mmap needs a raw image (this one is "
-			                "compressed); pack it with --codec raw", m->path);
-		} else {
-			int fd = model_open_fd(m->path);
-			rc = fd < 0 ? fd : model_map_file(m, fd, info->raw_base, info->logical_size,
-			                                  o ? o->advice : 0);
-			if (fd >= 0)
-				close(fd);
-			if (!rc)
-				rc = wire_image(m, img, type, m->map, NULL);
-		}
 	} else if (!rc && m->load == MODEL_LOAD_RESIDENT) {
 		rc = read_compact(m, img, type);
 	} else if (!rc) {
