@@ -10,7 +10,7 @@
 
 #define FP_HEADER_BYTES 128u     /* used part of the first 4 KiB */
 #define FP_FLAG_RAW_LAYOUT 1u    /* payloads lie at raw_base + logical offset */
-#define FP_FLAG_VERBATIM 2u      /* logical bytes [0, data) are a whole file's (FP_IMAGE_VERBATIM) */
+#define FP_FLAG_VERBATIM 8u      /* logical bytes [0, data) are a whole file's (FP_IMAGE_VERBATIM) */
 
 struct fp_disk_header {
 	char magic[8];

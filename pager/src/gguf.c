@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "gguf.h"
+#include "image.h"
 
 #define MAX_KEY_LEN 65535u           /* the spec's limit */
 #define MAX_NESTING 8                /* arrays of arrays of ... */
@@ -267,14 +268,21 @@ static int read_header(struct rd *r, fp_gguf *g)
 	/* A tensor info takes at least 8 + 1 + 4 + 4 + 8 bytes, a key-value
 	 * pair 8 + 1 + 4 + 1: a count the file cannot hold is refused before
 	 * anything is allocated for it. */
-	if (g->n_tensors > r->fsize / 25)
-		return gguf_fail(EOVERFLOW, "%s: header.tensor_count %llu cannot fit in a file of %llu "
-		                 "bytes", r->name, (unsigned long long)g->n_tensors,
-		                 (unsigned long long)r->fsize);
-	if (g->n_kv > r->fsize / 14)
-		return gguf_fail(EOVERFLOW, "%s: header.metadata_kv_count %llu cannot fit in a file of "
-		                 "%llu bytes", r->name, (unsigned long long)g->n_kv,
-		                 (unsigned long long)r->fsize);
+	const struct {
+		const char *field;
+		uint64_t count, least;
+	} counts[2] = {{"tensor_count", g->n_tensors, 25}, {"metadata_kv_count", g->n_kv, 14}};
+	for (int i = 0; i < 2; i++) {
+		if (counts[i].count > UINT64_MAX / counts[i].least)
+			return gguf_fail(EOVERFLOW, "%s: header.%s %llu overflows", r->name, counts[i].field,
+			                 (unsigned long long)counts[i].count);
+		if (counts[i].count * counts[i].least > r->fsize - r->pos)
+			return gguf_fail(ENODATA, "%s: truncated: header.%s %llu needs at least %llu bytes "
+			                 "after offset %llu, but the file ends at %llu", r->name,
+			                 counts[i].field, (unsigned long long)counts[i].count,
+			                 (unsigned long long)(counts[i].count * counts[i].least),
+			                 (unsigned long long)r->pos, (unsigned long long)r->fsize);
+	}
 	return 0;
 }
 
@@ -502,20 +510,6 @@ fail:;
 	return NULL;
 }
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 fp_gguf *fp_gguf_open(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -541,7 +535,7 @@ fp_gguf *fp_gguf_open(const char *path)
 			          (unsigned long long)want);
 			break;
 		}
-		if (read_full(fd, buf, want, 0)) {
+		if (fp_read_full(fd, buf, want, 0)) {
 			int e = errno ? errno : EIO;
 			free(buf);
 			gguf_fail(e, "%s: read failed: %s", path, strerror(e));
@@ -634,15 +628,22 @@ static int int_value(const struct gguf_kv *kv, int *neg, uint64_t *mag)
 	return 1;
 }
 
+/* Key's integer value as a sign and magnitude, or an error. */
+static int get_int(const fp_gguf *g, const char *key, int *neg, uint64_t *mag)
+{
+	int rc = 0;
+	const struct gguf_kv *kv = lookup(g, key, &rc);
+	if (kv && !int_value(kv, neg, mag))
+		rc = wrong_type(g, kv, "an integer");
+	return rc;
+}
+
 int fp_gguf_get_u64(const fp_gguf *g, const char *key, uint64_t *out)
 {
-	int rc = 0, neg;
+	int neg, rc;
 	uint64_t mag;
-	const struct gguf_kv *kv = lookup(g, key, &rc);
-	if (!kv)
+	if ((rc = get_int(g, key, &neg, &mag)))
 		return rc;
-	if (!int_value(kv, &neg, &mag))
-		return wrong_type(g, kv, "an integer");
 	if (neg)
 		return gguf_fail(ERANGE, "%s: key '%s' is -%llu, expected a value >= 0", g->name, key,
 		                 (unsigned long long)mag);
@@ -652,13 +653,10 @@ int fp_gguf_get_u64(const fp_gguf *g, const char *key, uint64_t *out)
 
 int fp_gguf_get_i64(const fp_gguf *g, const char *key, int64_t *out)
 {
-	int rc = 0, neg;
+	int neg, rc;
 	uint64_t mag;
-	const struct gguf_kv *kv = lookup(g, key, &rc);
-	if (!kv)
+	if ((rc = get_int(g, key, &neg, &mag)))
 		return rc;
-	if (!int_value(kv, &neg, &mag))
-		return wrong_type(g, kv, "an integer");
 	if (!neg && mag > INT64_MAX)
 		return gguf_fail(ERANGE, "%s: key '%s' is %llu, more than an int64 holds", g->name, key,
 		                 (unsigned long long)mag);

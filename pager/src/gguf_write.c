@@ -38,6 +38,7 @@ struct fp_gguf_writer {
 	uint8_t *out;                /* output buffer */
 	size_t out_fill;
 	uint64_t written;            /* bytes of the file so far */
+	int failed;                  /* a write failed: finish must not make a file */
 };
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -359,7 +360,9 @@ int fp_gguf_writer_write(fp_gguf_writer *w, const void *data, size_t n)
 	const uint8_t *p = data;
 	while (!rc && n) {
 		if (w->cur == w->n_t)
-			return gguf_fail(EINVAL, "%s: %zu bytes written past the last tensor", w->path, n);
+			rc = gguf_fail(EINVAL, "%s: %zu bytes written past the last tensor", w->path, n);
+		if (rc)
+			break;
 		struct wtensor *t = &w->t[w->cur];
 		uint64_t take = t->size - w->cur_done < n ? t->size - w->cur_done : n;
 		rc = out(w, p, (size_t)take);
@@ -373,12 +376,14 @@ int fp_gguf_writer_write(fp_gguf_writer *w, const void *data, size_t n)
 				rc = write_ready(w);
 		}
 	}
+	w->failed |= rc != 0;
 	return rc;
 }
 
 int fp_gguf_writer_finish(fp_gguf_writer *w)
 {
-	int rc = w->header_done ? 0 : write_header(w);
+	int rc = w->failed ? gguf_fail(EIO, "%s: not written: an earlier write failed", w->path)
+	         : w->header_done ? 0 : write_header(w);
 	if (!rc)
 		rc = write_ready(w);
 	if (!rc && w->cur < w->n_t)

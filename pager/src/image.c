@@ -13,7 +13,7 @@
 #include "format.h"
 #include "image.h"
 
-static int read_full(int fd, void *buf, size_t len, uint64_t off)
+int fp_read_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	while (done < len) {
@@ -36,7 +36,7 @@ static int range_ok(uint64_t off, uint64_t len, uint64_t limit)
 static int check_header(const char *path, const struct fp_disk_header *h, uint64_t fsize)
 {
 	if (memcmp(h->magic, FP_IMAGE_MAGIC, 8))
-		return fp_err("%s: not a flexpage image (bad magic)", path);
+		return fp_err("%s: neither a flexpage image nor a GGUF file (bad magic)", path);
 	if (h->version < 1 || h->version > FP_IMAGE_VERSION)
 		return fp_err("%s: header.version is %u; this flexpage reads versions 1 to %u",
 		              path, h->version, FP_IMAGE_VERSION);
@@ -245,7 +245,7 @@ static fp_image *open_image(const char *path)
 	}
 	uint64_t fsize = (uint64_t)st.st_size;
 	struct fp_disk_header h;
-	if (fsize < FP_IMAGE_ALIGN || read_full(fd, &h, sizeof h, 0)) {
+	if (fsize < FP_IMAGE_ALIGN || fp_read_full(fd, &h, sizeof h, 0)) {
 		fp_err("%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
 		       (unsigned long long)fsize);
 		goto fail;
@@ -266,9 +266,9 @@ static fp_image *open_image(const char *path)
 		fp_err("%s: out of memory for the tables", path);
 		goto fail;
 	}
-	if (read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
-	    read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
-	    read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
+	if (fp_read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
+	    fp_read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
+	    fp_read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
 		fp_err("%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
 		goto fail;
 	}
@@ -320,7 +320,7 @@ fail:
 	return NULL;
 }
 
-static int is_gguf(const char *path)
+int fp_file_is_gguf(const char *path)
 {
 	char magic[4];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -332,7 +332,7 @@ static int is_gguf(const char *path)
 
 fp_image *fp_image_open_chunk(const char *path, uint32_t chunk_size)
 {
-	if (is_gguf(path))
+	if (fp_file_is_gguf(path))
 		return fp_gguf_image_open(path, chunk_size);
 	fp_image *img = open_image(path);
 	if (img && img->info.kind == FP_IMAGE_VERBATIM && fp_gguf_image_attach(img)) {
@@ -463,7 +463,7 @@ int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
 	int rc = -1;
 	if (!buf)
 		fp_err("%s: out of memory", img->path);
-	else if (read_full(fd, buf, c->stored_len, c->file_offset))
+	else if (fp_read_full(fd, buf, c->stored_len, c->file_offset))
 		fp_err("%s: chunk %u: short read at file offset %llu", img->path, i,
 		       (unsigned long long)c->file_offset);
 	else if (!(rc = fp_decode_chunk(img, i, buf, dst, NULL)))

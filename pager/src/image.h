@@ -13,6 +13,10 @@ struct fp_image {
 	struct fp_gguf *gguf;           /* the GGUF header of a GGUF's bytes, or NULL */
 };
 
+/* pread len bytes at off, in as many reads as it takes; -1 on an error or
+ * end of file. */
+int fp_read_full(int fd, void *buf, size_t len, uint64_t off);
+
 /* gguf_image.c: a GGUF file as a direct image (its chunks carry no
  * checksum), and the GGUF header of a verbatim image packed from one
  * (meta format=gguf), read from its chunks.  NULL / -1 with errno and

@@ -164,7 +164,7 @@ int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "flexpage pack: --opaque and --verbatim exclude each other\n");
 		return 2;
 	}
-	wo.verbatim = verbatim || (!opaque && file_is_gguf(in));
+	wo.verbatim = verbatim || (!opaque && fp_file_is_gguf(in));
 	int model = !opaque && !wo.verbatim && model_is_llama2c(in);
 	if (quant && wo.verbatim) {
 		fprintf(stderr, "flexpage pack: %s: --quant cannot keep the file's bytes (%s)\n", in,

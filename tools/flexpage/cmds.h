@@ -42,8 +42,6 @@ void print_gguf_meta(FILE *f, const fp_gguf *g);
 void print_gguf_tensors(FILE *f, const fp_gguf *g);
 
 /* Packing a file byte for byte (pack_verbatim.c). */
-/* 1 if path starts with GGUF's magic. */
-int file_is_gguf(const char *path);
 /* Into a verbatim writer: IN's bytes, and a tensor table of a GGUF's
  * tensor infos, a llama2.c checkpoint's tensors, or one opaque tensor. */
 int pack_verbatim(const char *in, fp_writer *w, char *err, size_t errlen);

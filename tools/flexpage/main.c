@@ -10,8 +10,8 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
-	{"pack", cmd_pack, "turn a file or a llama2.c checkpoint into a paged image"},
-	{"inspect", cmd_inspect, "print an image's tables and verify it"},
+	{"pack", cmd_pack, "turn a file, a llama2.c checkpoint or a GGUF into a paged image"},
+	{"inspect", cmd_inspect, "print an image's or a GGUF's tables and verify it"},
 	{"cat", cmd_cat, "write an image's bytes to stdout, read through the pager"},
 	{"run", cmd_run, "generate tokens with a model (resident, mmap or paged)"},
 	{"synth", cmd_synth, "write a synthetic model of a named shape as an image"},

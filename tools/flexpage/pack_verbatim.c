@@ -17,16 +17,6 @@
 
 #include "cmds.h"
 
-int file_is_gguf(const char *path)
-{
-	char magic[4];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int yes = fd >= 0 && pread(fd, magic, 4, 0) == 4 && !memcmp(magic, FP_GGUF_MAGIC, 4);
-	if (fd >= 0)
-		close(fd);
-	return yes;
-}
-
 static int add_gguf_tensors(const char *in, fp_writer *w, char *err, size_t errlen)
 {
 	fp_gguf *g = fp_gguf_open(in);
@@ -104,7 +94,7 @@ int pack_verbatim(const char *in, fp_writer *w, char *err, size_t errlen)
 	if (fd < 0)
 		return -1;
 	int rc;
-	if (file_is_gguf(in)) {
+	if (fp_file_is_gguf(in)) {
 		rc = add_gguf_tensors(in, w, err, errlen);
 	} else if (model_is_llama2c(in)) {
 		rc = model_llama2c_tensor_table(in, w);

@@ -199,13 +199,18 @@ struct fp_gguf_tensor {
 	uint64_t size;               /* bytes, from type and shape */
 };
 
+/* 1 if the file at path starts with GGUF's magic, 0 if not (or unreadable).
+ * A cheap test of what a path holds; it validates nothing. */
+int fp_file_is_gguf(const char *path);
+
 /* Open and validate a GGUF file's header: metadata and tensor infos, and
  * that every tensor lies inside the file, aligned, without overlap.  Reads
  * only the header, never the tensor data.
  * @return the parsed header, or NULL with errno (ENOENT/EACCES/... from
  *         open, EINVAL bad magic or field, EPROTONOSUPPORT version 1 or
  *         above 3, ENODATA truncated, EOVERFLOW sizes that overflow,
- *         EEXIST duplicate key or tensor name, ENOMEM) and fp_last_error().
+ *         ERANGE a tensor outside the file, EEXIST duplicate key or tensor
+ *         name, ENOMEM) and fp_last_error().  docs/gguf.md lists them all.
  * Thread-safe. */
 fp_gguf *fp_gguf_open(const char *path);
 
@@ -317,10 +322,14 @@ const fp_gguf *fp_image_gguf(const fp_image *img);
  * failure only fp_gguf_writer_abort is useful. */
 typedef struct fp_gguf_writer fp_gguf_writer;
 
+/* A writer of path (created as a temporary file beside it).
+ * @return the writer, or NULL with errno (from creating the file, ENOMEM). */
 fp_gguf_writer *fp_gguf_writer_create(const char *path);
 /* general.alignment (a power of two; written as u32).  Before any tensor. */
 int fp_gguf_writer_set_alignment(fp_gguf_writer *w, uint32_t alignment);
-/* Scalar values; a key may be set once (-EEXIST). */
+/* Scalar values.  A key is set once: -EEXIST the second time; -EINVAL for
+ * an empty key, one over 65535 bytes, one set after the data began, or
+ * general.alignment as anything but a power of two in a u32. */
 int fp_gguf_set_u8(fp_gguf_writer *w, const char *key, uint8_t v);
 int fp_gguf_set_i8(fp_gguf_writer *w, const char *key, int8_t v);
 int fp_gguf_set_u16(fp_gguf_writer *w, const char *key, uint16_t v);
@@ -354,7 +363,10 @@ int fp_gguf_writer_add_tensor(fp_gguf_writer *w, const char *name, uint32_t type
  * header: no metadata or tensor may be added after it. */
 int fp_gguf_writer_write(fp_gguf_writer *w, const void *data, size_t n);
 /* Write what is left, check every tensor got all its bytes, fsync and
- * rename over path.  Frees w, success or not. */
+ * rename over path.  Frees w, success or not.
+ * @return 0, or -EINVAL (a tensor short of bytes), -EIO (an earlier write
+ *         failed) or the errno of a failed write, fsync or rename; the
+ *         destination is then left as it was. */
 int fp_gguf_writer_finish(fp_gguf_writer *w);
 /* Remove the temporary file and free w (NULL is fine). */
 void fp_gguf_writer_abort(fp_gguf_writer *w);
