@@ -26,10 +26,8 @@
 
 #include <flexkern/kernels.h>
 #include <flexpage/flexpage.h>
+#include <flexmodel/model.h>
 #include <flexrt/runtime.h>
-
-#include "model.h"
-#include "synth.h"
 
 static double now_s(void)
 {
@@ -178,13 +176,12 @@ static struct decode_result decode(const struct model *m, int threads, int round
 	return r;
 }
 
-static int synthesize(const char *path, const struct synth_shape *s, int type)
+static int synthesize(const char *path, const struct model_shape *s, int type)
 {
-	char err[512];
 	struct fp_writer_options wo = {
 		.chunk_size = 2u << 20,
 		.codec = FP_CODEC_RAW,
-		.expected_bytes = synth_tensor_bytes(&s->cfg, s->shared_classifier, type),
+		.expected_bytes = model_synth_bytes(&s->cfg, s->shared_classifier, type),
 		.progress = 1,
 	};
 	fprintf(stderr, "synthesizing %s (%s, %s)...\n", path, s->name, fk_type_name(type));
@@ -193,9 +190,9 @@ static int synthesize(const char *path, const struct synth_shape *s, int type)
 		fprintf(stderr, "decode: %s\n", fp_last_error());
 		return -1;
 	}
-	if (synth_write(w, &s->cfg, s->shared_classifier, type, 1, 2, err, sizeof err)) {
+	if (model_synth_write(w, &s->cfg, s->shared_classifier, type, 1, 2)) {
 		fp_writer_abort(w);
-		fprintf(stderr, "decode: %s\n", err);
+		fprintf(stderr, "decode: %s\n", model_last_error());
 		return -1;
 	}
 	if (fp_writer_finish(w)) {
@@ -265,10 +262,10 @@ int main(int argc, char **argv)
 	}
 	if (tokens < 4 || tokens > 256)
 		tokens = 64;
-	struct synth_shape shape;
-	char err[512], path[4096];
-	if (synth_parse_shape(shape_name, &shape, err, sizeof err)) {
-		fprintf(stderr, "decode: %s\n", err);
+	struct model_shape shape;
+	char path[4096];
+	if (model_parse_shape(shape_name, &shape)) {
+		fprintf(stderr, "decode: %s\n", model_last_error());
 		return 2;
 	}
 	const int type = fk_type_parse(quant);
@@ -295,8 +292,8 @@ int main(int argc, char **argv)
 	struct model_options mo = {0};
 	mo.load = MODEL_LOAD_RESIDENT;
 	fprintf(stderr, "reading %s into memory...\n", model_path);
-	if (model_open(&m, model_path, &mo, err, sizeof err)) {
-		fprintf(stderr, "decode: %s\n", err);
+	if (model_open(&m, model_path, &mo)) {
+		fprintf(stderr, "decode: %s\n", model_last_error());
 		return 1;
 	}
 	char cpu[256];

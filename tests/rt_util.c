@@ -15,10 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <flexmodel/model.h>
 #include <flexpage/flexpage.h>
-
-#include "cmds.h"
-#include "synth.h"
 
 static int on_disk(const char *dir)
 {
@@ -206,7 +204,8 @@ int rt_pack_llama2c(const char *src, const char *dst, const char *quant, uint32_
 		snprintf(err, errlen, "%s", fp_last_error());
 		return -1;
 	}
-	if (model_import_llama2c(src, w, quant, err, errlen)) {
+	if (model_import_llama2c(src, w, quant)) {
+		snprintf(err, errlen, "%s", model_last_error());
 		fp_writer_abort(w);
 		return -1;
 	}
@@ -226,7 +225,8 @@ int rt_synth(const char *dst, const struct frt_config *cfg, int shared, int type
 		snprintf(err, errlen, "%s", fp_last_error());
 		return -1;
 	}
-	if (synth_write(w, cfg, shared, type, seed, threads, err, errlen)) {
+	if (model_synth_write(w, cfg, shared, type, seed, threads)) {
+		snprintf(err, errlen, "%s", model_last_error());
 		fp_writer_abort(w);
 		return -1;
 	}

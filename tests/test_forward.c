@@ -56,7 +56,10 @@ static const void *matrix(struct wired *wd, int type, const float *src, size_t r
 	char *q = malloc(rb * rows);
 	float *f = malloc(sizeof(float) * rows * cols);
 	for (size_t r = 0; r < rows; r++) {
-		if (type == FK_Q8_0)
+		if (type == FK_F16)
+			for (size_t i = 0; i < cols; i++)
+				((uint16_t *)(q + r * rb))[i] = fk_fp32_to_fp16(src[r * cols + i]);
+		else if (type == FK_Q8_0)
 			fk_quantize_row_q8_0(src + r * cols, (fk_block_q8_0 *)(q + r * rb), cols);
 		else
 			fk_quantize_row_q4_0(src + r * cols, (fk_block_q4_0 *)(q + r * rb), cols);
@@ -68,7 +71,12 @@ static const void *matrix(struct wired *wd, int type, const float *src, size_t r
 	return q;
 }
 
-static void wire(struct wired *wd, const struct ref_model *m, int type)
+/* The type of each matrix, as a file may mix them. */
+struct types {
+	int wq, wk, wv, wo, w1, w2, w3, embd, cls;
+};
+
+static void wire_types(struct wired *wd, const struct ref_model *m, const struct types *t)
 {
 	memset(wd, 0, sizeof *wd);
 	wd->cfg = (struct frt_config){ m->dim, m->hidden_dim, m->n_layers, m->n_heads,
@@ -77,35 +85,44 @@ static void wire(struct wired *wd, const struct ref_model *m, int type)
 	const size_t kv = d * (size_t)m->n_kv_heads / (size_t)m->n_heads;
 	struct ref_model *q = &wd->deq;
 	*q = *m;
-	const void *wq = matrix(wd, type, m->wq, L * d, d, &q->wq);
-	const void *wk = matrix(wd, type, m->wk, L * kv, d, &q->wk);
-	const void *wv = matrix(wd, type, m->wv, L * kv, d, &q->wv);
-	const void *wo = matrix(wd, type, m->wo, L * d, d, &q->wo);
-	const void *w1 = matrix(wd, type, m->w1, L * hd, d, &q->w1);
-	const void *w2 = matrix(wd, type, m->w2, L * d, hd, &q->w2);
-	const void *w3 = matrix(wd, type, m->w3, L * hd, d, &q->w3);
-	const void *emb = matrix(wd, type, m->token_embedding, (size_t)m->vocab_size, d, &q->token_embedding);
+	const void *wq = matrix(wd, t->wq, m->wq, L * d, d, &q->wq);
+	const void *wk = matrix(wd, t->wk, m->wk, L * kv, d, &q->wk);
+	const void *wv = matrix(wd, t->wv, m->wv, L * kv, d, &q->wv);
+	const void *wo = matrix(wd, t->wo, m->wo, L * d, d, &q->wo);
+	const void *w1 = matrix(wd, t->w1, m->w1, L * hd, d, &q->w1);
+	const void *w2 = matrix(wd, t->w2, m->w2, L * d, hd, &q->w2);
+	const void *w3 = matrix(wd, t->w3, m->w3, L * hd, d, &q->w3);
+	const void *emb = matrix(wd, t->embd, m->token_embedding, (size_t)m->vocab_size, d, &q->token_embedding);
 	const void *cls = emb;
 	if (m->wcls != m->token_embedding)
-		cls = matrix(wd, type, m->wcls, (size_t)m->vocab_size, d, &q->wcls);
+		cls = matrix(wd, t->cls, m->wcls, (size_t)m->vocab_size, d, &q->wcls);
 	else
 		q->wcls = q->token_embedding;
 
-	const size_t rd = fk_row_bytes(type, d), rh = fk_row_bytes(type, hd);
+	const size_t rd[] = { fk_row_bytes(t->wq, d), fk_row_bytes(t->wk, d), fk_row_bytes(t->wv, d),
+	                      fk_row_bytes(t->wo, d), fk_row_bytes(t->w1, d), fk_row_bytes(t->w3, d),
+	                      fk_row_bytes(t->w2, hd) };
 	wd->layers = calloc(L, sizeof *wd->layers);
 	for (size_t l = 0; l < L; l++) {
 		struct frt_layer *y = &wd->layers[l];
 		y->attn_norm = m->rms_att + l * d;
 		y->ffn_norm = m->rms_ffn + l * d;
-		y->wq = (const char *)wq + l * d * rd;
-		y->wk = (const char *)wk + l * kv * rd;
-		y->wv = (const char *)wv + l * kv * rd;
-		y->wo = (const char *)wo + l * d * rd;
-		y->w1 = (const char *)w1 + l * hd * rd;
-		y->w3 = (const char *)w3 + l * hd * rd;
-		y->w2 = (const char *)w2 + l * d * rh;
+		y->wq = (struct frt_tensor){ (const char *)wq + l * d * rd[0], t->wq };
+		y->wk = (struct frt_tensor){ (const char *)wk + l * kv * rd[1], t->wk };
+		y->wv = (struct frt_tensor){ (const char *)wv + l * kv * rd[2], t->wv };
+		y->wo = (struct frt_tensor){ (const char *)wo + l * d * rd[3], t->wo };
+		y->w1 = (struct frt_tensor){ (const char *)w1 + l * hd * rd[4], t->w1 };
+		y->w3 = (struct frt_tensor){ (const char *)w3 + l * hd * rd[5], t->w3 };
+		y->w2 = (struct frt_tensor){ (const char *)w2 + l * d * rd[6], t->w2 };
 	}
-	wd->w = (struct frt_weights){ type, emb, wd->layers, m->rms_final, cls };
+	const int cls_type = m->wcls != m->token_embedding ? t->cls : t->embd;
+	wd->w = (struct frt_weights){ { emb, t->embd }, wd->layers, m->rms_final, { cls, cls_type } };
+}
+
+static void wire(struct wired *wd, const struct ref_model *m, int type)
+{
+	const struct types t = { type, type, type, type, type, type, type, type, type };
+	wire_types(wd, m, &t);
 }
 
 static void unwire(struct wired *wd)
@@ -266,12 +283,12 @@ static float *synth_model(struct ref_model *m)
 	return buf;
 }
 
-static void quantized_against_reference(int type)
+static void mixed_against_reference(const struct types *types, const char *label)
 {
 	struct ref_model sm;
 	float *buf = synth_model(&sm);
 	struct wired wd;
-	wire(&wd, &sm, type);
+	wire_types(&wd, &sm, types);
 	frt_model *m = create(&wd, 2);
 	struct ref_state *ref = ref_create(&wd.deq);
 	int token = FRT_BOS, agree = 0;
@@ -287,7 +304,7 @@ static void quantized_against_reference(int type)
 		const double rel = sqrt(se / sr);
 		worst = fmax(worst, rel);
 		cr_assert(rel < QUANT_LOGIT_RMS_TOL, "%s pos %d: relative RMS logit error %g",
-		          fk_type_name(type), pos, rel);
+		          label, pos, rel);
 		int best = 0;
 		for (int i = 1; i < sm.vocab_size; i++)
 			if (lr[i] > lr[best])
@@ -296,13 +313,19 @@ static void quantized_against_reference(int type)
 		token = best;
 	}
 	cr_log_info("%s: worst relative RMS logit error %.2e, greedy agreement %d/%d",
-	            fk_type_name(type), worst, agree, sm.seq_len);
+	            label, worst, agree, sm.seq_len);
 	cr_assert(agree >= sm.seq_len * 9 / 10, "greedy tokens agree at only %d of %d positions",
 	          agree, sm.seq_len);
 	ref_destroy(ref);
 	frt_model_destroy(m);
 	unwire(&wd);
 	free(buf);
+}
+
+static void quantized_against_reference(int type)
+{
+	const struct types t = { type, type, type, type, type, type, type, type, type };
+	mixed_against_reference(&t, fk_type_name(type));
 }
 
 Test(forward, q8_0_close_to_float64_over_same_weights)
@@ -313,6 +336,20 @@ Test(forward, q8_0_close_to_float64_over_same_weights)
 Test(forward, q4_0_close_to_float64_over_same_weights)
 {
 	quantized_against_reference(FK_Q4_0);
+}
+
+Test(forward, f16_close_to_float64_over_same_weights)
+{
+	quantized_against_reference(FK_F16);
+}
+
+/* Every matrix of its own type, as GGUF files mix them: each product and
+ * the embedding row take their own type's path. */
+Test(forward, mixed_types_close_to_float64_over_same_weights)
+{
+	const struct types t = { FK_Q8_0, FK_F16, FK_F32, FK_Q4_0, FK_F16, FK_Q8_0, FK_Q4_0,
+	                         FK_Q4_0, FK_F16 };
+	mixed_against_reference(&t, "mixed");
 }
 
 Test(forward, f32_synthetic_matches_float64)
@@ -591,12 +628,12 @@ Test(model, bad_configs_are_named)
 	cr_assert_eq(errno, EINVAL);
 	cr_assert(strstr(frt_last_error(), "odd"), "%s", frt_last_error());
 	struct frt_weights w = wd.w;
-	w.type = 3;
+	w.token_embd.type = 3;
 	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL));
 	cr_assert_eq(errno, EINVAL);
 	cr_assert(strstr(frt_last_error(), "type"), "%s", frt_last_error());
 	w = wd.w;
-	wd.layers[1].w2 = NULL;
+	wd.layers[1].w2.data = NULL;
 	cr_assert_null(frt_model_create(&wd.cfg, &w, NULL));
 	cr_assert_eq(errno, EINVAL);
 	cr_assert(strstr(frt_last_error(), "layer 1 w2"), "%s", frt_last_error());

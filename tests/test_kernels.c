@@ -15,60 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ */
-/* Helpers                                                              */
-
-static uint64_t rng = 0x1234567887654321ull;
-
-static uint64_t next_u64(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
-static double uniform(void)
-{
-	return (double)(next_u64() >> 11) * 0x1p-53;
-}
-
-/* Gaussian with a few outliers, like trained weights. */
-static float gauss(void)
-{
-	double u1 = uniform(), u2 = uniform();
-	if (u1 < 1e-300)
-		u1 = 1e-300;
-	double g = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-	if ((next_u64() & 63) == 0)
-		g *= 6.0;
-	return (float)g;
-}
-
-static uint32_t bits(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, 4);
-	return u;
-}
-
-static float from_bits(uint32_t u)
-{
-	float f;
-	memcpy(&f, &u, 4);
-	return f;
-}
-
-static int isas[3];
-static int n_isas;
-
-static void find_isas(void)
-{
-	n_isas = 0;
-	for (int i = FK_ISA_SCALAR; i <= FK_ISA_AVX512; i++)
-		if (fk_isa_supported(i))
-			isas[n_isas++] = i;
-}
+#include "kern_util.h"
 
 /* ------------------------------------------------------------------ */
 /* Block layouts                                                        */
@@ -346,16 +293,7 @@ static void free_mat(struct mat *m)
  * library's code: x to q8 with roundf(x / (amax / 127)) and a float scale;
  * per block and group of four an exact integer sum; sum (b % 2) * 8 + l
  * gets fma(dw * dx, p); for f32 value j feeds sum j % 16; then the sums
- * fold in halves: 16 -> 8 -> 4 -> 2 -> 1. */
-static float fold16(const float a[16])
-{
-	float v[16];
-	memcpy(v, a, sizeof v);
-	for (int w = 8; w >= 1; w /= 2)
-		for (int l = 0; l < w; l++)
-			v[l] = v[l] + v[l + w];
-	return v[0];
-}
+ * fold in halves (fold16). */
 
 static float canonical_row(const struct mat *m, int r, const int8_t *xq, const float *xd)
 {

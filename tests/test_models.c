@@ -9,17 +9,17 @@
 #include <flexpage/flexpage.h>
 #include <flexrt/runtime.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cmds.h"
-#include "model.h"
+#include <flexmodel/model.h>
+
 #include "ref_forward.h"
 #include "rt_util.h"
-#include "synth.h"
 
 #define STORIES FLEXPAGE_SHARED_MODELS "/stories260K.bin"
 #define STORIES_SIZE 1056540
@@ -254,10 +254,10 @@ Test(load, checkpoint_and_image_every_way_agree, .init = need_stories, .fini = t
 		struct model_options o = {0};
 		o.load = ways[i].load;
 		o.fp.retries = o.fp.readahead = -1;
-		cr_assert_eq(model_open(&m, ways[i].path, &o, err, sizeof err), 0, "%s", err);
+		cr_assert_eq(model_open(&m, ways[i].path, &o), 0, "%s", model_last_error());
 		cr_assert_eq(m.cfg.dim, 64);
 		cr_assert_eq(m.cfg.n_kv_heads, 4);
-		cr_assert_eq(m.weights.output, m.weights.token_embd, "shared classifier");
+		cr_assert_eq(m.weights.output.data, m.weights.token_embd.data, "shared classifier");
 		greedy(&m, 32, i ? got : want, i ? lg : lw);
 		if (i) {
 			cr_assert(!memcmp(want, got, sizeof want), "%s via %s: other tokens", ways[i].path,
@@ -283,10 +283,10 @@ static void import_fails(const char *path, const char *quant, const char *const 
 	cr_assert(access(img, F_OK), "a failed import left %s", img);
 	/* model_open says the same */
 	struct model m;
-	char err2[1024] = "";
 	if (!quant) {
-		cr_assert_neq(model_open(&m, path, NULL, err2, sizeof err2), 0);
-		cr_assert(strstr(err2, needles[0]), "model_open: '%s' not in: %s", needles[0], err2);
+		cr_assert_lt(model_open(&m, path, NULL), 0);
+		cr_assert(strstr(model_last_error(), needles[0]), "model_open: '%s' not in: %s",
+		          needles[0], model_last_error());
 	}
 }
 
@@ -349,11 +349,11 @@ Test(bad_checkpoint, not_a_model_at_all, .init = setup, .fini = teardown)
 	cr_assert_eq(rt_write_file(txt, text, strlen(text)), 0);
 	cr_assert_eq(model_is_llama2c(txt), 0);
 	struct model m;
-	char err[512];
-	cr_assert_neq(model_open(&m, txt, NULL, err, sizeof err), 0);
+	cr_assert_eq(model_open(&m, txt, NULL), -EINVAL);
+	const char *err = model_last_error();
 	cr_assert(strstr(err, txt) && strstr(err, "neither a flexpage image nor a llama2.c checkpoint"),
 	          "%s", err);
-	cr_assert_neq(model_open(&m, rt_path(dir, "missing.bin"), NULL, err, sizeof err), 0);
+	cr_assert_eq(model_open(&m, rt_path(dir, "missing.bin"), NULL), -ENOENT);
 	cr_assert(strstr(err, "missing.bin") && strstr(err, "cannot open"), "%s", err);
 }
 
@@ -414,8 +414,8 @@ static void open_fails(const char *path, int load, const char *needle)
 	struct model_options o = {0};
 	o.load = load;
 	o.fp.retries = o.fp.readahead = -1;
-	char err[1024] = "";
-	cr_assert_neq(model_open(&m, path, &o, err, sizeof err), 0, "%s opened", path);
+	cr_assert_eq(model_open(&m, path, &o), -EINVAL, "%s opened", path);
+	const char *err = model_last_error();
 	cr_assert(strstr(err, path), "the message names the file: %s", err);
 	cr_assert(strstr(err, needle), "'%s' not in: %s", needle, err);
 }
@@ -425,8 +425,7 @@ Test(bad_image, tensors_and_meta, .init = setup, .fini = teardown)
 	const char *p = rt_path(dir, "bad.img");
 	write_image(p, NULL, NULL, NULL, 0, 0, FP_CODEC_RAW);
 	struct model m;
-	char err[512];
-	cr_assert_eq(model_open(&m, p, NULL, err, sizeof err), 0, "the unaltered image: %s", err);
+	cr_assert_eq(model_open(&m, p, NULL), 0, "the unaltered image: %s", model_last_error());
 	model_close(&m);
 
 	write_image(p, NULL, "blk.1.ffn_up.weight", NULL, 0, 0, FP_CODEC_RAW);
@@ -495,8 +494,8 @@ Test(synth, weights_look_trained, .init = setup, .fini = teardown)
 	struct model m;
 	struct model_options o = {0};
 	o.load = MODEL_LOAD_RESIDENT;
-	cr_assert_eq(model_open(&m, p, &o, err, sizeof err), 0, "%s", err);
-	const float *w = m.layers[0].w1; /* 704 rows of 256 */
+	cr_assert_eq(model_open(&m, p, &o), 0, "%s", model_last_error());
+	const float *w = m.layers[0].w1.data; /* 704 rows of 256 */
 	double s1 = 0, s2 = 0, s4 = 0, rs1 = 0, rs2 = 0;
 	const int rows = 704, cols = 256;
 	for (int r = 0; r < rows; r++) {
@@ -529,9 +528,8 @@ Test(synth, weights_look_trained, .init = setup, .fini = teardown)
 
 Test(synth, shapes_and_sizes)
 {
-	struct synth_shape s;
-	char err[256];
-	cr_assert_eq(synth_parse_shape("tinyllama-1.1b", &s, err, sizeof err), 0);
+	struct model_shape s;
+	cr_assert_eq(model_parse_shape("tinyllama-1.1b", &s), 0);
 	cr_assert_eq(s.cfg.dim, 2048);
 	cr_assert_eq(s.cfg.n_kv_heads, 4);
 	cr_assert_eq(s.shared_classifier, 0);
@@ -539,16 +537,16 @@ Test(synth, shapes_and_sizes)
 	 * 2048 floats per layer plus the final one */
 	const uint64_t matrices = 32000ull * 2048 * 2 +
 	                          22ull * (2048ull * 2048 * 2 + 256ull * 2048 * 2 + 3ull * 5632 * 2048);
-	cr_assert_eq(synth_tensor_bytes(&s.cfg, 0, FK_Q8_0), matrices / 32 * 34 + 45ull * 2048 * 4);
-	cr_assert_eq(synth_parse_shape("260k", &s, err, sizeof err), 0);
+	cr_assert_eq(model_synth_bytes(&s.cfg, 0, FK_Q8_0), matrices / 32 * 34 + 45ull * 2048 * 4);
+	cr_assert_eq(model_parse_shape("260k", &s), 0);
 	cr_assert_eq(s.cfg.hidden_dim, 172);
 	cr_assert_eq(s.shared_classifier, 1);
-	cr_assert_eq(synth_parse_shape("128,256,2,4,2,100,64,0", &s, err, sizeof err), 0);
+	cr_assert_eq(model_parse_shape("128,256,2,4,2,100,64,0", &s), 0);
 	cr_assert_eq(s.cfg.vocab_size, 100);
 	cr_assert_eq(s.shared_classifier, 0);
-	cr_assert_neq(synth_parse_shape("gpt-5", &s, err, sizeof err), 0);
-	cr_assert_neq(synth_parse_shape("64,128,2,3,1,10,10", &s, err, sizeof err), 0);
-	cr_assert(strstr(err, "n_heads = 3"), "%s", err);
+	cr_assert_neq(model_parse_shape("gpt-5", &s), 0);
+	cr_assert_neq(model_parse_shape("64,128,2,3,1,10,10", &s), 0);
+	cr_assert(strstr(model_last_error(), "n_heads = 3"), "%s", model_last_error());
 }
 
 /* ------------------------------------------------------------------ */
@@ -574,7 +572,7 @@ Test(cli, run_prints_the_runtime_greedy_ids, .init = need_stories, .fini = teard
 {
 	struct model m;
 	char err[512];
-	cr_assert_eq(model_open(&m, STORIES, NULL, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(model_open(&m, STORIES, NULL), 0, "%s", model_last_error());
 	int ids[30];
 	char want[512] = "";
 	greedy(&m, 30, ids, NULL);

@@ -15,7 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "model.h"
+#include <flexmodel/model.h>
 #include "rt_util.h"
 
 #define STORIES FLEXPAGE_SHARED_MODELS "/stories260K.bin"
@@ -66,8 +66,7 @@ static void run_model(const struct model *m, int threads, struct run *r, int tea
 
 static void open_or_die(struct model *m, const char *path, const struct model_options *o)
 {
-	char err[512];
-	cr_assert_eq(model_open(m, path, o, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(model_open(m, path, o), 0, "%s", model_last_error());
 }
 
 static void same_logits(const struct run *want, const struct run *got, const char *what)

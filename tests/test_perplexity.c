@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"
+#include <flexmodel/model.h>
 #include "ref_forward.h"
 #include "ref_tokenizer.h"
 #include "rt_util.h"
@@ -75,8 +75,7 @@ Test(score, window_nll_equals_float64, .init = setup, .fini = teardown)
 	float *buf;
 	cr_assert_eq(ref_load_llama2c(STORIES, &rm, &buf), 0);
 	struct model m;
-	char err[512];
-	cr_assert_eq(model_open(&m, STORIES, NULL, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(model_open(&m, STORIES, NULL), 0, "%s", model_last_error());
 	const struct frt_options o = {1, 256};
 	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &o);
 	cr_assert(rt, "%s", frt_last_error());

@@ -20,6 +20,8 @@ struct fk_xq {
 struct fk_impl {
 	void (*rows_f32)(const float *w, const float *x, float *y,
 	                 int n_in, int r0, int r1);
+	void (*rows_f16)(const uint16_t *w, const float *x, float *y,
+	                 int n_in, int r0, int r1);
 	void (*rows_q8_0)(const fk_block_q8_0 *w, const struct fk_xq *x, float *y,
 	                  int n_in, int r0, int r1);
 	void (*rows_q4_0)(const fk_block_q4_0 *w, const struct fk_xq *x, float *y,
@@ -43,6 +45,12 @@ int fk_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 /* The selected ISA's kernels (dispatch.c). */
 const struct fk_impl *fk_impl_current(void);
+
+/* 1 for the types whose products read x quantized to q8_0. */
+static inline int fk_quantizes_x(int type)
+{
+	return type == FK_Q8_0 || type == FK_Q4_0;
+}
 
 /* The canonical final sum of 16 partial sums: (a[l] + a[l+8]), then halves
  * again, pairwise, as a SIMD horizontal sum does it. */

@@ -32,7 +32,7 @@ struct run {
 struct batch {
 	const struct fk_matvec *jobs;
 	int n_jobs;
-	const struct fk_xq *xq;      /* per job (NULL entries for f32) */
+	const struct fk_xq *xq;      /* per job (NULL entries for f32, f16) */
 	const struct fk_impl *impl;
 	const int *grain_rows;       /* per job: rows in one grain */
 	const long *first_grain;     /* per job, and the total at [n_jobs] */
@@ -61,6 +61,9 @@ static void run_rows(const struct batch *bt, int i, int r0, int r1)
 	switch (j->type) {
 	case FK_F32:
 		bt->impl->rows_f32(j->w, j->x, j->y, j->n_in, r0, r1);
+		break;
+	case FK_F16:
+		bt->impl->rows_f16(j->w, j->x, j->y, j->n_in, r0, r1);
 		break;
 	case FK_Q8_0:
 		bt->impl->rows_q8_0(j->w, &bt->xq[i], j->y, j->n_in, r0, r1);
@@ -132,7 +135,7 @@ void fk_matvec_batch(fk_pool *p, const struct fk_matvec *jobs, int n_jobs)
 		total += (long long)jobs[i].n_in * jobs[i].n_out;
 		grain_rows[i] = GRAIN / n > 0 ? GRAIN / n : 1;
 		first[i + 1] = first[i] + (jobs[i].n_out + grain_rows[i] - 1) / grain_rows[i];
-		if (jobs[i].type != FK_F32)
+		if (fk_quantizes_x(jobs[i].type))
 			need += xq_bytes(jobs[i].n_in);
 	}
 	const struct fk_impl *impl = fk_impl_current();
@@ -144,11 +147,11 @@ void fk_matvec_batch(fk_pool *p, const struct fk_matvec *jobs, int n_jobs)
 	}
 	for (int i = 0; i < n_jobs; i++) {
 		memset(&xq[i], 0, sizeof xq[i]);
-		if (jobs[i].type == FK_F32)
+		if (!fk_quantizes_x(jobs[i].type))
 			continue;
 		int same = -1;
 		for (int k = 0; k < i && same < 0; k++)
-			if (jobs[k].type != FK_F32 && jobs[k].x == jobs[i].x && jobs[k].n_in == jobs[i].n_in)
+			if (fk_quantizes_x(jobs[k].type) && jobs[k].x == jobs[i].x && jobs[k].n_in == jobs[i].n_in)
 				same = k;
 		if (same >= 0) {
 			xq[i] = xq[same];

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 /* Rows are read one after the other: one stream per thread, which the
  * hardware prefetchers follow best (two interleaved rows measured 30%
@@ -60,6 +61,51 @@ static void rows_f32(const float *w, const float *x, float *y,
 {
 	for (int r = r0; r < r1; r++)
 		y[r] = dot_f32(w + (size_t)r * n_in, x, n_in);
+}
+
+/* Eight halves converted exactly (F16C), as fk_fp16_to_fp32 does. */
+static inline __m256 load_f16(const uint16_t *w)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+}
+
+/* fma_tail for rem < 8 halves: a copy keeps the load inside the row. */
+static inline __m256 fma_tail_f16(const uint16_t *w, const float *x, int rem, __m256 acc)
+{
+	uint16_t h[8] = {0};
+	memcpy(h, w, (size_t)rem * sizeof *h);
+	const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem),
+	                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+	const __m256 f = _mm256_fmadd_ps(load_f16(h), _mm256_maskload_ps(x, m), acc);
+	return _mm256_blendv_ps(acc, f, _mm256_castsi256_ps(m));
+}
+
+/* dot_f32 over halves: the same lanes, the same order. */
+static float dot_f16(const uint16_t *w, const float *x, int n)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	int j = 0;
+	for (; j + 16 <= n; j += 16) {
+		PREFETCH(w + j);
+		a0 = _mm256_fmadd_ps(load_f16(w + j), _mm256_loadu_ps(x + j), a0);
+		a1 = _mm256_fmadd_ps(load_f16(w + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+	}
+	if (n - j >= 8) {
+		a0 = _mm256_fmadd_ps(load_f16(w + j), _mm256_loadu_ps(x + j), a0);
+		j += 8;
+		if (n - j > 0)
+			a1 = fma_tail_f16(w + j, x + j, n - j, a1);
+	} else if (n - j > 0) {
+		a0 = fma_tail_f16(w + j, x + j, n - j, a0);
+	}
+	return reduce(a0, a1);
+}
+
+static void rows_f16(const uint16_t *w, const float *x, float *y,
+                     int n_in, int r0, int r1)
+{
+	for (int r = r0; r < r1; r++)
+		y[r] = dot_f16(w + (size_t)r * n_in, x, n_in);
 }
 
 /* Eight int32 lanes: lane l = sum of w[k] * x[k] over k = 4l..4l+3.
@@ -176,6 +222,7 @@ void fk_quantize_x_avx2(const float *x, const struct fk_xq *out, int n)
 
 const struct fk_impl fk_impl_avx2 = {
 	.rows_f32 = rows_f32,
+	.rows_f16 = rows_f16,
 	.rows_q8_0 = rows_q8_0,
 	.rows_q4_0 = rows_q4_0,
 	.quantize_x = fk_quantize_x_avx2,

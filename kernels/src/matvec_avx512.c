@@ -44,6 +44,32 @@ static void rows_f32(const float *w, const float *x, float *y,
 		y[r] = dot_f32(w + (size_t)r * n_in, x, n_in);
 }
 
+/* dot_f32 over halves, converted exactly (vcvtph2ps); the masked tail
+ * reads nothing past the row. */
+static float dot_f16(const uint16_t *w, const float *x, int n)
+{
+	__m512 acc = _mm512_setzero_ps();
+	int j = 0;
+	for (; j + 16 <= n; j += 16) {
+		PREFETCH(w + j);
+		acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + j))),
+		                      _mm512_loadu_ps(x + j), acc);
+	}
+	if (j < n) {
+		const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+		const __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + j));
+		acc = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + j), acc, m);
+	}
+	return reduce(acc);
+}
+
+static void rows_f16(const uint16_t *w, const float *x, float *y,
+                     int n_in, int r0, int r1)
+{
+	for (int r = r0; r < r1; r++)
+		y[r] = dot_f16(w + (size_t)r * n_in, x, n_in);
+}
+
 /* Scales of blocks b (lanes 0-7) and b + 1 (lanes 8-15). */
 static inline __m512 scale2(uint16_t d0, uint16_t d1, const float *xd)
 {
@@ -133,6 +159,7 @@ ROWS_Q(rows_q4_0, fk_block_q4_0, pair_q4, last_q4)
 /* Activations are quantized as on the AVX2 path (identical bytes). */
 const struct fk_impl fk_impl_avx512 = {
 	.rows_f32 = rows_f32,
+	.rows_f16 = rows_f16,
 	.rows_q8_0 = rows_q8_0,
 	.rows_q4_0 = rows_q4_0,
 	.quantize_x = fk_quantize_x_avx2,

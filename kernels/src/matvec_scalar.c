@@ -3,6 +3,7 @@
  *
  * f32:  16 running sums, value j feeding sum j % 16 with one fused
  *       multiply-add each; then fk_reduce16.
+ * f16:  the same, each weight first converted exactly to float.
  * q8_0, q4_0 against x quantized to q8_0: per block b and per group l of
  *       4 values, the exact integer p = sum of w*x over values 4l..4l+3;
  *       sum (b % 2) * 8 + l += fma(dw_b * dx_b, p); then fk_reduce16.
@@ -21,6 +22,18 @@ static void rows_f32(const float *w, const float *x, float *y,
 		float acc[16] = {0};
 		for (int j = 0; j < n_in; j++)
 			acc[j % 16] = fmaf(row[j], x[j], acc[j % 16]);
+		y[r] = fk_reduce16(acc);
+	}
+}
+
+static void rows_f16(const uint16_t *w, const float *x, float *y,
+                     int n_in, int r0, int r1)
+{
+	for (int r = r0; r < r1; r++) {
+		const uint16_t *row = w + (size_t)r * n_in;
+		float acc[16] = {0};
+		for (int j = 0; j < n_in; j++)
+			acc[j % 16] = fmaf(fk_fp16_to_fp32(row[j]), x[j], acc[j % 16]);
 		y[r] = fk_reduce16(acc);
 	}
 }
@@ -97,6 +110,7 @@ static void quantize_x(const float *x, const struct fk_xq *out, int n)
 
 const struct fk_impl fk_impl_scalar = {
 	.rows_f32 = rows_f32,
+	.rows_f16 = rows_f16,
 	.rows_q8_0 = rows_q8_0,
 	.rows_q4_0 = rows_q4_0,
 	.quantize_x = quantize_x,

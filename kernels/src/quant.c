@@ -13,6 +13,7 @@ const char *fk_type_name(int type)
 {
 	switch (type) {
 	case FK_F32: return "f32";
+	case FK_F16: return "f16";
 	case FK_Q8_0: return "q8_0";
 	case FK_Q4_0: return "q4_0";
 	}
@@ -21,11 +22,11 @@ const char *fk_type_name(int type)
 
 int fk_type_parse(const char *name)
 {
-	static const int types[] = { FK_F32, FK_Q8_0, FK_Q4_0 };
+	static const int types[] = { FK_F32, FK_F16, FK_Q8_0, FK_Q4_0 };
 	for (size_t i = 0; name && i < sizeof types / sizeof types[0]; i++)
 		if (!strcmp(name, fk_type_name(types[i])))
 			return types[i];
-	return fk_fail(EINVAL, "type '%s' is not f32, q8_0 or q4_0", name ? name : "(null)");
+	return fk_fail(EINVAL, "type '%s' is not f32, f16, q8_0 or q4_0", name ? name : "(null)");
 }
 
 size_t fk_row_bytes(int type, size_t n)
@@ -33,6 +34,8 @@ size_t fk_row_bytes(int type, size_t n)
 	switch (type) {
 	case FK_F32:
 		return n * sizeof(float);
+	case FK_F16:
+		return n * sizeof(uint16_t);
 	case FK_Q8_0:
 		return n % FK_QK ? 0 : n / FK_QK * sizeof(fk_block_q8_0);
 	case FK_Q4_0:
@@ -92,6 +95,10 @@ void fk_dequantize_row(int type, const void *src, float *dst, size_t n)
 {
 	if (type == FK_F32) {
 		memcpy(dst, src, n * sizeof(float));
+	} else if (type == FK_F16) {
+		const uint16_t *h = src;
+		for (size_t i = 0; i < n; i++)
+			dst[i] = fk_fp16_to_fp32(h[i]);
 	} else if (type == FK_Q8_0) {
 		const fk_block_q8_0 *b = src;
 		for (size_t i = 0; i < n / FK_QK; i++) {

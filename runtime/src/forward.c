@@ -22,7 +22,6 @@ float *frt_forward(frt_model *m, int token, int pos)
 {
 	const struct frt_config *c = &m->cfg;
 	const int dim = c->dim, hidden = c->hidden_dim, kv_dim = m->kv_dim;
-	const int type = m->w.type;
 
 	if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= m->max_seq) {
 		frt_fail(EINVAL, "token %d (vocabulary 0..%d) or position %d (0..%d) is out of range",
@@ -30,7 +29,8 @@ float *frt_forward(frt_model *m, int token, int pos)
 		return NULL;
 	}
 
-	fk_dequantize_row(type, (const char *)m->w.token_embd + (size_t)token * m->embd_row_bytes,
+	fk_dequantize_row(m->w.token_embd.type,
+	                  (const char *)m->w.token_embd.data + (size_t)token * m->embd_row_bytes,
 	                  m->x, (size_t)dim);
 
 	for (int l = 0; l < c->n_layers; l++) {
@@ -40,30 +40,30 @@ float *frt_forward(frt_model *m, int token, int pos)
 
 		fk_rmsnorm(m->xb, m->x, L->attn_norm, dim, c->norm_eps);
 		const struct fk_matvec qkv[3] = {
-			{ type, L->wq, m->xb, m->q, dim, dim },
-			{ type, L->wk, m->xb, k, dim, kv_dim },
-			{ type, L->wv, m->xb, v, dim, kv_dim },
+			{ L->wq.type, L->wq.data, m->xb, m->q, dim, dim },
+			{ L->wk.type, L->wk.data, m->xb, k, dim, kv_dim },
+			{ L->wv.type, L->wv.data, m->xb, v, dim, kv_dim },
 		};
 		fk_matvec_batch(m->pool, qkv, 3);
 		fk_rope(m->q, c->n_heads, m->head_size, pos, c->rope_theta);
 		fk_rope(k, c->n_kv_heads, m->head_size, pos, c->rope_theta);
 
 		frt_attention(m, l, pos);
-		fk_matvec(m->pool, m->xb2, L->wo, type, m->xb, dim, dim);
+		fk_matvec(m->pool, m->xb2, L->wo.data, L->wo.type, m->xb, dim, dim);
 		add(m->x, m->xb2, dim);
 
 		fk_rmsnorm(m->xb, m->x, L->ffn_norm, dim, c->norm_eps);
 		const struct fk_matvec ffn[2] = {
-			{ type, L->w1, m->xb, m->hb, dim, hidden },
-			{ type, L->w3, m->xb, m->hb2, dim, hidden },
+			{ L->w1.type, L->w1.data, m->xb, m->hb, dim, hidden },
+			{ L->w3.type, L->w3.data, m->xb, m->hb2, dim, hidden },
 		};
 		fk_matvec_batch(m->pool, ffn, 2);
 		fk_swiglu(m->hb, m->hb2, hidden);
-		fk_matvec(m->pool, m->xb, L->w2, type, m->hb, hidden, dim);
+		fk_matvec(m->pool, m->xb, L->w2.data, L->w2.type, m->hb, hidden, dim);
 		add(m->x, m->xb, dim);
 	}
 
 	fk_rmsnorm(m->x, m->x, m->w.output_norm, dim, c->norm_eps);
-	fk_matvec(m->pool, m->logits, m->w.output, type, m->x, dim, c->vocab_size);
+	fk_matvec(m->pool, m->logits, m->w.output.data, m->w.output.type, m->x, dim, c->vocab_size);
 	return m->logits;
 }

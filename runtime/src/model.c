@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,26 +42,48 @@ int frt_config_check(const struct frt_config *c)
 	return 0;
 }
 
+/* A matrix whose rows are n_in values: present, of a type the kernels
+ * multiply, in whole blocks if quantized.  what names it ("layer 1 w2"). */
+static int check_tensor(const struct frt_tensor *t, int n_in, const char *in_name,
+                        const char *what)
+{
+	if (!t->data)
+		return frt_fail(EINVAL, "weights: %s is missing", what);
+	if (!fk_type_name(t->type))
+		return frt_fail(EINVAL, "weights: %s has unknown type %d", what, t->type);
+	if (!fk_row_bytes(t->type, (size_t)n_in))
+		return frt_fail(EINVAL, "weights: %s is %s, which needs rows (%s = %d) to be multiples "
+		                "of %d", what, fk_type_name(t->type), in_name, n_in, FK_QK);
+	return 0;
+}
+
 static int check_weights(const struct frt_config *c, const struct frt_weights *w)
 {
-	if (!fk_type_name(w->type))
-		return frt_fail(EINVAL, "weights: unknown matrix type %d", w->type);
-	if (w->type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
-		return frt_fail(EINVAL, "weights: %s needs dim (%d) and hidden_dim (%d) to be multiples of %d",
-		                fk_type_name(w->type), c->dim, c->hidden_dim, FK_QK);
-	if (!w->token_embd || !w->output_norm || !w->output || !w->layers)
-		return frt_fail(EINVAL, "weights: %s is missing",
-		                !w->token_embd ? "token_embd" : !w->output_norm ? "output_norm" :
-		                !w->output ? "output" : "layers");
+	if (check_tensor(&w->token_embd, c->dim, "dim", "token_embd") ||
+	    check_tensor(&w->output, c->dim, "dim", "output"))
+		return -EINVAL;
+	if (!w->output_norm || !w->layers)
+		return frt_fail(EINVAL, "weights: %s is missing", !w->output_norm ? "output_norm" : "layers");
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct frt_layer *L = &w->layers[l];
-		const void *p[] = { L->attn_norm, L->wq, L->wk, L->wv, L->wo,
-		                    L->ffn_norm, L->w1, L->w2, L->w3 };
-		static const char *const names[] = { "attn_norm", "wq", "wk", "wv", "wo",
-		                                      "ffn_norm", "w1", "w2", "w3" };
-		for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
-			if (!p[i])
-				return frt_fail(EINVAL, "weights: layer %d %s is missing", l, names[i]);
+		if (!L->attn_norm || !L->ffn_norm)
+			return frt_fail(EINVAL, "weights: layer %d %s is missing", l,
+			                !L->attn_norm ? "attn_norm" : "ffn_norm");
+		const struct {
+			const struct frt_tensor *t;
+			const char *name;
+		} mats[] = {
+			{&L->wq, "wq"}, {&L->wk, "wk"}, {&L->wv, "wv"}, {&L->wo, "wo"},
+			{&L->w1, "w1"}, {&L->w3, "w3"}, {&L->w2, "w2"},
+		};
+		for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+			char what[32];
+			snprintf(what, sizeof what, "layer %d %s", l, mats[i].name);
+			const int w2 = mats[i].t == &L->w2;
+			if (check_tensor(mats[i].t, w2 ? c->hidden_dim : c->dim,
+			                 w2 ? "hidden_dim" : "dim", what))
+				return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -89,7 +112,7 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 	m->max_seq = opt && opt->max_seq > 0 && opt->max_seq < cfg->seq_len ? opt->max_seq : cfg->seq_len;
 	m->head_size = cfg->dim / cfg->n_heads;
 	m->kv_dim = cfg->dim / cfg->n_heads * cfg->n_kv_heads;
-	m->embd_row_bytes = fk_row_bytes(w->type, (size_t)cfg->dim);
+	m->embd_row_bytes = fk_row_bytes(w->token_embd.type, (size_t)cfg->dim);
 
 	m->layers = malloc((size_t)cfg->n_layers * sizeof *m->layers);
 	if (m->layers)
@@ -153,13 +176,25 @@ int frt_model_max_seq(const frt_model *m)
 	return m->max_seq;
 }
 
+/* Bytes of n_out rows of n_in values of t's type. */
+static uint64_t matrix_bytes(const struct frt_tensor *t, int n_in, int n_out)
+{
+	return fk_row_bytes(t->type, (size_t)n_in) * (uint64_t)n_out;
+}
+
 uint64_t frt_model_bytes_per_token(const frt_model *m)
 {
 	const struct frt_config *c = &m->cfg;
-	const uint64_t rd = fk_row_bytes(m->w.type, (size_t)c->dim);
-	const uint64_t rh = fk_row_bytes(m->w.type, (size_t)c->hidden_dim);
-	const uint64_t layer = rd * (uint64_t)(2 * c->dim + 2 * m->kv_dim + 2 * c->hidden_dim) +
-	                       rh * (uint64_t)c->dim + 2 * sizeof(float) * (uint64_t)c->dim;
-	return layer * (uint64_t)c->n_layers + rd /* one embedding row */ +
-	       sizeof(float) * (uint64_t)c->dim + rd * (uint64_t)c->vocab_size;
+	const int d = c->dim, hd = c->hidden_dim, kv = m->kv_dim;
+	const uint64_t norms = sizeof(float) * (uint64_t)d;
+	uint64_t n = m->embd_row_bytes /* one embedding row */ + norms +
+	             matrix_bytes(&m->w.output, d, c->vocab_size);
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct frt_layer *L = &m->layers[l];
+		n += matrix_bytes(&L->wq, d, d) + matrix_bytes(&L->wk, d, kv) +
+		     matrix_bytes(&L->wv, d, kv) + matrix_bytes(&L->wo, d, d) +
+		     matrix_bytes(&L->w1, d, hd) + matrix_bytes(&L->w3, d, hd) +
+		     matrix_bytes(&L->w2, hd, d) + 2 * norms;
+	}
+	return n;
 }

@@ -58,9 +58,14 @@ static void check_forward(void)
 		ones[i] = 1.0f;
 	struct frt_layer layers[LAYERS];
 	for (int l = 0; l < LAYERS; l++)
-		layers[l] = (struct frt_layer){ones, zeros, zeros, zeros, zeros, ones, zeros, zeros, zeros};
+		layers[l] = (struct frt_layer){
+			.attn_norm = ones, .ffn_norm = ones,
+			.wq = {zeros, FK_F32}, .wk = {zeros, FK_F32}, .wv = {zeros, FK_F32},
+			.wo = {zeros, FK_F32}, .w1 = {zeros, FK_F32}, .w2 = {zeros, FK_F32},
+			.w3 = {zeros, FK_F32},
+		};
 	const struct frt_config cfg = {DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB, SEQ, 0, 0};
-	const struct frt_weights w = {FK_F32, embd, layers, ones, embd};
+	const struct frt_weights w = {{embd, FK_F32}, layers, ones, {embd, FK_F32}};
 
 	struct frt_config bad = cfg;
 	bad.n_kv_heads = 3;

@@ -1,5 +1,6 @@
 /* flexpage pack IN OUT: a file (as one opaque tensor), a llama2.c
- * checkpoint (as named tensors) or a GGUF (byte for byte) into an image. */
+ * checkpoint (as named tensors) or a GGUF (byte for byte) into an image;
+ * a llama2.c checkpoint into a GGUF when OUT ends in .gguf. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -8,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <flexmodel/model.h>
 
 #include "cmds.h"
 #include "util.h"
@@ -19,7 +22,8 @@ static void pack_usage(FILE *f)
 	        "  Writes IN as a flexpage image OUT.  A llama2.c checkpoint becomes named\n"
 	        "  tensors; any other file becomes one opaque tensor named 'data'.  A GGUF\n"
 	        "  is packed verbatim: the image's bytes are the file's (flexpage cat OUT\n"
-	        "  gives IN back), its tensors the GGUF's, at the same offsets.\n\n"
+	        "  gives IN back), its tensors the GGUF's, at the same offsets.  With OUT\n"
+	        "  ending in .gguf, a llama2.c checkpoint becomes a GGUF that llama.cpp loads.\n\n"
 	        "  --chunk SIZE        chunk size, a power of two from 64K to 4M (default 2M)\n"
 	        "  --codec raw|zstd[:LEVEL]  payload codec (default raw; zstd level default 3)\n"
 	        "  --quant f32|q8_0|q4_0     quantize a checkpoint's matrices (default f32)\n"
@@ -27,6 +31,8 @@ static void pack_usage(FILE *f)
 	        "  --verbatim          keep IN byte for byte, whatever it is: the image's bytes\n"
 	        "                      are IN's; tensors are a GGUF's or a checkpoint's, at\n"
 	        "                      their offsets in IN, or one opaque tensor\n"
+	        "  --tokenizer FILE    for a .gguf OUT: the vocabulary, a llama2.c tokenizer\n"
+	        "                      file (e.g. tok512.bin); default: a generated one\n"
 	        "  -f, --force         replace OUT if it exists\n"
 	        "  -q, --quiet         no progress bar or summary\n");
 }
@@ -52,17 +58,51 @@ static int pack_opaque(const char *in, fp_writer *w, char *err, size_t errlen)
 	return rc ? -1 : 0;
 }
 
+/* A llama2.c checkpoint into a GGUF (flexmodel writes it). */
+static int pack_gguf(const char *in, const char *out, const char *quant, const char *tokenizer,
+                     int quiet)
+{
+	if (!model_is_llama2c(in)) {
+		fprintf(stderr, "flexpage pack: %s: a .gguf OUT needs a llama2.c checkpoint\n", in);
+		return 1;
+	}
+	fp_gguf_writer *w = fp_gguf_writer_create(out);
+	if (!w) {
+		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
+		return 1;
+	}
+	if (model_import_llama2c_gguf(in, w, quant, tokenizer)) {
+		fp_gguf_writer_abort(w);
+		fprintf(stderr, "flexpage pack: %s\n", model_last_error());
+		return 1;
+	}
+	if (fp_gguf_writer_finish(w)) {
+		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
+		return 1;
+	}
+	if (!quiet)
+		fprintf(stderr, "wrote %s: a GGUF of %s (%s, vocabulary %s)\n", out, in,
+		        quant ? quant : "f32", tokenizer ? tokenizer : "generated");
+	return 0;
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+	const size_t n = strlen(s), k = strlen(tail);
+	return n > k && !strcmp(s + n - k, tail);
+}
+
 int cmd_pack(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"chunk", required_argument, 0, 'c'}, {"codec", required_argument, 0, 'z'},
 		{"quant", required_argument, 0, 'Q'}, {"opaque", no_argument, 0, 'o'},
-		{"verbatim", no_argument, 0, 'V'},
+		{"verbatim", no_argument, 0, 'V'},   {"tokenizer", required_argument, 0, 'k'},
 		{"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	struct fp_writer_options wo = {.chunk_size = 2u << 20, .progress = 1};
-	const char *quant = NULL;
+	const char *quant = NULL, *tokenizer = NULL;
 	int opaque = 0, verbatim = 0, force = 0, quiet = 0, o;
 	char err[512] = "";
 	optind = 1;
@@ -87,6 +127,7 @@ int cmd_pack(int argc, char **argv)
 			break;
 		case 'o': opaque = 1; break;
 		case 'V': verbatim = 1; break;
+		case 'k': tokenizer = optarg; break;
 		case 'f': force = 1; break;
 		case 'q': quiet = 1; wo.progress = 0; break;
 		case 'h': pack_usage(stdout); return 0;
@@ -112,6 +153,12 @@ int cmd_pack(int argc, char **argv)
 			fprintf(stderr, "flexpage pack: %s exists; pass --force to replace it\n", out);
 			return 1;
 		}
+	}
+	if (ends_with(out, ".gguf") && !opaque && !verbatim)
+		return pack_gguf(in, out, quant, tokenizer, quiet);
+	if (tokenizer) {
+		snprintf(err, sizeof err, "--tokenizer applies to a .gguf OUT");
+		goto usage_err;
 	}
 	if (opaque && verbatim) {
 		fprintf(stderr, "flexpage pack: --opaque and --verbatim exclude each other\n");
@@ -141,11 +188,12 @@ int cmd_pack(int argc, char **argv)
 		return 1;
 	}
 	int rc = wo.verbatim ? pack_verbatim(in, w, err, sizeof err)
-	         : model   ? model_import_llama2c(in, w, quant, err, sizeof err)
+	         : model   ? model_import_llama2c(in, w, quant)
 	                   : pack_opaque(in, w, err, sizeof err);
 	if (rc) {
 		fp_writer_abort(w);
-		fprintf(stderr, "flexpage pack: %s\n", err[0] ? err : fp_last_error());
+		fprintf(stderr, "flexpage pack: %s\n",
+		        !wo.verbatim && model ? model_last_error() : err[0] ? err : fp_last_error());
 		return 1;
 	}
 	if (fp_writer_finish(w)) {

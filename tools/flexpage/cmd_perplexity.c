@@ -20,7 +20,7 @@
 #include <flexrt/runtime.h>
 
 #include "cmds.h"
-#include "model.h"
+#include <flexmodel/model.h>
 #include "run_options.h"
 #include "util.h"
 

@@ -9,8 +9,9 @@
 #include <flexkern/kernels.h>
 #include <flexrt/runtime.h>
 
+#include <flexmodel/model.h>
+
 #include "cmds.h"
-#include "model.h"
 #include "run_options.h"
 #include "util.h"
 
@@ -18,11 +19,11 @@ static void run_usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: flexpage run MODEL [options]\n"
-	        "  Generates text with MODEL, a flexpage image or a llama2.c checkpoint, and\n"
-	        "  prints it as it is made, then the speed and, for a paged load, the pager's\n"
-	        "  statistics on stderr.  The tokenizer is --tokenizer FILE, or else\n"
-	        "  tok<VOCAB>.bin (tok512.bin beside stories260K.bin) or tokenizer.bin in the\n"
-	        "  model's directory; without one, run prints token ids.\n\n"
+	        "  Generates text with MODEL, a flexpage image, a llama GGUF or a llama2.c\n"
+	        "  checkpoint, and prints it as it is made, then the speed and, for a paged\n"
+	        "  load, the pager's statistics on stderr.  The tokenizer is --tokenizer FILE,\n"
+	        "  or else tok<VOCAB>.bin (tok512.bin beside stories260K.bin) or tokenizer.bin\n"
+	        "  in the model's directory; without one, run prints token ids.\n\n"
 	        "  --prompt TEXT       text to start from, encoded after BOS (default: BOS alone)\n"
 	        "  --prompt-ids IDS    token ids to start from instead, e.g. 1,403,411\n"
 	        "  --tokenizer FILE    a llama2.c tokenizer file for the model's vocabulary\n"

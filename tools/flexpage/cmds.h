@@ -37,15 +37,6 @@ uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint3
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);
 
-/* llama2.c checkpoints (model_import.c). */
-/* 1 if path starts with a plausible llama2.c header, 0 if not. */
-int model_is_llama2c(const char *path);
-/* Write the checkpoint's tensors (GGUF names, per layer) and meta into w;
- * quant is NULL/"f32", "q8_0" or "q4_0".  -1 with fp_last_error()-style
- * message in err on failure. */
-int model_import_llama2c(const char *path, fp_writer *w, const char *quant,
-                         char *err, size_t errlen);
-
 /* A GGUF header for flexpage inspect (gguf_print.c): every key with its
  * type and value, arrays summarised; and the tensor infos. */
 void print_gguf_meta(FILE *f, const fp_gguf *g);

@@ -29,7 +29,7 @@ void run_options_usage(FILE *f)
 	        "\n  --threads N         compute threads (default: the CPUs online)\n"
 	        "  --kernels ISA       force scalar, avx2 or avx512 kernels (default: best)\n\n"
 	        "  --load MODE         resident, mmap or flexpage (default: flexpage for\n"
-	        "                      images, resident for checkpoints)\n"
+	        "                      images and GGUF files, resident for checkpoints)\n"
 	        "  --madvise ADVICE    for mmap: normal, sequential or random (default normal)\n"
 	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, or 40%%\n"
 	        "                      of the model's bytes (default: the whole image)\n"
@@ -133,11 +133,12 @@ int run_options_open(struct run_options *o, const char *path, struct model *m,
                      char *err, size_t errlen)
 {
 	/* what the file is decides the default load and what a budget means */
-	const int format = model_detect(path, err, errlen);
-	if (format < 0)
+	const int format = model_detect(path);
+	if (format < 0) {
+		snprintf(err, errlen, "%s", model_last_error());
 		return -1;
-	const int load = o->mo.load ? o->mo.load : format == MODEL_FORMAT_IMAGE ? MODEL_LOAD_FLEXPAGE
-	                                                                         : MODEL_LOAD_RESIDENT;
+	}
+	const int load = o->mo.load ? o->mo.load : model_default_load(format);
 	if (o->budget_arg && load != MODEL_LOAD_FLEXPAGE) {
 		snprintf(err, errlen, "--budget applies to --load flexpage, not %s", model_load_name(load));
 		return -2;
@@ -169,15 +170,21 @@ int run_options_open(struct run_options *o, const char *path, struct model *m,
 		if (run_paging_plan(&o->paging, path, &o->mo.fp, err, errlen))
 			return -1;
 	}
-	return model_open(m, path, &o->mo, err, errlen) ? -1 : 0;
+	if (model_open(m, path, &o->mo)) {
+		snprintf(err, errlen, "%s", model_last_error());
+		return -1;
+	}
+	return 0;
 }
 
 void run_options_describe(const struct run_options *o, const struct model *m, FILE *f)
 {
-	char a[32];
+	char a[32], types[64];
 	fprintf(f, "model: %s (%s, %s, %s), load %s, kernels %s, %d thread%s\n", m->path,
-	        m->format == MODEL_FORMAT_IMAGE ? "image" : "llama2.c", fk_type_name(m->weights.type),
-	        fmt_bytes(m->size, a, sizeof a), model_load_name(m->load), fk_isa_name(fk_get_isa()),
+	        m->format == MODEL_FORMAT_IMAGE  ? "image"
+	        : m->format == MODEL_FORMAT_GGUF ? "GGUF"
+	                                         : "llama2.c",
+	        model_types(m, types, sizeof types), fmt_bytes(m->size, a, sizeof a), model_load_name(m->load), fk_isa_name(fk_get_isa()),
 	        o->threads, o->threads > 1 ? "s" : "");
 }
 

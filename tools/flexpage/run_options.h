@@ -10,7 +10,7 @@
 
 #include <flexrt/runtime.h>
 
-#include "model.h"
+#include <flexmodel/model.h>
 #include "run_paging.h"
 
 struct run_options {

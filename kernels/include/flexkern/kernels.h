@@ -1,6 +1,6 @@
 /* flexkern: the compute kernels of a transformer decode step.
  *
- * Matrix-vector products over f32, q8_0 and q4_0 weights (row-major
+ * Matrix-vector products over f32, f16, q8_0 and q4_0 weights (row-major
  * [out][in], GGML's block layouts), the small vector operations around
  * them (rmsnorm, softmax, rope, silu), fp16 conversion, quantization, and a
  * thread pool that splits a product's rows over threads.
@@ -45,6 +45,7 @@ const char *fk_last_error(void);
 /* Element types; the numbers are GGML's (and the image format's). */
 enum fk_type {
 	FK_F32 = 0,
+	FK_F16 = 1,              /* IEEE binary16, little-endian */
 	FK_Q4_0 = 2,
 	FK_Q8_0 = 8,
 };
@@ -65,10 +66,10 @@ typedef struct {
 } fk_block_q4_0;
 
 /* The name of an enum fk_type.
- * @return "f32", "q8_0" or "q4_0" (static storage); NULL for any other
- *         value. */
+ * @return "f32", "f16", "q8_0" or "q4_0" (static storage); NULL for any
+ *         other value. */
 const char *fk_type_name(int type);
-/* The enum fk_type named name ("f32", "q8_0", "q4_0"; case matters).
+/* The enum fk_type named name ("f32", "f16", "q8_0", "q4_0"; case matters).
  * @return the type (>= 0); -EINVAL if name is NULL or no type's name, with
  *         the name in fk_last_error(). */
 int fk_type_parse(const char *name);
@@ -162,9 +163,11 @@ void fk_pool_run(fk_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx)
 /* ------------------------------------------------------------------ */
 /* Matrix-vector products                                               */
 
-/* y[r] = sum_i W[r][i] * x[i] for r < n_out.  For q8_0 and q4_0, x is first
- * quantized to q8_0 blocks with a float scale (GGML's rounding), and each
- * block's product is an exact integer dot product; see docs/runtime.md. */
+/* y[r] = sum_i W[r][i] * x[i] for r < n_out.  f16 weights are converted
+ * exactly to float and multiplied as f32 ones are.  For q8_0 and q4_0, x
+ * is first quantized to q8_0 blocks with a float scale (GGML's rounding),
+ * and each block's product is an exact integer dot product; see
+ * docs/runtime.md. */
 struct fk_matvec {
 	int type;                /* enum fk_type of w */
 	const void *w;           /* n_out rows of n_in values */

@@ -37,6 +37,15 @@ const char *frt_last_error(void);
 
 #define FRT_BOS 1 /* llama2.c's beginning-of-sequence token */
 
+/* The largest configuration frt_model_create() accepts: far above any
+ * real model, low enough that no size computed from it overflows.  Model
+ * readers check a file's header against them before trusting it. */
+#define FRT_MAX_DIM (1 << 16)
+#define FRT_MAX_HIDDEN (1 << 20)
+#define FRT_MAX_LAYERS 4096
+#define FRT_MAX_VOCAB (1 << 24)
+#define FRT_MAX_SEQ (1 << 20)
+
 struct frt_config {
 	int dim;                 /* model width */
 	int hidden_dim;          /* feed-forward width */
@@ -49,40 +58,38 @@ struct frt_config {
 	float norm_eps;          /* 0: 1e-5 */
 };
 
-/* One layer's weights.  Matrices are row-major [out][in] of the model's
- * type; norms are float. */
+/* A weight matrix, row-major [out][in], of its own type: a model may mix
+ * them (a GGUF often has q8_0 matrices and an f16 classifier).  Quantized
+ * types need rows of whole blocks (in a multiple of FK_QK). */
+struct frt_tensor {
+	const void *data;
+	int type;                /* enum fk_type: FK_F32, FK_F16, FK_Q8_0 or FK_Q4_0 */
+};
+
+/* One layer's weights; norms are float. */
 struct frt_layer {
 	const float *attn_norm;  /* [dim] */
-	const void *wq;          /* [dim][dim] */
-	const void *wk;          /* [kv_dim][dim], kv_dim = dim * n_kv_heads / n_heads */
-	const void *wv;          /* [kv_dim][dim] */
-	const void *wo;          /* [dim][dim] */
+	struct frt_tensor wq;    /* [dim][dim] */
+	struct frt_tensor wk;    /* [kv_dim][dim], kv_dim = dim * n_kv_heads / n_heads */
+	struct frt_tensor wv;    /* [kv_dim][dim] */
+	struct frt_tensor wo;    /* [dim][dim] */
 	const float *ffn_norm;   /* [dim] */
-	const void *w1;          /* gate [hidden][dim] */
-	const void *w2;          /* down [dim][hidden] */
-	const void *w3;          /* up [hidden][dim] */
+	struct frt_tensor w1;    /* gate [hidden][dim] */
+	struct frt_tensor w2;    /* down [dim][hidden] */
+	struct frt_tensor w3;    /* up [hidden][dim] */
 };
 
 struct frt_weights {
-	int type;                /* enum fk_type of every matrix and the embedding */
-	const void *token_embd;  /* [vocab][dim] */
+	struct frt_tensor token_embd;   /* [vocab][dim]; a row is dequantized per token */
 	const struct frt_layer *layers; /* n_layers; copied by frt_model_create */
 	const float *output_norm;       /* [dim] */
-	const void *output;      /* [vocab][dim]; may be token_embd (shared) */
+	struct frt_tensor output;       /* [vocab][dim]; may be token_embd (shared) */
 };
 
 struct frt_options {
 	int n_threads;           /* compute threads, caller included; 0: 1 */
 	int max_seq;             /* KV cache positions; 0 or > seq_len: seq_len */
 };
-
-/* Limits of struct frt_config: far above any real model, low enough that
- * no index or size computed from a configuration can overflow. */
-#define FRT_MAX_DIM (1 << 16)     /* dim; n_heads and n_kv_heads too */
-#define FRT_MAX_HIDDEN (1 << 20)
-#define FRT_MAX_LAYERS 4096
-#define FRT_MAX_VOCAB (1 << 24)
-#define FRT_MAX_SEQ (1 << 20)
 
 /* Check a configuration as frt_model_create does: every size positive and
  * within the limits above, dim a multiple of n_heads, n_heads a multiple

@@ -4,26 +4,24 @@
  * value is a standard normal (an exact quantile from a 65536-entry table)
  * times a scale drawn from 16 log-normal levels, a Gaussian scale mixture
  * with heavy tails (kurtosis about 8); each row has its own log-normal scale
- * (sigma 0.3); matrices are scaled 1/sqrt(in), residual outputs (wo, w2)
- * further by 1/sqrt(2 * n_layers) so that activations stay in range over
- * depth; norm weights are 1 + 0.05 N(0, 1).
+ * (sigma 0.3); matrices are scaled 1/sqrt(in), the embedding 0.1; norm
+ * weights are 1 + 0.05 N(0, 1).
  *
  * Every row seeds its own xoshiro256+ stream from (seed, tensor, row) with
  * splitmix64, so rows can be made on any thread in any order and the file
  * is the same.  One 64-bit draw gives three values, and quantization runs
  * on each row as it is made: ~1.1 billion values take a few seconds. */
+#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <flexkern/kernels.h>
 
-#include "model.h"
-#include "synth.h"
+#include "internal.h"
 
-const struct synth_shape synth_shapes[] = {
+const struct model_shape model_shapes[] = {
 	{"260k", {64, 172, 5, 8, 4, 512, 512, 10000.0f, 1e-5f}, 1},
 	{"110m", {768, 2048, 12, 12, 12, 32000, 1024, 10000.0f, 1e-5f}, 1},
 	{"tinyllama-1.1b", {2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f, 1e-5f}, 0},
@@ -31,18 +29,9 @@ const struct synth_shape synth_shapes[] = {
 	{NULL, {0, 0, 0, 0, 0, 0, 0, 0, 0}, 0},
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int model_parse_shape(const char *s, struct model_shape *out)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-int synth_parse_shape(const char *s, struct synth_shape *out, char *err, size_t errlen)
-{
-	for (const struct synth_shape *p = synth_shapes; p->name; p++) {
+	for (const struct model_shape *p = model_shapes; p->name; p++) {
 		if (!strcmp(s, p->name)) {
 			*out = *p;
 			return 0;
@@ -53,73 +42,25 @@ int synth_parse_shape(const char *s, struct synth_shape *out, char *err, size_t 
 	n = sscanf(s, "%d,%d,%d,%d,%d,%d,%d,%d%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
 	           &v[6], &v[7], &tail);
 	if (n != 7 && n != 8)
-		return fail(err, errlen, "--shape: '%s' is not 260k, 110m, tinyllama-1.1b, llama2-7b "
-		            "or DIM,HIDDEN,LAYERS,HEADS,KV_HEADS,VOCAB,SEQ[,SHARED]", s);
-	*out = (struct synth_shape){"custom", {v[0], v[1], v[2], v[3], v[4], v[5], v[6], 10000.0f, 1e-5f},
+		return model_fail(EINVAL, "--shape: '%s' is not 260k, 110m, tinyllama-1.1b, llama2-7b "
+		                  "or DIM,HIDDEN,LAYERS,HEADS,KV_HEADS,VOCAB,SEQ[,SHARED]", s);
+	*out = (struct model_shape){"custom", {v[0], v[1], v[2], v[3], v[4], v[5], v[6], 10000.0f, 1e-5f},
 	                            n == 8 ? v[7] != 0 : 1};
-	return model_check_config(&out->cfg, "--shape", "", err, errlen);
+	return model_check_config(&out->cfg, "--shape", "");
 }
 
-/* ------------------------------------------------------------------ */
-/* Tensors in decode order                                              */
-
-struct tensor {
-	char name[FP_NAME_MAX];
-	int type;
-	uint64_t rows, cols;
-	int kind;                    /* enum kind */
-};
-
-enum kind { K_EMBED, K_NORM, K_IN, K_RESID, K_CLS };
-
-/* The i-th tensor of the model, or 0 past the last. */
-static int tensor_at(const struct frt_config *c, int shared, int type, int i, struct tensor *t)
+/* The type of tensor t in a model whose matrices are of type. */
+static int type_of(const struct llama_tensor *t, int type)
 {
-	const uint64_t d = (uint64_t)c->dim, hd = (uint64_t)c->hidden_dim, V = (uint64_t)c->vocab_size;
-	const uint64_t kv = d * (uint64_t)c->n_kv_heads / (uint64_t)c->n_heads;
-	static const struct {
-		const char *suffix;
-		int kind;
-	} per_layer[] = {
-		{"attn_norm", K_NORM}, {"attn_q", K_IN}, {"attn_k", K_IN}, {"attn_v", K_IN},
-		{"attn_output", K_RESID}, {"ffn_norm", K_NORM}, {"ffn_gate", K_IN},
-		{"ffn_up", K_IN}, {"ffn_down", K_RESID},
-	};
-	const int nl = 9;
-	if (i == 0) {
-		*t = (struct tensor){"token_embd.weight", type, V, d, K_EMBED};
-		return 1;
-	}
-	i--;
-	if (i < c->n_layers * nl) {
-		const int l = i / nl, k = i % nl;
-		snprintf(t->name, sizeof t->name, "blk.%d.%s.weight", l, per_layer[k].suffix);
-		t->kind = per_layer[k].kind;
-		t->type = t->kind == K_NORM ? FK_F32 : type;
-		t->cols = !strcmp(per_layer[k].suffix, "ffn_down") ? hd : d;
-		t->rows = t->kind == K_NORM ? 1
-		        : (k == 2 || k == 3) ? kv
-		        : (k == 6 || k == 7) ? hd : d;
-		return 1;
-	}
-	i -= c->n_layers * nl;
-	if (i == 0) {
-		*t = (struct tensor){"output_norm.weight", FK_F32, 1, d, K_NORM};
-		return 1;
-	}
-	if (i == 1 && !shared) {
-		*t = (struct tensor){"output.weight", type, V, d, K_CLS};
-		return 1;
-	}
-	return 0;
+	return llama_is_norm(t->role) ? FK_F32 : type;
 }
 
-uint64_t synth_tensor_bytes(const struct frt_config *c, int shared, int type)
+uint64_t model_synth_bytes(const struct frt_config *c, int shared, int type)
 {
 	uint64_t n = 0;
-	struct tensor t;
-	for (int i = 0; tensor_at(c, shared, type, i, &t); i++)
-		n += fk_row_bytes(t.type, (size_t)t.cols) * t.rows;
+	struct llama_tensor t;
+	for (int i = 0; llama_tensor_at(c, shared, i, &t); i++)
+		n += fk_row_bytes(type_of(&t, type), (size_t)t.cols) * t.rows;
 	return n;
 }
 
@@ -213,7 +154,8 @@ static void make_tables(struct tables *t)
 
 struct job {
 	const struct tables *tab;
-	const struct tensor *t;
+	const struct llama_tensor *t;
+	int type;
 	int tensor_index;
 	uint64_t seed, row0;
 	size_t n_rows, row_bytes;
@@ -228,7 +170,7 @@ static void make_row(const struct job *j, uint64_t row, float *v)
 	seed_row(&r, j->seed, j->tensor_index, row);
 	const struct tables *tab = j->tab;
 	const size_t n = (size_t)j->t->cols;
-	if (j->t->kind == K_NORM) {
+	if (llama_is_norm(j->t->role)) {
 		for (size_t i = 0; i < n; i++)
 			v[i] = 1.0f + 0.05f * tab->normal[next(&r) >> 48];
 		return;
@@ -254,71 +196,66 @@ static void rows_fn(void *ctx, int ith, int nth)
 	float *v = j->scratch[ith];
 	for (size_t r = r0; r < r1; r++) {
 		char *dst = j->out + r * j->row_bytes;
-		make_row(j, j->row0 + r, j->t->type == FK_F32 ? (float *)dst : v);
-		if (j->t->type == FK_Q8_0)
+		make_row(j, j->row0 + r, j->type == FK_F32 ? (float *)dst : v);
+		if (j->type == FK_Q8_0)
 			fk_quantize_row_q8_0(v, (fk_block_q8_0 *)dst, (size_t)j->t->cols);
-		else if (j->t->type == FK_Q4_0)
+		else if (j->type == FK_Q4_0)
 			fk_quantize_row_q4_0(v, (fk_block_q4_0 *)dst, (size_t)j->t->cols);
 	}
 }
 
-static float base_std(const struct frt_config *c, const struct tensor *t)
+/* The tensor's standard deviation before the row scales: the embedding
+ * 0.1, matrices 1/sqrt(in). */
+static float base_std(const struct llama_tensor *t)
 {
-	switch (t->kind) {
-	case K_EMBED: return 0.1f;
-	case K_RESID: return (float)(1.0 / sqrt((double)t->cols));
-	default: return (float)(1.0 / sqrt((double)t->cols));
-	}
+	return t->role == ROLE_TOKEN_EMBD ? 0.1f : (float)(1.0 / sqrt((double)t->cols));
 }
 
-int synth_write(fp_writer *w, const struct frt_config *c, int shared, int type,
-                uint64_t seed, int threads, char *err, size_t errlen)
+static int synth(struct model_sink *sink, const struct frt_config *c, int shared, int type,
+                 uint64_t seed, int threads, const char *tokenizer)
 {
-	if (model_check_config(c, "synth", "shape", err, errlen))
-		return -1;
-	if (!fk_type_name(type))
-		return fail(err, errlen, "synth: unknown type %d", type);
+	int rc = model_check_config(c, "synth", "shape");
+	if (rc)
+		return rc;
+	if (type != FK_F32 && type != FK_Q8_0 && type != FK_Q4_0)
+		return model_fail(EINVAL, "synth: type %d is not f32, q8_0 or q4_0", type);
 	if (type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
-		return fail(err, errlen, "synth: %s needs dim (%d) and hidden_dim (%d) to be multiples of %d",
-		            fk_type_name(type), c->dim, c->hidden_dim, FK_QK);
-	char meta[512];
-	model_format_meta(c, shared, type, meta, sizeof meta);
-	if (fp_writer_set_meta(w, meta))
-		return fail(err, errlen, "synth: writing meta: %s", fp_last_error());
+		return model_fail(EINVAL, "synth: %s needs dim (%d) and hidden_dim (%d) to be multiples "
+		                  "of %d", fk_type_name(type), c->dim, c->hidden_dim, FK_QK);
+	if ((rc = model_sink_header(sink, c, shared, type, tokenizer)))
+		return rc;
 
 	struct tables *tab = malloc(sizeof *tab);
 	fk_pool *pool = fk_pool_create(threads > 0 ? threads : 1);
-	const int nth = fk_pool_size(pool);
+	const int nth = pool ? fk_pool_size(pool) : 0;
 	const size_t widest = (size_t)(c->hidden_dim > c->dim ? c->hidden_dim : c->dim);
-	float **scratch = calloc((size_t)nth, sizeof *scratch);
+	float **scratch = calloc((size_t)(nth ? nth : 1), sizeof *scratch);
 	const size_t batch = 8u << 20; /* bytes of rows per write */
 	char *out = malloc(batch + widest * sizeof(float));
-	int rc = !tab || !pool || !scratch || !out ? fail(err, errlen, "synth: out of memory") : 0;
+	if (!tab || !pool || !scratch || !out)
+		rc = model_fail(ENOMEM, "synth: out of memory");
 	for (int i = 0; !rc && i < nth; i++)
 		if (!(scratch[i] = malloc(widest * sizeof(float))))
-			rc = fail(err, errlen, "synth: out of memory");
+			rc = model_fail(ENOMEM, "synth: out of memory");
 	if (!rc)
 		make_tables(tab);
 
-	struct tensor t;
-	for (int ti = 0; !rc && tensor_at(c, shared, type, ti, &t); ti++) {
-		const uint64_t shape[2] = {t.cols, t.rows};
-		if (fp_writer_begin_tensor(w, t.name, (uint32_t)t.type, t.kind == K_NORM ? 1 : 2, shape)) {
-			rc = fail(err, errlen, "synth: %s: %s", t.name, fp_last_error());
+	struct llama_tensor t;
+	for (int ti = 0; !rc && llama_tensor_at(c, shared, ti, &t); ti++) {
+		const int tt = type_of(&t, type);
+		if ((rc = model_sink_begin(sink, &t, tt)))
 			break;
-		}
-		struct job j = {tab, &t, ti, seed, 0, 0, fk_row_bytes(t.type, (size_t)t.cols),
-		                base_std(c, &t), scratch, out};
+		struct job j = {tab, &t, tt, ti, seed, 0, 0, fk_row_bytes(tt, (size_t)t.cols),
+		                base_std(&t), scratch, out};
 		const size_t per = batch / j.row_bytes ? batch / j.row_bytes : 1;
 		for (uint64_t r = 0; !rc && r < t.rows; r += per) {
 			j.row0 = r;
 			j.n_rows = (size_t)(t.rows - r < per ? t.rows - r : per);
 			fk_pool_run(pool, rows_fn, &j);
-			if (fp_writer_write(w, out, j.n_rows * j.row_bytes))
-				rc = fail(err, errlen, "synth: %s: %s", t.name, fp_last_error());
+			rc = model_sink_write(sink, &t, out, j.n_rows * j.row_bytes);
 		}
-		if (!rc && fp_writer_end_tensor(w))
-			rc = fail(err, errlen, "synth: %s: %s", t.name, fp_last_error());
+		if (!rc)
+			rc = model_sink_end(sink, &t);
 	}
 
 	for (int i = 0; scratch && i < nth; i++)
@@ -328,4 +265,18 @@ int synth_write(fp_writer *w, const struct frt_config *c, int shared, int type,
 	fk_pool_destroy(pool);
 	free(tab);
 	return rc;
+}
+
+int model_synth_write(fp_writer *w, const struct frt_config *c, int shared, int type,
+                      uint64_t seed, int threads)
+{
+	struct model_sink s = {w, NULL, "synth"};
+	return synth(&s, c, shared, type, seed, threads, NULL);
+}
+
+int model_synth_write_gguf(fp_gguf_writer *w, const struct frt_config *c, int shared, int type,
+                           uint64_t seed, int threads, const char *tokenizer)
+{
+	struct model_sink s = {NULL, w, "synth"};
+	return synth(&s, c, shared, type, seed, threads, tokenizer);
 }
