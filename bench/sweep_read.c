@@ -3,7 +3,9 @@
  *   sweep_read --info IMAGE
  *       prints "data_bytes logical_size chunk_size n_chunks raw_base
  *       compressed_chunks" from the image's header and chunk table
- *       (docs/format.md), one line, in bytes.
+ *       (docs/format.md), one line, in bytes.  A GGUF file, which the
+ *       pager serves directly in 2 MiB chunks of the file itself, is
+ *       "file_size n_chunks*2MiB 2MiB n_chunks 0 0".
  *   sweep_read IMAGE [--threads N] [--block SIZE_MIB]
  *       reads every chunk payload of IMAGE (exactly the stored bytes the
  *       pager reads, rounded up to 4 KiB; never the holes between them)
@@ -44,6 +46,7 @@ static uint64_t block;
 static int n_threads = 2;
 static _Atomic uint64_t next_block, total_read;
 static uint64_t n_blocks_total;
+static int eof_ends_block;  /* a GGUF's last extent is rounded up past its end */
 static struct block {
 	uint64_t off, len;  /* within the file */
 } *blocks;
@@ -79,6 +82,8 @@ static void *reader(void *arg)
 			ssize_t r = pread(fd, buf, left, (off_t)off);
 			if (r < 0 && errno == EINTR)
 				continue;
+			if (r == 0 && eof_ends_block)
+				break;
 			if (r <= 0) {
 				fprintf(stderr, "sweep_read: read at %llu: %s\n", (unsigned long long)off,
 				        r ? strerror(errno) : "end of file");
@@ -90,6 +95,8 @@ static void *reader(void *arg)
 		}
 	}
 }
+
+static int read_all(const char *path);
 
 int main(int argc, char **argv)
 {
@@ -121,8 +128,29 @@ int main(int argc, char **argv)
 	if (tfd < 0)
 		return die(strerror(errno), path);
 	unsigned char h[128];
-	if (pread(tfd, h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h, "FLEXPAGE", 8))
-		return die("not a flexpage image", path);
+	if (pread(tfd, h, sizeof h, 0) != (ssize_t)sizeof h)
+		return die("not a flexpage image or a GGUF file (too short)", path);
+	if (!memcmp(h, "GGUF", 4)) {
+		/* paged directly: the payload is the whole file */
+		const off_t size = lseek(tfd, 0, SEEK_END);
+		if (size <= 0)
+			return die("empty GGUF file", path);
+		const uint64_t fsize = (uint64_t)size, n = (fsize + HUGE_2M - 1) / HUGE_2M;
+		if (info) {
+			printf("%llu %llu %u %llu 0 0\n", (unsigned long long)fsize,
+			       (unsigned long long)(n * HUGE_2M), HUGE_2M, (unsigned long long)n);
+			return 0;
+		}
+		ext = malloc(sizeof *ext);
+		if (!ext)
+			return die("out of memory", path);
+		ext[n_ext++] = (struct extent){0, (fsize + 4095) & ~4095ull};
+		eof_ends_block = 1;
+		close(tfd);
+		return read_all(path);
+	}
+	if (memcmp(h, "FLEXPAGE", 8))
+		return die("not a flexpage image or a GGUF file", path);
 	const uint64_t logical = rd64(h + 24), ct_off = rd64(h + 64), raw_base = rd64(h + 96);
 	const uint32_t chunk_size = rd32(h + 32), n_chunks = rd32(h + 40);
 	if (!n_chunks || n_chunks > (1u << 24))
@@ -155,7 +183,13 @@ int main(int argc, char **argv)
 		       (unsigned long long)raw_base, compressed);
 		return 0;
 	}
+	return read_all(path);
+}
 
+/* Read every extent with O_DIRECT, in blocks over the threads; print the
+ * rate. */
+static int read_all(const char *path)
+{
 	/* cut the extents into blocks */
 	size_t cap = 0;
 	for (size_t e = 0; e < n_ext; e++)

@@ -40,8 +40,11 @@ void run_options_usage(FILE *f)
 	        "                      measured load time and the loop's pace\n"
 	        "  --buffered          for flexpage: read through the page cache\n"
 	        "  --no-huge           for flexpage: install 4 KiB pages only\n"
-	        "  --preserve PLAN     for flexpage: balanced, first or none (default none):\n"
-	        "                      keep chunks resident as flexpage plan chooses them\n"
+	        "  --chunk SIZE        for flexpage on a GGUF file: the chunk it is paged in\n"
+	        "                      (64K..4M, default 2M; an image keeps its own)\n"
+	        "  --preserve PLAN     for flexpage: balanced, first or none (default\n"
+	        "                      balanced): keep chunks resident as flexpage plan\n"
+	        "                      chooses them\n"
 	        "  --attention-first   for --preserve: attention tensors first in a layer\n"
 	        "  --stream SIZE       for --preserve: budget kept for streaming, e.g. 32M or\n"
 	        "                      10%% (default 16 chunks; at least one; none when the\n"
@@ -58,6 +61,8 @@ int run_options_parse(struct run_options *o, int code, const char *arg, char *er
 {
 	struct fp_options *fp = &o->mo.fp;
 	switch (code) {
+	case RUN_OPT_CHUNK:
+		return parse_chunk_size(arg, &fp->chunk_size, err, errlen) ? -2 : 1;
 	case 't':
 		if (parse_int(arg, 1, 256, &o->threads)) {
 			snprintf(err, errlen, "--threads: '%s' is not a count from 1 to 256", arg);
@@ -144,7 +149,7 @@ int run_options_open(struct run_options *o, const char *path, struct model *m,
 		return -2;
 	}
 	if (o->budget_arg) {
-		fp_image *img = fp_image_open(path);
+		fp_image *img = fp_image_open_chunk(path, o->mo.fp.chunk_size);
 		if (!img) {
 			snprintf(err, errlen, "%s", fp_last_error());
 			return -1;
@@ -186,6 +191,30 @@ void run_options_describe(const struct run_options *o, const struct model *m, FI
 	                                         : "llama2.c",
 	        model_types(m, types, sizeof types), fmt_bytes(m->size, a, sizeof a), model_load_name(m->load), fk_isa_name(fk_get_isa()),
 	        o->threads, o->threads > 1 ? "s" : "");
+	if (!m->region)
+		return;
+	/* what is on, so that an ablation shows in the output it changed */
+	const struct fp_options *fp = &o->mo.fp;
+	const struct fp_plan *pl = &o->paging.plan;
+	struct fp_stats st;
+	fp_get_stats(m->region, &st);
+	char b[32], p[32];
+	fprintf(f, "paging: budget %s; ", fmt_bytes(st.budget, b, sizeof b));
+	if (pl->preserve)
+		fprintf(f, "preserve %s%s (%u chunks, %s%s); ",
+		        o->paging.preserve ? o->paging.preserve : "balanced",
+		        o->paging.attention_first ? ", attention first" : "", pl->n_preserved,
+		        fmt_bytes(pl->preserved_bytes, p, sizeof p),
+		        fp->flags & FP_OPEN_NO_LOCK ? ", not locked" : ", locked");
+	else
+		fprintf(f, "no preservation; ");
+	if (fp->readahead)
+		fprintf(f, "read-ahead in the %s order%s; ",
+		        fp->flags & FP_OPEN_NO_PREDICT ? "file" : "learned",
+		        fp->flags & FP_OPEN_NO_STAGE ? ", installed at once" : ", staged");
+	else
+		fprintf(f, "no read-ahead; ");
+	fprintf(f, "policy %s\n", fp->policy ? fp->policy : "fifo");
 }
 
 /* What this process read from storage and how often it waited on a page,
