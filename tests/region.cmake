@@ -1,3 +1,7 @@
+# The chunk protocol, against the table it documents (pager/src/chunk.h).
+flexpage_test(test_chunk test_chunk.c)
+target_link_libraries(test_chunk PRIVATE flexpage_pager)
+target_include_directories(test_chunk PRIVATE ${CMAKE_SOURCE_DIR}/pager/src)
 # The pager's own suites: bytes, budget, failure, lifecycle, settings.
 flexpage_test(test_region test_region.c region_util.c)
 target_link_libraries(test_region PRIVATE flexpage_pager)

@@ -8,7 +8,7 @@ static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
 {
 	uint64_t none = 0;
 	int stamped = atomic_compare_exchange_strong(&r->fault_ns[c], &none, now);
-	if (atomic_compare_exchange_strong(&r->state[c], s, *s | CHUNK_DEMANDED))
+	if (pg_chunk_demand(&r->state[c], s))
 		return 1;
 	if (stamped) {
 		uint64_t mine = now;
@@ -29,7 +29,7 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
-	uint32_t s = atomic_load(&r->state[c]);
+	uint32_t s = pg_chunk_word_of(&r->state[c]);
 	if (off % r->chunk_size >= r->page_len[c]) {
 		/* Padding after a tensor's last byte reads as zeros: map zero
 		 * pages over all of it at once. */
@@ -45,8 +45,7 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 	for (;;) {
 		switch (s & CHUNK_STATE_MASK) {
 		case CHUNK_EMPTY:
-			if (!atomic_compare_exchange_weak(&r->state[c], &s,
-			                                  CHUNK_LOADING | CHUNK_DEMANDED))
+			if (!pg_chunk_load_on_fault(&r->state[c], &s))
 				continue;
 			atomic_store(&r->fault_ns[c], now);
 			atomic_store(&r->queued_ns[c], now);

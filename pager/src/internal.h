@@ -8,6 +8,7 @@
 #include <urcu.h>
 #include <urcu/rculist.h>
 
+#include "chunk.h"
 #include "image.h"
 #include "policy.h"
 #include "pool.h"
@@ -17,27 +18,6 @@
 #include <flexpage/flexpage.h>
 
 #define HUGE_2M (2u << 20)
-
-/* Chunk state word: a state in the low bits, and DEMANDED when a thread
- * faulted on the chunk and waits for it.  Transitions:
- *   EMPTY -> LOADING          the handler (a fault) or read-ahead claims it
- *   LOADING -> RESIDENT       a loader installed it
- *   LOADING -> EMPTY          a read-ahead load abandoned (no one waiting)
- *   LOADING -> POISONED       the load failed for good
- *   RESIDENT -> EVICTING -> EMPTY, or -> LOADING when DEMANDED meanwhile
- *   LOADING -> STAGED         read-ahead in streaming mode (stage.c)
- *   STAGED -> LOADING         a fault installs it, or a misprediction drops it */
-enum chunk_state {
-	CHUNK_EMPTY = 0,
-	CHUNK_LOADING = 1,
-	CHUNK_RESIDENT = 2,
-	CHUNK_EVICTING = 3,
-	CHUNK_POISONED = 4,
-	CHUNK_STAGED = 5,        /* loaded ahead into a buffer, not installed */
-};
-#define CHUNK_STATE_MASK 7u
-#define CHUNK_DEMANDED 8u        /* a thread waits on this chunk */
-#define CHUNK_CLAIMED 16u        /* LOADING: a loader owns the load */
 
 /* Settings that change while the loop runs, published with RCU. */
 struct fp_settings {
@@ -70,7 +50,7 @@ struct fp_region {
 	int can_poison;              /* UFFDIO_POISON available */
 	int direct;                  /* reads bypass the page cache */
 
-	_Atomic uint32_t *state;     /* per chunk */
+	pg_chunk_word *state;        /* per chunk (chunk.h) */
 	atomic_uint_fast64_t *fault_ns;  /* per chunk: first waiting fault, 0 none */
 	atomic_uint_fast64_t *queued_ns; /* per chunk: when its load was queued */
 	char *_Atomic *poison_reason;/* per chunk, set once */
@@ -209,7 +189,7 @@ void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason);
 
 static inline uint32_t chunk_state(fp_region *r, uint32_t c)
 {
-	return atomic_load(&r->state[c]) & CHUNK_STATE_MASK;
+	return pg_chunk_state(&r->state[c]);
 }
 
 #endif

@@ -147,8 +147,7 @@ static uint64_t clamp32(uint64_t ns)
  * fault made it a demand load meanwhile. */
 static int give_back(fp_region *r, uint32_t c)
 {
-	uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;
-	return atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY);
+	return pg_chunk_give_back(&r->state[c]);
 }
 
 static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
@@ -163,7 +162,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	 * not fit costs no I/O; a demand load (or preservation) always goes,
 	 * and reserves once its bytes are ready. */
 	int reserved = 0;
-	if (!(atomic_load(&r->state[c]) & CHUNK_DEMANDED) && !preserved) {
+	if (!pg_chunk_demanded(&r->state[c]) && !preserved) {
 		reserved = !fp_reserve_ahead(r, c);
 		if (!reserved && give_back(r, c))
 			return;
@@ -190,7 +189,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		fp_poison_chunk(r, c, why);
 		return;
 	}
-	int demand = !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
+	int demand = pg_chunk_demanded(&r->state[c]);
 	if (!reserved)
 		fp_reserve(r, bytes);
 	if (staging && fp_stage_put(r, c, buf, slot != NULL)) {
@@ -198,7 +197,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		               clamp32(wait_ns) << 32);
 		return;
 	}
-	demand |= !!(atomic_load(&r->state[c]) & CHUNK_DEMANDED);
+	demand |= pg_chunk_demanded(&r->state[c]);
 	uint64_t t0 = fp_now_ns();
 	int moved = fp_install(r, c, demand, buf);
 	if (slot)
@@ -226,15 +225,10 @@ static void *loader_main(void *arg)
 	uint32_t c;
 	int demand;
 	while (!fp_queue_pop(&r->queue, &c, &demand)) {
-		/* Claim the load: only a LOADING chunk no one owns. */
-		uint32_t s = atomic_load(&r->state[c]);
-		do {
-			if ((s & CHUNK_STATE_MASK) != CHUNK_LOADING || (s & CHUNK_CLAIMED))
-				break;
-		} while (!atomic_compare_exchange_weak(&r->state[c], &s, s | CHUNK_CLAIMED));
-		if ((s & CHUNK_STATE_MASK) != CHUNK_LOADING || (s & CHUNK_CLAIMED))
-			continue;
-		load(L, c, fp_now_ns());
+		/* Claim the load: only a LOADING chunk no one owns.  Another
+		 * entry of the same chunk (read-ahead, then promoted) is skipped. */
+		if (pg_chunk_claim(&r->state[c]))
+			load(L, c, fp_now_ns());
 	}
 	rcu_unregister_thread();
 	return NULL;

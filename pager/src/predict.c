@@ -149,8 +149,7 @@ static void learn(fp_region *r, uint32_t c, uint64_t now, int waits)
 static void want(fp_region *r, uint32_t d, uint64_t now)
 {
 	r->window_mark[d] = r->fault_seq;
-	uint32_t expect = CHUNK_EMPTY;
-	if (atomic_compare_exchange_strong(&r->state[d], &expect, CHUNK_LOADING)) {
+	if (pg_chunk_load_ahead(&r->state[d])) {
 		atomic_store(&r->queued_ns[d], now);
 		fp_queue_push(&r->queue, d, 0);
 	}

@@ -267,9 +267,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	fp_handler_publish(r);
 	/* Preserved chunks are loaded now, ahead of the loop. */
 	for (uint32_t c = 0; r->preserve && c < r->n_chunks; c++) {
-		uint32_t expect = CHUNK_EMPTY;
-		if (r->preserve[c] && r->page_len[c] &&
-		    atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_LOADING)) {
+		if (r->preserve[c] && r->page_len[c] && pg_chunk_load_ahead(&r->state[c])) {
 			atomic_store(&r->queued_ns[c], fp_now_ns());
 			fp_queue_push(&r->queue, c, 0);
 		}

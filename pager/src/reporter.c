@@ -44,7 +44,8 @@ void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason)
 		mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 		fp_uffd_wake(r->uffd, p, len);
 	}
-	atomic_store(&r->state[c], CHUNK_POISONED);
+	if (!pg_chunk_poison(&r->state[c]))
+		abort(); /* only the claimant poisons: the protocol is broken */
 	fp_trace_event(r, 0, FP_EV_POISON, 0, c, 0, 0);
 	atomic_fetch_add_explicit(&r->stats.poisoned, 1, memory_order_relaxed);
 	fprintf(stderr, "flexpage: poisoned %s\n", reason);

@@ -4,6 +4,7 @@
  * path that touches region memory ever holds. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -37,19 +38,10 @@ static void finish(fp_region *r, uint32_t v)
 		madvise(p, r->chunk_size, MADV_DONTNEED);
 	}
 	r->res_len[v] = r->page_len[v];
-	uint32_t st = CHUNK_EVICTING;
-	for (;;) {
-		if (st & CHUNK_DEMANDED) {
-			/* A thread faulted while the pages went: load it again. */
-			if (atomic_compare_exchange_weak(&r->state[v], &st,
-			                                 CHUNK_LOADING | CHUNK_DEMANDED)) {
-				atomic_store(&r->queued_ns[v], fp_now_ns());
-				fp_queue_push(&r->queue, v, 1);
-				return;
-			}
-		} else if (atomic_compare_exchange_weak(&r->state[v], &st, CHUNK_EMPTY)) {
-			return;
-		}
+	if (pg_chunk_end_eviction(&r->state[v]) == 1) {
+		/* A thread faulted while the pages went: load it again. */
+		atomic_store(&r->queued_ns[v], fp_now_ns());
+		fp_queue_push(&r->queue, v, 1);
 	}
 }
 
@@ -60,8 +52,9 @@ static void evict_one(void *ctx, uint32_t v)
 	struct evictions *e = ctx;
 	fp_region *r = e->r;
 	struct fp_settings *s = r->settings;
-	atomic_store(&r->state[v], CHUNK_EVICTING);
 	s->policy_ops->evicted(s->policy, v);
+	if (!pg_chunk_evict(&r->state[v]))
+		return; /* offered by a policy that is wrong about it: forgotten, not evicted */
 	r->resident -= r->res_len[v];
 	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
 	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);
@@ -179,7 +172,8 @@ void fp_mark_resident(fp_region *r, uint32_t c, int demand)
 {
 	pthread_mutex_lock(&r->res_lock);
 	fp_release_ahead(r, c);
-	atomic_store(&r->state[c], CHUNK_RESIDENT);
+	if (!pg_chunk_install(&r->state[c]))
+		abort(); /* only the claimant installs: the protocol is broken */
 	if (r->preserve && r->preserve[c]) {
 		/* Never shown to the policy: it can never be a victim. */
 		r->preserved_bytes += r->page_len[c];

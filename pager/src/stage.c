@@ -70,8 +70,7 @@ void fp_stage_update(fp_region *r, uint64_t budget)
 int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool)
 {
 	pthread_mutex_lock(&r->res_lock);
-	uint32_t expect = CHUNK_LOADING | CHUNK_CLAIMED;
-	int ok = atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_STAGED);
+	int ok = pg_chunk_stage(&r->state[c]);
 	if (ok) {
 		r->staged_buf[c] = buf;
 		r->staged_in_pool[c] = (uint8_t)in_pool;
@@ -93,9 +92,7 @@ static void unlist(fp_region *r, uint32_t c)
 void fp_stage_fault(fp_region *r, uint32_t c)
 {
 	pthread_mutex_lock(&r->res_lock);
-	uint32_t expect = CHUNK_STAGED;
-	if (!atomic_compare_exchange_strong(&r->state[c], &expect,
-	                                    CHUNK_LOADING | CHUNK_CLAIMED | CHUNK_DEMANDED)) {
+	if (!pg_chunk_unstage(&r->state[c])) {
 		pthread_mutex_unlock(&r->res_lock);
 		return;
 	}
@@ -124,8 +121,7 @@ void fp_stage_drop_stale(fp_region *r)
 			i++;
 			continue;
 		}
-		uint32_t expect = CHUNK_STAGED;
-		if (atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_EMPTY)) {
+		if (pg_chunk_drop(&r->state[c])) {
 			release(r, c, 0);
 			fp_unreserve_ahead_locked(r, c); /* staged chunks are reserved read-ahead */
 			atomic_fetch_add_explicit(&r->stats.staged_dropped, 1, memory_order_relaxed);
