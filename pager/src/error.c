@@ -6,7 +6,7 @@
 
 static _Thread_local char last_error[512];
 
-int fp_err(const char *fmt, ...)
+int pg_err(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

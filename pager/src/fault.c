@@ -17,15 +17,15 @@ static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
 	return 0;
 }
 
-void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
+void pg_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
-	if (fp_pool_contains(&r->pool, addr)) {
+	if (pg_pool_contains(&r->pool, addr)) {
 		/* Never meant to happen (empty pool slots are not touched); a
 		 * zero page keeps the toucher from waiting forever. */
-		fp_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
+		pg_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
 		return;
 	}
-	uint64_t now = fp_now_ns();
+	uint64_t now = pg_now_ns();
 	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
@@ -35,7 +35,7 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		 * pages over all of it at once. */
 		fp_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
 		uint8_t *pad = r->base + (uint64_t)c * r->chunk_size + r->page_len[c];
-		fp_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
+		pg_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
 		return;
 	}
 	fp_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
@@ -49,7 +49,7 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 				continue;
 			atomic_store(&r->fault_ns[c], now);
 			atomic_store(&r->queued_ns[c], now);
-			fp_queue_push(&r->queue, c, 1);
+			pg_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_LOADING:
 		case CHUNK_EVICTING:
@@ -60,25 +60,25 @@ void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 			if (!mark_demanded(r, c, &s, now))
 				continue;
 			if ((s & CHUNK_STATE_MASK) == CHUNK_LOADING)
-				fp_queue_push(&r->queue, c, 1);
+				pg_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_STAGED:
 			/* Read-ahead had it ready: install it now.  This fault is
 			 * the loop telling where it is. */
-			fp_stage_fault(r, c);
+			pg_stage_fault(r, c);
 			break;
 		case CHUNK_RESIDENT:
 			/* The install raced this message; it is still an access,
 			 * which the policy hears of as the simulator's hits. */
-			fp_touch(r, c);
-			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
+			pg_touch(r, c);
+			pg_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
 			break;
 		default:
 			/* POISONED: waking lets the access raise SIGBUS. */
-			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
+			pg_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
 			break;
 		}
 		break;
 	}
-	fp_predict(r, c, now, waits);
+	pg_predict(r, c, now, waits);
 }

@@ -15,7 +15,7 @@ struct fp_image {
 /* Decode a stored payload into dst (chunk_size bytes); verifies length and
  * checksum.  src holds c->stored_len bytes.  For zstd, dctx may be NULL.
  * On failure returns -1 with the reason in fp_last_error(). */
-int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src,
+int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src,
                     void *dst, void *zstd_dctx);
 
 #endif

@@ -20,14 +20,14 @@
 #define HUGE_2M (2u << 20)
 
 /* Settings that change while the loop runs, published with RCU. */
-struct fp_settings {
+struct pg_settings {
 	uint64_t budget;
 	const struct fp_policy_ops *policy_ops;
 	void *policy;            /* guarded by the residency lock */
 	struct rcu_head rcu;
 };
 
-struct fp_counters {
+struct pg_counters {
 	atomic_uint_fast64_t faults, demand_loads, prefetch_loads, evictions, retries,
 	    poisoned, huge_installs, small_installs, staged_installs, staged_dropped,
 	    bytes_read, bytes_decompressed,
@@ -58,19 +58,19 @@ struct fp_region {
 	uint32_t *res_len;           /* per chunk: the bytes it holds while resident, page_len
 	                              * or, for a streamed tail installed whole, chunk_size */
 
-	struct fp_queue queue;       /* demand first, then read-ahead */
+	struct pg_queue queue;       /* demand first, then read-ahead */
 	int queue_ready;             /* queue initialised: region_free destroys it */
-	struct fp_pool pool;         /* recycled huge pages (huge installs only) */
+	struct pg_pool pool;         /* recycled huge pages (huge installs only) */
 	void *loaders;               /* struct loader[n_loaders] (loader.c) */
 	int n_loaders;
 
 	/* Residency: resident bytes and the policy, under res_lock. */
 	pthread_mutex_t res_lock;
 	uint64_t resident;           /* installed + reserved region bytes */
-	struct fp_settings *settings; /* RCU-published; writers hold res_lock */
+	struct pg_settings *settings; /* RCU-published; writers hold res_lock */
 
-	struct fp_counters stats;
-	struct fp_tracer *tracer;    /* NULL: no trace */
+	struct pg_counters stats;
+	struct pg_tracer *tracer;    /* NULL: no trace */
 
 	/* Streaming: read-ahead stages chunks; the loop's faults install them,
 	 * which tells the pager where the loop is (stage.c). */
@@ -105,87 +105,87 @@ struct fp_region {
 };
 
 /* Which flexpage thread this is, for the trace: 0 the handler, 1.. the
- * loaders, FP_TRACE_OTHER_THREAD for the application's threads. */
-extern _Thread_local uint16_t fp_thread_id;
+ * loaders, PG_TRACE_OTHER_THREAD for the application's threads. */
+extern _Thread_local uint16_t pg_thread_id;
 
 /* t_ns: when it happened (CLOCK_MONOTONIC), 0 for now. */
 static inline void fp_trace_event(fp_region *r, uint64_t t_ns, uint32_t type, uint32_t flags,
                                   uint32_t chunk, uint64_t a, uint64_t b)
 {
 	if (r->tracer)
-		fp_tracer_emit(r->tracer, t_ns, type, flags, fp_thread_id, chunk, a, b);
+		pg_tracer_emit(r->tracer, t_ns, type, flags, pg_thread_id, chunk, a, b);
 }
 
 /* handler.c: the process-wide fault handler and its region list. */
 /* Take (start) or drop (stop on the last) the process-wide handler. */
-int fp_handler_get(struct fp_uffd *out);
-void fp_handler_put(void);
+int pg_handler_get(struct pg_uffd *out);
+void pg_handler_put(void);
 /* Route r's faults to it; unpublish returns once the handler cannot see r. */
-void fp_handler_publish(fp_region *r);
-void fp_handler_unpublish(fp_region *r);
-void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid);
+void pg_handler_publish(fp_region *r);
+void pg_handler_unpublish(fp_region *r);
+void pg_region_fault(fp_region *r, uint64_t addr, uint32_t tid);
 
 /* loader.c */
-int fp_loaders_start(fp_region *r);
-void fp_loaders_stop(fp_region *r);
+int pg_loaders_start(fp_region *r);
+void pg_loaders_stop(fp_region *r);
 
 /* loader.c: install chunk c from buf; 1 if pages were moved out of buf. */
-int fp_install(fp_region *r, uint32_t c, int demand, uint8_t *buf);
+int pg_install(fp_region *r, uint32_t c, int demand, uint8_t *buf);
 
 /* stage.c: staging, the position signal and the predictor. */
-int fp_stage_init(fp_region *r);
-void fp_stage_free(fp_region *r);
+int pg_stage_init(fp_region *r);
+void pg_stage_free(fp_region *r);
 /* A loader staged chunk c in buf; 0 if a fault got there first (then the
  * caller installs it as a demand load). */
-int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
+int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
 /* The handler: a fault on STAGED chunk c installs it at once. */
-void fp_stage_fault(fp_region *r, uint32_t c);
+void pg_stage_fault(fp_region *r, uint32_t c);
 /* The handler: drop staged chunks no recent fault's window wanted. */
-void fp_stage_drop_stale(fp_region *r);
+void pg_stage_drop_stale(fp_region *r);
 /* Streaming is on when the budget holds less than the whole image. */
-void fp_stage_update(fp_region *r, uint64_t budget);
+void pg_stage_update(fp_region *r, uint64_t budget);
 
 /* predict.c: after a fault on c, learn the order and load ahead. */
-int fp_predict_init(fp_region *r);
-void fp_predict_free(fp_region *r);
+int pg_predict_init(fp_region *r);
+void pg_predict_free(fp_region *r);
 /* A fault on chunk c at now; `waits`: the access waits for a read. */
-void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits);
+void pg_predict(fp_region *r, uint32_t c, uint64_t now, int waits);
 /* A loader's measured load time (read + decode), for the read-ahead depth. */
-void fp_predict_load_time(fp_region *r, uint64_t ns);
+void pg_predict_load_time(fp_region *r, uint64_t ns);
 
 /* residency.c */
 /* Make room for bytes more, evicting per the policy, and count them. */
-void fp_reserve(fp_region *r, uint64_t bytes);
-void fp_mark_resident(fp_region *r, uint32_t c, int demand);
+void pg_reserve(fp_region *r, uint64_t bytes);
+void pg_mark_resident(fp_region *r, uint32_t c, int demand);
 /* Tell the policy of an access to resident chunk c. */
-void fp_touch(fp_region *r, uint32_t c);
+void pg_touch(fp_region *r, uint32_t c);
 /* Chunks of the budget kept free of read-ahead for the loop's own use:
  * those its threads are on, and one just installed.  A budget with no more
  * room than this after preservation gets no read-ahead at all. */
-#define FP_IN_USE_CHUNKS 4
+#define PG_IN_USE_CHUNKS 4
 
 /* What read-ahead may hold of a budget: what preservation leaves, less
- * FP_IN_USE_CHUNKS chunks. */
-uint64_t fp_ahead_room(const fp_region *r, uint64_t budget);
+ * PG_IN_USE_CHUNKS chunks. */
+uint64_t pg_ahead_room(const fp_region *r, uint64_t budget);
 /* Read-ahead reserves before it reads, and only within the budget left
  * after preservation and the loop's chunks in use: 1 if there is no room. */
-int fp_reserve_ahead(fp_region *r, uint32_t c);
+int pg_reserve_ahead(fp_region *r, uint32_t c);
 /* Chunk c's read-ahead reservation ends: it is installed (release, under
  * res_lock), or its bytes leave the budget too (unreserve: a failed load,
  * or a dropped staged chunk under res_lock). */
-void fp_release_ahead(fp_region *r, uint32_t c);
-void fp_unreserve_ahead(fp_region *r, uint32_t c);
-void fp_unreserve_ahead_locked(fp_region *r, uint32_t c);
-int fp_evict_to(fp_region *r, uint64_t target);
+void pg_release_ahead(fp_region *r, uint32_t c);
+void pg_unreserve_ahead(fp_region *r, uint32_t c);
+void pg_unreserve_ahead_locked(fp_region *r, uint32_t c);
+int pg_evict_to(fp_region *r, uint64_t target);
 
 /* stats.c */
-void fp_stat_latency(fp_region *r, int stage, uint64_t ns);
-uint64_t fp_now_ns(void);
+void pg_stat_latency(fp_region *r, int stage, uint64_t ns);
+uint64_t pg_now_ns(void);
 
 /* reporter.c */
-void fp_reporter_add(fp_region *r);
-void fp_reporter_remove(fp_region *r);
-void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason);
+void pg_reporter_add(fp_region *r);
+void pg_reporter_remove(fp_region *r);
+void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason);
 
 static inline uint32_t chunk_state(fp_region *r, uint32_t c)
 {

@@ -130,7 +130,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		free(it);
 		free(keep);
 		fp_plan_free(out);
-		return fp_err("plan: out of memory");
+		return pg_err("plan: out of memory");
 	}
 	out->n_chunks = info->n_chunks;
 	for (uint32_t c = 0; c < info->n_chunks; c++) {

@@ -39,7 +39,7 @@
 
 #define NONE UINT32_MAX
 
-int fp_predict_init(fp_region *r)
+int pg_predict_init(fp_region *r)
 {
 	size_t n = r->n_chunks;
 	r->seq = malloc(sizeof *r->seq * n);
@@ -54,7 +54,7 @@ int fp_predict_init(fp_region *r)
 	return 0;
 }
 
-void fp_predict_free(fp_region *r)
+void pg_predict_free(fp_region *r)
 {
 	free(r->seq);
 	free(r->pos_of);
@@ -91,7 +91,7 @@ static void advanced(fp_region *r, uint32_t ahead, uint64_t now, int waits)
 	r->advanced_waits = waits;
 }
 
-void fp_predict_load_time(fp_region *r, uint64_t ns)
+void pg_predict_load_time(fp_region *r, uint64_t ns)
 {
 	/* Loaders race here; a lost update of a running mean costs nothing. */
 	uint64_t mean = atomic_load_explicit(&r->load_ns, memory_order_relaxed);
@@ -151,7 +151,7 @@ static void want(fp_region *r, uint32_t d, uint64_t now)
 	r->window_mark[d] = r->fault_seq;
 	if (pg_chunk_load_ahead(&r->state[d])) {
 		atomic_store(&r->queued_ns[d], now);
-		fp_queue_push(&r->queue, d, 0);
+		pg_queue_push(&r->queue, d, 0);
 	}
 }
 
@@ -191,7 +191,7 @@ static void walk_file(fp_region *r, uint32_t c, uint32_t depth, uint64_t now)
 	}
 }
 
-void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits)
+void pg_predict(fp_region *r, uint32_t c, uint64_t now, int waits)
 {
 	if (++r->fault_seq == 0)
 		r->fault_seq = 1;
@@ -201,8 +201,8 @@ void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits)
 	/* Depth: what covers a load at the loop's pace, at most the read-ahead
 	 * setting, and never more than the budget left after preservation can
 	 * hold beside the chunks in use. */
-	struct fp_settings *s = rcu_dereference(r->settings);
-	uint64_t fit = fp_ahead_room(r, s->budget) / r->chunk_size;
+	struct pg_settings *s = rcu_dereference(r->settings);
+	uint64_t fit = pg_ahead_room(r, s->budget) / r->chunk_size;
 	uint32_t depth = rate_depth(r, (uint32_t)r->opt.readahead);
 	if (atomic_load(&r->stage_ahead) && depth > fit)
 		depth = (uint32_t)fit;
@@ -214,5 +214,5 @@ void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits)
 	else
 		walk_file(r, c, depth, now);
 	if (atomic_load(&r->stage_ahead))
-		fp_stage_drop_stale(r);
+		pg_stage_drop_stale(r);
 }

@@ -2,7 +2,7 @@
 
 #include "queue.h"
 
-static int ring_init(struct fp_ring *r, uint32_t cap)
+static int ring_init(struct pg_ring *r, uint32_t cap)
 {
 	r->slot = malloc(sizeof *r->slot * cap);
 	r->cap = cap;
@@ -10,7 +10,7 @@ static int ring_init(struct fp_ring *r, uint32_t cap)
 	return r->slot ? 0 : -1;
 }
 
-static void ring_push(struct fp_ring *r, uint32_t c)
+static void ring_push(struct pg_ring *r, uint32_t c)
 {
 	/* Entries are bounded by the chunk count (see the callers), but a
 	 * full ring drops its oldest entry rather than overflow. */
@@ -22,7 +22,7 @@ static void ring_push(struct fp_ring *r, uint32_t c)
 	r->n++;
 }
 
-static uint32_t ring_pop(struct fp_ring *r)
+static uint32_t ring_pop(struct pg_ring *r)
 {
 	uint32_t c = r->slot[r->head];
 	r->head = (r->head + 1) % r->cap;
@@ -30,7 +30,7 @@ static uint32_t ring_pop(struct fp_ring *r)
 	return c;
 }
 
-int fp_queue_init(struct fp_queue *q, uint32_t n_chunks)
+int pg_queue_init(struct pg_queue *q, uint32_t n_chunks)
 {
 	q->stop = 0;
 	pthread_mutex_init(&q->lock, NULL);
@@ -42,7 +42,7 @@ int fp_queue_init(struct fp_queue *q, uint32_t n_chunks)
 	return 0;
 }
 
-void fp_queue_destroy(struct fp_queue *q)
+void pg_queue_destroy(struct pg_queue *q)
 {
 	free(q->demand.slot);
 	free(q->ahead.slot);
@@ -50,7 +50,7 @@ void fp_queue_destroy(struct fp_queue *q)
 	pthread_cond_destroy(&q->cond);
 }
 
-void fp_queue_push(struct fp_queue *q, uint32_t c, int demand)
+void pg_queue_push(struct pg_queue *q, uint32_t c, int demand)
 {
 	pthread_mutex_lock(&q->lock);
 	ring_push(demand ? &q->demand : &q->ahead, c);
@@ -58,7 +58,7 @@ void fp_queue_push(struct fp_queue *q, uint32_t c, int demand)
 	pthread_mutex_unlock(&q->lock);
 }
 
-int fp_queue_pop(struct fp_queue *q, uint32_t *c, int *demand)
+int pg_queue_pop(struct pg_queue *q, uint32_t *c, int *demand)
 {
 	pthread_mutex_lock(&q->lock);
 	while (!q->stop && !q->demand.n && !q->ahead.n)
@@ -73,7 +73,7 @@ int fp_queue_pop(struct fp_queue *q, uint32_t *c, int *demand)
 	return rc;
 }
 
-void fp_queue_stop(struct fp_queue *q)
+void pg_queue_stop(struct pg_queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	q->stop = 1;

@@ -7,23 +7,23 @@
 #include <pthread.h>
 #include <stdint.h>
 
-struct fp_ring {
+struct pg_ring {
 	uint32_t *slot;
 	uint32_t cap, head, n;
 };
 
-struct fp_queue {
+struct pg_queue {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct fp_ring demand, ahead;
+	struct pg_ring demand, ahead;
 	int stop;
 };
 
-int fp_queue_init(struct fp_queue *q, uint32_t n_chunks);
-void fp_queue_destroy(struct fp_queue *q);
-void fp_queue_push(struct fp_queue *q, uint32_t c, int demand);
+int pg_queue_init(struct pg_queue *q, uint32_t n_chunks);
+void pg_queue_destroy(struct pg_queue *q);
+void pg_queue_push(struct pg_queue *q, uint32_t c, int demand);
 /* Blocks for work; returns 0 with *c and *demand, or -1 once stopped. */
-int fp_queue_pop(struct fp_queue *q, uint32_t *c, int *demand);
-void fp_queue_stop(struct fp_queue *q);
+int pg_queue_pop(struct pg_queue *q, uint32_t *c, int *demand);
+void pg_queue_stop(struct pg_queue *q);
 
 #endif

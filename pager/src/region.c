@@ -16,7 +16,7 @@
 static void region_free(fp_region *r)
 {
 	if (r->queue_ready)
-		fp_queue_destroy(&r->queue);
+		pg_queue_destroy(&r->queue);
 	pthread_mutex_destroy(&r->res_lock);
 	if (r->settings) {
 		if (r->settings->policy)
@@ -34,18 +34,18 @@ static void region_free(fp_region *r)
 	free(r->page_len);
 	free(r->res_len);
 	free(r->preserve);
-	fp_stage_free(r);
-	fp_predict_free(r);
+	pg_stage_free(r);
+	pg_predict_free(r);
 	if (r->fd >= 0)
 		close(r->fd);
 	fp_image_close(r->img);
 	free(r);
 }
 
-static struct fp_settings *settings_new(fp_region *r, uint64_t budget,
+static struct pg_settings *settings_new(fp_region *r, uint64_t budget,
                                         const struct fp_policy_ops *ops)
 {
-	struct fp_settings *s = calloc(1, sizeof *s);
+	struct pg_settings *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
 	s->budget = budget;
@@ -72,9 +72,9 @@ static const struct fp_policy_ops *policy_or_err(const char *name)
 		for (const char *const *n = fp_policy_names(); *n; n++)
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
 			         list[0] ? ", " : "", *n);
-		fp_err("unknown policy '%s' (known: %s)", name, list);
+		pg_err("unknown policy '%s' (known: %s)", name, list);
 	} else if (ops->future) {
-		fp_err("policy '%s' needs the future accesses: it runs in the simulator only", name);
+		pg_err("policy '%s' needs the future accesses: it runs in the simulator only", name);
 		return NULL;
 	}
 	return ops;
@@ -90,10 +90,10 @@ static int open_payload(fp_region *r, const char *path)
 		}
 		/* Some file systems (tmpfs) have no O_DIRECT: read buffered. */
 		if (errno != EINVAL)
-			return fp_err("%s: cannot open: %s", path, strerror(errno));
+			return pg_err("%s: cannot open: %s", path, strerror(errno));
 	}
 	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	return r->fd < 0 ? fp_err("%s: cannot open: %s", path, strerror(errno)) : 0;
+	return r->fd < 0 ? pg_err("%s: cannot open: %s", path, strerror(errno)) : 0;
 }
 
 /* Reserve the region: 2 MiB aligned so that chunks can be huge pages. */
@@ -103,7 +103,7 @@ static int map_region(fp_region *r)
 	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
-		return fp_err("%s: cannot reserve %llu bytes of address space: %s", r->img->path,
+		return pg_err("%s: cannot reserve %llu bytes of address space: %s", r->img->path,
 		              (unsigned long long)r->size, strerror(errno));
 	uint8_t *base = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
 	if (base > p)
@@ -122,7 +122,7 @@ static int start_trace(fp_region *r)
 	struct fp_trace_header h = {
 		.version = FP_TRACE_VERSION,
 		.record_size = sizeof(struct fp_trace_event),
-		.start_ns = fp_now_ns(),
+		.start_ns = pg_now_ns(),
 		.budget = r->settings->budget,
 		.logical_size = r->size,
 		.chunk_size = r->chunk_size,
@@ -133,7 +133,7 @@ static int start_trace(fp_region *r)
 	memcpy(h.magic, FP_TRACE_MAGIC, 8);
 	snprintf(h.policy, sizeof h.policy, "%s", r->settings->policy_ops->name);
 	snprintf(h.image, sizeof h.image, "%s", r->img->path);
-	r->tracer = fp_tracer_start(r->opt.trace_path, &h);
+	r->tracer = pg_tracer_start(r->opt.trace_path, &h);
 	return r->tracer ? 0 : -1;
 }
 
@@ -151,7 +151,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 {
 	fp_region *r = calloc(1, sizeof *r);
 	if (!r) {
-		fp_err("out of memory");
+		pg_err("out of memory");
 		return NULL;
 	}
 	r->fd = -1;
@@ -160,7 +160,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	if (!r->opt.loaders)
 		r->opt.loaders = 4;
 	if (r->opt.loaders < 1 || r->opt.loaders > 64) {
-		fp_err("loaders: %d is out of range [1, 64]", r->opt.loaders);
+		pg_err("loaders: %d is out of range [1, 64]", r->opt.loaders);
 		goto fail;
 	}
 	const struct fp_policy_ops *ops = policy_or_err(r->opt.policy ? r->opt.policy : "fifo");
@@ -179,7 +179,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	r->size = r->img->info.logical_size;
 	uint64_t budget = r->opt.budget ? r->opt.budget : r->size;
 	if (budget < fp_min_budget(r)) {
-		fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes "
+		pg_err("%s: budget %llu bytes is below the minimum working set of %llu bytes "
 		       "(chunks of %u)", path, (unsigned long long)budget,
 		       (unsigned long long)fp_min_budget(r), r->chunk_size);
 		goto fail;
@@ -193,8 +193,8 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	r->res_len = malloc(n * sizeof *r->res_len);
 	r->settings = settings_new(r, budget, ops);
 	if (!r->state || !r->fault_ns || !r->queued_ns || !r->poison_reason || !r->page_len ||
-	    !r->res_len || !r->settings || (r->queue_ready = 1, fp_queue_init(&r->queue, r->n_chunks))) {
-		fp_err("%s: out of memory", path);
+	    !r->res_len || !r->settings || (r->queue_ready = 1, pg_queue_init(&r->queue, r->n_chunks))) {
+		pg_err("%s: out of memory", path);
 		goto fail;
 	}
 	for (uint32_t c = 0; c < n; c++)
@@ -202,7 +202,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	if (r->opt.preserve) {
 		r->preserve = malloc(n);
 		if (!r->preserve) {
-			fp_err("%s: out of memory", path);
+			pg_err("%s: out of memory", path);
 			goto fail;
 		}
 		memcpy(r->preserve, r->opt.preserve, n);
@@ -212,7 +212,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 			all += r->page_len[c];
 		}
 		if (kept + fp_min_budget(r) > budget && kept < all) {
-			fp_err("%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
+			pg_err("%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
 			       "than the minimum working set of %llu bytes for the rest", path,
 			       (unsigned long long)kept, (unsigned long long)budget,
 			       (unsigned long long)fp_min_budget(r));
@@ -223,24 +223,24 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY
 		                ? UINT64_MAX : rl.rlim_cur;
 	}
-	if (fp_stage_init(r) || fp_predict_init(r)) {
-		fp_err("%s: out of memory", path);
+	if (pg_stage_init(r) || pg_predict_init(r)) {
+		pg_err("%s: out of memory", path);
 		goto fail;
 	}
-	fp_stage_update(r, budget);
+	pg_stage_update(r, budget);
 	if (open_payload(r, path))
 		goto fail;
 
-	struct fp_uffd u;
-	if (fp_handler_get(&u))
+	struct pg_uffd u;
+	if (pg_handler_get(&u))
 		goto fail;
 	r->uffd = u.fd;
 	if (map_region(r))
 		goto fail_handler;
 	uint64_t ioctls;
-	int rc = fp_uffd_register(r->uffd, r->base, r->size, &ioctls);
+	int rc = pg_uffd_register(r->uffd, r->base, r->size, &ioctls);
 	if (rc) {
-		fp_err("%s: cannot register the region with userfaultfd: %s", path, strerror(-rc));
+		pg_err("%s: cannot register the region with userfaultfd: %s", path, strerror(-rc));
 		goto fail_map;
 	}
 	r->huge_ok = !(r->opt.flags & FP_OPEN_NO_HUGE) && (u.features & UFFD_FEATURE_MOVE) &&
@@ -256,33 +256,33 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	 * and the warmer makes new ones only below one per loader.  Without
 	 * a pool the loaders stage in fresh pages. */
 	if (r->huge_ok)
-		fp_pool_init(&r->pool, r->uffd, r->chunk_size,
+		pg_pool_init(&r->pool, r->uffd, r->chunk_size,
 		             3 * (uint32_t)r->opt.loaders + 2 + (uint32_t)r->opt.readahead,
 		             (uint32_t)r->opt.loaders, 2 * (uint32_t)r->opt.loaders + 2);
 	if (r->opt.trace_path && start_trace(r))
 		goto fail_register;
-	if (fp_loaders_start(r))
+	if (pg_loaders_start(r))
 		goto fail_trace;
-	fp_reporter_add(r);
-	fp_handler_publish(r);
+	pg_reporter_add(r);
+	pg_handler_publish(r);
 	/* Preserved chunks are loaded now, ahead of the loop. */
 	for (uint32_t c = 0; r->preserve && c < r->n_chunks; c++) {
 		if (r->preserve[c] && r->page_len[c] && pg_chunk_load_ahead(&r->state[c])) {
-			atomic_store(&r->queued_ns[c], fp_now_ns());
-			fp_queue_push(&r->queue, c, 0);
+			atomic_store(&r->queued_ns[c], pg_now_ns());
+			pg_queue_push(&r->queue, c, 0);
 		}
 	}
 	return r;
 
 fail_trace:
-	fp_tracer_stop(r->tracer);
+	pg_tracer_stop(r->tracer);
 fail_register:
-	fp_pool_destroy(&r->pool, r->uffd);
-	fp_uffd_unregister(r->uffd, r->base, r->size);
+	pg_pool_destroy(&r->pool, r->uffd);
+	pg_uffd_unregister(r->uffd, r->base, r->size);
 fail_map:
 	munmap(r->base, r->size);
 fail_handler:
-	fp_handler_put();
+	pg_handler_put();
 fail:
 	region_free(r);
 	return NULL;
@@ -292,14 +292,14 @@ void fp_close(fp_region *r)
 {
 	if (!r)
 		return;
-	fp_handler_unpublish(r);
-	fp_loaders_stop(r);
-	fp_tracer_stop(r->tracer);
-	fp_reporter_remove(r);
-	fp_pool_destroy(&r->pool, r->uffd);
-	fp_uffd_unregister(r->uffd, r->base, r->size);
+	pg_handler_unpublish(r);
+	pg_loaders_stop(r);
+	pg_tracer_stop(r->tracer);
+	pg_reporter_remove(r);
+	pg_pool_destroy(&r->pool, r->uffd);
+	pg_uffd_unregister(r->uffd, r->base, r->size);
 	munmap(r->base, r->size);
-	fp_handler_put();
+	pg_handler_put();
 	region_free(r);
 }
 
@@ -324,7 +324,7 @@ const void *fp_tensor(const fp_region *r, const char *name, const struct fp_tens
 	if (desc)
 		*desc = t;
 	if (!t) {
-		fp_err("%s: no tensor named '%s'", r->img->path, name);
+		pg_err("%s: no tensor named '%s'", r->img->path, name);
 		return NULL;
 	}
 	return r->base + t->offset;
@@ -338,9 +338,9 @@ uint64_t fp_min_budget(const fp_region *r)
 
 /* Publish new settings; the old ones are freed after a grace period, since
  * the handler reads them under RCU without the residency lock. */
-static void publish(fp_region *r, struct fp_settings *s)
+static void publish(fp_region *r, struct pg_settings *s)
 {
-	struct fp_settings *old = r->settings;
+	struct pg_settings *old = r->settings;
 	rcu_assign_pointer(r->settings, s);
 	pthread_mutex_unlock(&r->res_lock);
 	synchronize_rcu();
@@ -352,19 +352,19 @@ static void publish(fp_region *r, struct fp_settings *s)
 int fp_set_budget(fp_region *r, uint64_t budget)
 {
 	if (budget < fp_min_budget(r))
-		return fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes",
+		return pg_err("%s: budget %llu bytes is below the minimum working set of %llu bytes",
 		              r->img->path, (unsigned long long)budget,
 		              (unsigned long long)fp_min_budget(r));
-	struct fp_settings *s = malloc(sizeof *s);
+	struct pg_settings *s = malloc(sizeof *s);
 	if (!s)
-		return fp_err("out of memory");
+		return pg_err("out of memory");
 	pthread_mutex_lock(&r->res_lock);
 	*s = *r->settings;
 	s->budget = budget;
 	publish(r, s);
-	fp_stage_update(r, budget);
+	pg_stage_update(r, budget);
 	fp_trace_event(r, 0, FP_EV_SETTINGS, 0, 0, budget, 0);
-	return fp_evict_to(r, budget);
+	return pg_evict_to(r, budget);
 }
 
 int fp_set_policy(fp_region *r, const char *name)
@@ -373,10 +373,10 @@ int fp_set_policy(fp_region *r, const char *name)
 	if (!ops)
 		return -1;
 	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = settings_new(r, r->settings->budget, ops);
+	struct pg_settings *s = settings_new(r, r->settings->budget, ops);
 	if (!s) {
 		pthread_mutex_unlock(&r->res_lock);
-		return fp_err("out of memory");
+		return pg_err("out of memory");
 	}
 	/* The new policy starts from what is resident now. */
 	for (uint32_t c = 0; c < r->n_chunks; c++)

@@ -12,7 +12,7 @@
 /* Read by the signal handler without locks: slots only go NULL <-> region. */
 static fp_region *_Atomic regions[MAX_REGIONS];
 
-void fp_reporter_add(fp_region *r)
+void pg_reporter_add(fp_region *r)
 {
 	for (int i = 0; i < MAX_REGIONS; i++) {
 		fp_region *expect = NULL;
@@ -21,7 +21,7 @@ void fp_reporter_add(fp_region *r)
 	}
 }
 
-void fp_reporter_remove(fp_region *r)
+void pg_reporter_remove(fp_region *r)
 {
 	for (int i = 0; i < MAX_REGIONS; i++) {
 		fp_region *expect = r;
@@ -30,19 +30,19 @@ void fp_reporter_remove(fp_region *r)
 	}
 }
 
-void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason)
+void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason)
 {
 	char *copy = strdup(reason), *expect = NULL;
 	if (!atomic_compare_exchange_strong(&r->poison_reason[c], &expect, copy))
 		free(copy);
 	uint8_t *p = r->base + (uint64_t)c * r->chunk_size;
 	size_t len = r->page_len[c];
-	int rc = r->can_poison ? fp_uffd_poison(r->uffd, p, len) : -1;
+	int rc = r->can_poison ? pg_uffd_poison(r->uffd, p, len) : -1;
 	if (rc) {
 		/* No UFFDIO_POISON: replace the range with an inaccessible
 		 * mapping (SIGSEGV instead of SIGBUS) and wake the waiters. */
 		mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-		fp_uffd_wake(r->uffd, p, len);
+		pg_uffd_wake(r->uffd, p, len);
 	}
 	if (!pg_chunk_poison(&r->state[c]))
 		abort(); /* only the claimant poisons: the protocol is broken */

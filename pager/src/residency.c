@@ -25,12 +25,12 @@ struct evictions {
 static void finish(fp_region *r, uint32_t v)
 {
 	uint8_t *p = r->base + (uint64_t)v * r->chunk_size;
-	uint8_t *slot = r->res_len[v] == r->chunk_size ? fp_pool_take_empty(&r->pool) : NULL;
+	uint8_t *slot = r->res_len[v] == r->chunk_size ? pg_pool_take_empty(&r->pool) : NULL;
 	if (slot) {
 		/* Keep the page for the next load rather than free it. */
 		size_t moved;
-		int rc = fp_uffd_move(r->uffd, slot, p, r->chunk_size, &moved);
-		fp_pool_put(&r->pool, slot, moved > 0);
+		int rc = pg_uffd_move(r->uffd, slot, p, r->chunk_size, &moved);
+		pg_pool_put(&r->pool, slot, moved > 0);
 		if (rc)
 			madvise(p, r->chunk_size, MADV_DONTNEED);
 	} else {
@@ -40,8 +40,8 @@ static void finish(fp_region *r, uint32_t v)
 	r->res_len[v] = r->page_len[v];
 	if (pg_chunk_end_eviction(&r->state[v]) == 1) {
 		/* A thread faulted while the pages went: load it again. */
-		atomic_store(&r->queued_ns[v], fp_now_ns());
-		fp_queue_push(&r->queue, v, 1);
+		atomic_store(&r->queued_ns[v], pg_now_ns());
+		pg_queue_push(&r->queue, v, 1);
 	}
 }
 
@@ -51,7 +51,7 @@ static void evict_one(void *ctx, uint32_t v)
 {
 	struct evictions *e = ctx;
 	fp_region *r = e->r;
-	struct fp_settings *s = r->settings;
+	struct pg_settings *s = r->settings;
 	s->policy_ops->evicted(s->policy, v);
 	if (!pg_chunk_evict(&r->state[v]))
 		return; /* offered by a policy that is wrong about it: forgotten, not evicted */
@@ -79,14 +79,14 @@ static void add_resident(fp_region *r, uint64_t bytes)
 		atomic_store(&r->stats.peak_resident, r->resident);
 }
 
-void fp_reserve(fp_region *r, uint64_t bytes)
+void pg_reserve(fp_region *r, uint64_t bytes)
 {
 	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = r->settings;
+	struct pg_settings *s = r->settings;
 	/* With everything else in flight a load goes over by its one chunk:
 	 * the documented bound. */
-	fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
+	pg_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
 	add_resident(r, bytes);
 	pthread_mutex_unlock(&r->res_lock);
 	finish_all(&e);
@@ -110,14 +110,14 @@ static void lock_preserved(fp_region *r, uint32_t c)
 	}
 }
 
-uint64_t fp_ahead_room(const fp_region *r, uint64_t budget)
+uint64_t pg_ahead_room(const fp_region *r, uint64_t budget)
 {
 	uint64_t room = budget > r->preserved_bytes ? budget - r->preserved_bytes : 0;
-	uint64_t in_use = (uint64_t)FP_IN_USE_CHUNKS * r->chunk_size;
+	uint64_t in_use = (uint64_t)PG_IN_USE_CHUNKS * r->chunk_size;
 	return room > in_use ? room - in_use : 0;
 }
 
-int fp_reserve_ahead(fp_region *r, uint32_t c)
+int pg_reserve_ahead(fp_region *r, uint32_t c)
 {
 	uint64_t chunk = r->chunk_size;
 	/* A staged tensor tail is installed as the whole huge page, its
@@ -127,13 +127,13 @@ int fp_reserve_ahead(fp_region *r, uint32_t c)
 	                 atomic_load(&r->huge_ok) && r->pool.base ? chunk : r->page_len[c];
 	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = r->settings;
+	struct pg_settings *s = r->settings;
 	/* Evicting what the loop is using would make it fault again. */
-	uint64_t cap = fp_ahead_room(r, s->budget);
+	uint64_t cap = pg_ahead_room(r, s->budget);
 	if (cap > (uint64_t)r->opt.readahead * chunk)
 		cap = (uint64_t)r->opt.readahead * chunk; /* what the pool has slots for */
 	int full = r->ahead_bytes + bytes > cap ||
-	           fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
+	           pg_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
 	if (!full) {
 		r->res_len[c] = (uint32_t)bytes;
 		add_resident(r, bytes);
@@ -145,7 +145,7 @@ int fp_reserve_ahead(fp_region *r, uint32_t c)
 	return full;
 }
 
-void fp_release_ahead(fp_region *r, uint32_t c)
+void pg_release_ahead(fp_region *r, uint32_t c)
 {
 	if (r->ahead_reserved[c]) {
 		r->ahead_reserved[c] = 0;
@@ -153,25 +153,25 @@ void fp_release_ahead(fp_region *r, uint32_t c)
 	}
 }
 
-void fp_unreserve_ahead_locked(fp_region *r, uint32_t c)
+void pg_unreserve_ahead_locked(fp_region *r, uint32_t c)
 {
 	if (r->ahead_reserved[c])
 		r->resident -= r->res_len[c];
-	fp_release_ahead(r, c);
+	pg_release_ahead(r, c);
 	r->res_len[c] = r->page_len[c];
 }
 
-void fp_unreserve_ahead(fp_region *r, uint32_t c)
+void pg_unreserve_ahead(fp_region *r, uint32_t c)
 {
 	pthread_mutex_lock(&r->res_lock);
-	fp_unreserve_ahead_locked(r, c);
+	pg_unreserve_ahead_locked(r, c);
 	pthread_mutex_unlock(&r->res_lock);
 }
 
-void fp_mark_resident(fp_region *r, uint32_t c, int demand)
+void pg_mark_resident(fp_region *r, uint32_t c, int demand)
 {
 	pthread_mutex_lock(&r->res_lock);
-	fp_release_ahead(r, c);
+	pg_release_ahead(r, c);
 	if (!pg_chunk_install(&r->state[c]))
 		abort(); /* only the claimant installs: the protocol is broken */
 	if (r->preserve && r->preserve[c]) {
@@ -184,18 +184,18 @@ void fp_mark_resident(fp_region *r, uint32_t c, int demand)
 	pthread_mutex_unlock(&r->res_lock);
 }
 
-int fp_evict_to(fp_region *r, uint64_t target)
+int pg_evict_to(fp_region *r, uint64_t target)
 {
 	struct evictions e = {.r = r};
 	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = r->settings;
-	fp_make_room(s->policy_ops, s->policy, target, &r->resident, 0, evict_one, &e);
+	struct pg_settings *s = r->settings;
+	pg_make_room(s->policy_ops, s->policy, target, &r->resident, 0, evict_one, &e);
 	pthread_mutex_unlock(&r->res_lock);
 	finish_all(&e);
 	return 0;
 }
 
-void fp_touch(fp_region *r, uint32_t c)
+void pg_touch(fp_region *r, uint32_t c)
 {
 	pthread_mutex_lock(&r->res_lock);
 	if (chunk_state(r, c) == CHUNK_RESIDENT)

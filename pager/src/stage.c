@@ -24,7 +24,7 @@
  * threads fault in turn, and each one's window covers its own next chunks. */
 #define STALE_FAULTS 8
 
-int fp_stage_init(fp_region *r)
+int pg_stage_init(fp_region *r)
 {
 	size_t n = r->n_chunks;
 	r->staged_buf = calloc(n, sizeof *r->staged_buf);
@@ -44,12 +44,12 @@ static void release(fp_region *r, uint32_t c, int moved)
 	uint8_t *buf = r->staged_buf[c];
 	r->staged_buf[c] = NULL;
 	if (r->staged_in_pool[c])
-		fp_pool_put(&r->pool, buf, !moved);
+		pg_pool_put(&r->pool, buf, !moved);
 	else
 		free(buf);
 }
 
-void fp_stage_free(fp_region *r)
+void pg_stage_free(fp_region *r)
 {
 	if (r->staged_buf)
 		for (uint32_t c = 0; c < r->n_chunks; c++)
@@ -61,13 +61,13 @@ void fp_stage_free(fp_region *r)
 	free(r->ahead_reserved);
 }
 
-void fp_stage_update(fp_region *r, uint64_t budget)
+void pg_stage_update(fp_region *r, uint64_t budget)
 {
 	atomic_store(&r->stage_ahead,
 	             !(r->opt.flags & FP_OPEN_NO_STAGE) && budget < r->data_bytes);
 }
 
-int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool)
+int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool)
 {
 	pthread_mutex_lock(&r->res_lock);
 	int ok = pg_chunk_stage(&r->state[c]);
@@ -89,7 +89,7 @@ static void unlist(fp_region *r, uint32_t c)
 		}
 }
 
-void fp_stage_fault(fp_region *r, uint32_t c)
+void pg_stage_fault(fp_region *r, uint32_t c)
 {
 	pthread_mutex_lock(&r->res_lock);
 	if (!pg_chunk_unstage(&r->state[c])) {
@@ -98,21 +98,21 @@ void fp_stage_fault(fp_region *r, uint32_t c)
 	}
 	unlist(r, c);
 	pthread_mutex_unlock(&r->res_lock);
-	uint64_t t0 = fp_now_ns();
+	uint64_t t0 = pg_now_ns();
 	/* Counted as the read-ahead load it was: the I/O happened ahead. */
-	int moved = fp_install(r, c, 0, r->staged_buf[c]);
-	uint64_t t1 = fp_now_ns();
+	int moved = pg_install(r, c, 0, r->staged_buf[c]);
+	uint64_t t1 = pg_now_ns();
 	release(r, c, moved);
-	fp_mark_resident(r, c, 1);
+	pg_mark_resident(r, c, 1);
 	atomic_fetch_add_explicit(&r->stats.staged_installs, 1, memory_order_relaxed);
-	fp_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
-	fp_stat_latency(r, FP_STAGE_FAULT, t1 - t0);
-	fp_stat_latency(r, FP_STAGE_OVERHEAD, t1 - t0);
+	pg_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
+	pg_stat_latency(r, FP_STAGE_FAULT, t1 - t0);
+	pg_stat_latency(r, FP_STAGE_OVERHEAD, t1 - t0);
 	fp_trace_event(r, t1, FP_EV_LOAD, FP_LOAD_FROM_STAGE, c, 0, t1 - t0);
 }
 
 /* Drop staged chunks no window has wanted for STALE_FAULTS faults. */
-void fp_stage_drop_stale(fp_region *r)
+void pg_stage_drop_stale(fp_region *r)
 {
 	pthread_mutex_lock(&r->res_lock);
 	for (uint32_t i = 0; i < r->n_staged;) {
@@ -123,7 +123,7 @@ void fp_stage_drop_stale(fp_region *r)
 		}
 		if (pg_chunk_drop(&r->state[c])) {
 			release(r, c, 0);
-			fp_unreserve_ahead_locked(r, c); /* staged chunks are reserved read-ahead */
+			pg_unreserve_ahead_locked(r, c); /* staged chunks are reserved read-ahead */
 			atomic_fetch_add_explicit(&r->stats.staged_dropped, 1, memory_order_relaxed);
 			fp_trace_event(r, 0, FP_EV_DROP, 0, c, 0, 0);
 		}

@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-uint64_t fp_now_ns(void)
+uint64_t pg_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -33,9 +33,9 @@ static uint64_t bucket_top(int b)
 	return (((uint64_t)SUB + (uint64_t)sub + 1) << (e - SUB_BITS)) - 1;
 }
 
-void fp_stat_latency(fp_region *r, int stage, uint64_t ns)
+void pg_stat_latency(fp_region *r, int stage, uint64_t ns)
 {
-	struct fp_counters *s = &r->stats;
+	struct pg_counters *s = &r->stats;
 	atomic_fetch_add_explicit(&s->hist[stage][bucket_of(ns)], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->hist_count[stage], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->hist_sum[stage], ns, memory_order_relaxed);
@@ -71,7 +71,7 @@ const char *fp_stage_name(int stage)
 
 void fp_get_stats(const fp_region *r, struct fp_stats *o)
 {
-	const struct fp_counters *s = &r->stats;
+	const struct pg_counters *s = &r->stats;
 	o->faults = s->faults;
 	o->demand_loads = s->demand_loads;
 	o->prefetch_loads = s->prefetch_loads;
@@ -86,8 +86,8 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	o->bytes_decompressed = s->bytes_decompressed;
 	o->bytes_installed = s->bytes_installed;
 	o->peak_resident_bytes = s->peak_resident;
-	o->trace_events = fp_tracer_written(r->tracer);
-	o->trace_dropped = fp_tracer_dropped(r->tracer);
+	o->trace_events = pg_tracer_written(r->tracer);
+	o->trace_dropped = pg_tracer_dropped(r->tracer);
 	o->readahead_depth = atomic_load_explicit(&r->depth, memory_order_relaxed);
 	fp_region *w = (fp_region *)r;
 	pthread_mutex_lock(&w->res_lock);

@@ -41,19 +41,19 @@ fp_trace *fp_trace_open(const char *path)
 	FILE *f = fopen(path, "rb");
 	struct stat st;
 	if (!t || !f || fstat(fileno(f), &st)) {
-		fp_err("%s: cannot open the trace: %s", path, strerror(errno));
+		pg_err("%s: cannot open the trace: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (fread(&t->h, sizeof t->h, 1, f) != 1) {
-		fp_err("%s: too short for a trace header (truncated?)", path);
+		pg_err("%s: too short for a trace header (truncated?)", path);
 		goto fail;
 	}
 	if (memcmp(t->h.magic, FP_TRACE_MAGIC, 8)) {
-		fp_err("%s: not a flexpage trace (bad magic)", path);
+		pg_err("%s: not a flexpage trace (bad magic)", path);
 		goto fail;
 	}
 	if (t->h.version != FP_TRACE_VERSION || t->h.record_size != sizeof(struct fp_trace_event)) {
-		fp_err("%s: trace version %u / record size %u not supported (want %u / %zu)", path,
+		pg_err("%s: trace version %u / record size %u not supported (want %u / %zu)", path,
 		       t->h.version, t->h.record_size, FP_TRACE_VERSION, sizeof(struct fp_trace_event));
 		goto fail;
 	}
@@ -61,19 +61,19 @@ fp_trace *fp_trace_open(const char *path)
 	    t->h.logical_size != (uint64_t)t->h.n_chunks * t->h.chunk_size ||
 	    !memchr(t->h.policy, 0, sizeof t->h.policy) ||
 	    !memchr(t->h.image, 0, sizeof t->h.image)) {
-		fp_err("%s: corrupt trace header", path);
+		pg_err("%s: corrupt trace header", path);
 		goto fail;
 	}
 	uint64_t body = (uint64_t)st.st_size - sizeof t->h;
 	if (body % sizeof(struct fp_trace_event)) {
-		fp_err("%s: truncated trace: %llu bytes after the last whole record", path,
+		pg_err("%s: truncated trace: %llu bytes after the last whole record", path,
 		       (unsigned long long)(body % sizeof(struct fp_trace_event)));
 		goto fail;
 	}
 	t->n = body / sizeof(struct fp_trace_event);
 	t->ev = malloc(t->n ? t->n * sizeof *t->ev : 1);
 	if (!t->ev || fread(t->ev, sizeof *t->ev, t->n, f) != t->n) {
-		fp_err("%s: cannot read %llu trace records", path, (unsigned long long)t->n);
+		pg_err("%s: cannot read %llu trace records", path, (unsigned long long)t->n);
 		goto fail;
 	}
 	for (uint64_t i = 0; i < t->n; i++) {
@@ -84,14 +84,14 @@ fp_trace *fp_trace_open(const char *path)
 			bad |= e->b / t->h.chunk_size != e->chunk ||
 			       (e->flags > CHUNK_STATE_MAX && e->flags != FP_FAULT_PADDING);
 		if (bad) {
-			fp_err("%s: corrupt trace: record %llu has type %u, chunk %u", path,
+			pg_err("%s: corrupt trace: record %llu has type %u, chunk %u", path,
 			       (unsigned long long)i, e->type, e->chunk);
 			goto fail;
 		}
 	}
 	struct fp_trace_event *tmp = malloc(t->n ? t->n * sizeof *tmp : 1);
 	if (!tmp) {
-		fp_err("%s: out of memory", path);
+		pg_err("%s: out of memory", path);
 		goto fail;
 	}
 	sort_by_time(t->ev, tmp, t->n);

@@ -40,7 +40,7 @@ const char *fp_codec_name(uint32_t codec)
 	}
 }
 
-uint64_t fp_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape)
+uint64_t pg_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape)
 {
 	size_t i;
 	for (i = 0; i < sizeof types / sizeof types[0]; i++)

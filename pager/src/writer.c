@@ -33,13 +33,13 @@ struct fp_writer {
 	uint64_t cursor;         /* next free file offset (zstd layout) */
 	int in_tensor;
 	uint64_t tensor_left;
-	struct fp_disk_tensor *tensors;
+	struct pg_disk_tensor *tensors;
 	uint32_t n_tensors, cap_tensors;
 	struct fp_chunk_desc *chunks;
 	uint32_t n_chunks, cap_chunks;
 	char *meta;
 	uint64_t written;        /* tensor bytes taken in, for the progress bar */
-	struct fp_progress progress;
+	struct pg_progress progress;
 };
 
 static int write_full(fp_writer *w, const void *buf, size_t len, uint64_t off)
@@ -50,7 +50,7 @@ static int write_full(fp_writer *w, const void *buf, size_t len, uint64_t off)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return fp_err("%s: write failed: %s", w->tmp_path, strerror(n < 0 ? errno : ENOSPC));
+			return pg_err("%s: write failed: %s", w->tmp_path, strerror(n < 0 ? errno : ENOSPC));
 		done += (size_t)n;
 	}
 	return 0;
@@ -65,7 +65,7 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 {
 	fp_writer *w = calloc(1, sizeof *w);
 	if (!w) {
-		fp_err("%s: out of memory", path);
+		pg_err("%s: out of memory", path);
 		return NULL;
 	}
 	w->fd = -1;
@@ -74,18 +74,18 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		w->opt.chunk_size = 2u << 20;
 	uint32_t cs = w->opt.chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1))) {
-		fp_err("%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
+		pg_err("%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
 		goto fail;
 	}
 	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD) {
-		fp_err("%s: unknown codec %u", path, w->opt.codec);
+		pg_err("%s: unknown codec %u", path, w->opt.codec);
 		goto fail;
 	}
 	if (w->opt.codec == FP_CODEC_ZSTD) {
 		if (!w->opt.zstd_level)
 			w->opt.zstd_level = 3;
 		if (w->opt.zstd_level < ZSTD_minCLevel() || w->opt.zstd_level > ZSTD_maxCLevel()) {
-			fp_err("%s: zstd level %d out of range [%d, %d]", path, w->opt.zstd_level,
+			pg_err("%s: zstd level %d out of range [%d, %d]", path, w->opt.zstd_level,
 			       ZSTD_minCLevel(), ZSTD_maxCLevel());
 			goto fail;
 		}
@@ -98,20 +98,20 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 	w->buf = aligned_alloc(FP_IMAGE_ALIGN, cs);
 	if (!w->path || !w->tmp_path || !w->buf ||
 	    (w->opt.codec == FP_CODEC_ZSTD && (!w->cctx || !w->zbuf))) {
-		fp_err("%s: out of memory", path);
+		pg_err("%s: out of memory", path);
 		goto fail;
 	}
 	sprintf(w->tmp_path, "%s.tmp.XXXXXX", path);
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
 	if (w->fd < 0) {
-		fp_err("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+		pg_err("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
 		free(w->tmp_path);
 		w->tmp_path = NULL;
 		goto fail;
 	}
 	fchmod(w->fd, 0644);
 	w->cursor = FP_IMAGE_ALIGN;
-	fp_progress_start(&w->progress, "pack", w->opt.expected_bytes, w->opt.progress);
+	pg_progress_start(&w->progress, "pack", w->opt.expected_bytes, w->opt.progress);
 	return w;
 fail:
 	fp_writer_abort(w);
@@ -122,7 +122,7 @@ int fp_writer_set_meta(fp_writer *w, const char *meta)
 {
 	free(w->meta);
 	w->meta = strdup(meta ? meta : "");
-	return w->meta ? 0 : fp_err("out of memory");
+	return w->meta ? 0 : pg_err("out of memory");
 }
 
 static int flush_chunk(fp_writer *w)
@@ -132,7 +132,7 @@ static int flush_chunk(fp_writer *w)
 		uint32_t cap = w->cap_chunks ? w->cap_chunks * 2 : 256;
 		void *p = realloc(w->chunks, sizeof *w->chunks * cap);
 		if (!p)
-			return fp_err("%s: out of memory", w->path);
+			return pg_err("%s: out of memory", w->path);
 		w->chunks = p;
 		w->cap_chunks = cap;
 	}
@@ -142,7 +142,7 @@ static int flush_chunk(fp_writer *w)
 		.logical_len = w->fill,
 		.stored_len = w->fill,
 		.codec = FP_CODEC_RAW,
-		.checksum = fp_crc32c(0, w->buf, w->fill),
+		.checksum = pg_crc32c(0, w->buf, w->fill),
 	};
 	const void *payload = w->buf;
 	if (w->opt.codec == FP_CODEC_RAW) {
@@ -151,7 +151,7 @@ static int flush_chunk(fp_writer *w)
 		size_t n = ZSTD_compressCCtx(w->cctx, w->zbuf, w->zcap, w->buf, w->fill,
 		                             w->opt.zstd_level);
 		if (ZSTD_isError(n))
-			return fp_err("%s: zstd: %s", w->path, ZSTD_getErrorName(n));
+			return pg_err("%s: zstd: %s", w->path, ZSTD_getErrorName(n));
 		/* A chunk that does not shrink is stored raw: decoding it would
 		 * cost time and save nothing. */
 		if (n < w->fill) {
@@ -176,16 +176,16 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
                            const uint64_t *shape)
 {
 	if (w->in_tensor)
-		return fp_err("%s: tensor '%s' begun before the previous one ended", w->path, name);
+		return pg_err("%s: tensor '%s' begun before the previous one ended", w->path, name);
 	if (!name[0] || strlen(name) >= FP_NAME_MAX)
-		return fp_err("%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
+		return pg_err("%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
 		              FP_NAME_MAX - 1);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		if (!strcmp(w->tensors[i].name, name))
-			return fp_err("%s: tensor name '%s' used twice", w->path, name);
-	uint64_t bytes = fp_tensor_bytes(type, ndim, shape);
+			return pg_err("%s: tensor name '%s' used twice", w->path, name);
+	uint64_t bytes = pg_tensor_bytes(type, ndim, shape);
 	if (!bytes)
-		return fp_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
+		return pg_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
 	/* Zeros up to the next page (or chunk); a chunk filled by them goes out. */
 	if (w->opt.align_tensors) {
 		if (w->fill && flush_chunk(w))
@@ -201,11 +201,11 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 		uint32_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
 		void *p = realloc(w->tensors, sizeof *w->tensors * cap);
 		if (!p)
-			return fp_err("%s: out of memory", w->path);
+			return pg_err("%s: out of memory", w->path);
 		w->tensors = p;
 		w->cap_tensors = cap;
 	}
-	struct fp_disk_tensor *t = &w->tensors[w->n_tensors++];
+	struct pg_disk_tensor *t = &w->tensors[w->n_tensors++];
 	memset(t, 0, sizeof *t);
 	strcpy(t->name, name);
 	t->type = type;
@@ -221,9 +221,9 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 int fp_writer_write(fp_writer *w, const void *data, size_t n)
 {
 	if (!w->in_tensor)
-		return fp_err("%s: data written outside a tensor", w->path);
+		return pg_err("%s: data written outside a tensor", w->path);
 	if (n > w->tensor_left)
-		return fp_err("%s: tensor '%s': %zu bytes more than its shape holds", w->path,
+		return pg_err("%s: tensor '%s': %zu bytes more than its shape holds", w->path,
 		              w->tensors[w->n_tensors - 1].name, n - (size_t)w->tensor_left);
 	const uint8_t *p = data;
 	w->tensor_left -= n;
@@ -239,16 +239,16 @@ int fp_writer_write(fp_writer *w, const void *data, size_t n)
 		if (w->fill == w->opt.chunk_size && flush_chunk(w))
 			return -1;
 	}
-	fp_progress_update(&w->progress, w->written);
+	pg_progress_update(&w->progress, w->written);
 	return 0;
 }
 
 int fp_writer_end_tensor(fp_writer *w)
 {
 	if (!w->in_tensor)
-		return fp_err("%s: end of a tensor that was not begun", w->path);
+		return pg_err("%s: end of a tensor that was not begun", w->path);
 	if (w->tensor_left)
-		return fp_err("%s: tensor '%s' is %llu bytes short of its shape", w->path,
+		return pg_err("%s: tensor '%s' is %llu bytes short of its shape", w->path,
 		              w->tensors[w->n_tensors - 1].name, (unsigned long long)w->tensor_left);
 	w->in_tensor = 0;
 	return 0;
@@ -272,51 +272,51 @@ int fp_writer_finish(fp_writer *w)
 {
 	int rc = -1;
 	if (w->in_tensor) {
-		fp_err("%s: tensor '%s' not ended", w->path, w->tensors[w->n_tensors - 1].name);
+		pg_err("%s: tensor '%s' not ended", w->path, w->tensors[w->n_tensors - 1].name);
 		goto out;
 	}
 	if (!w->n_tensors) {
-		fp_err("%s: no tensors to write", w->path);
+		pg_err("%s: no tensors to write", w->path);
 		goto out;
 	}
 	if (w->fill && flush_chunk(w)) /* the last, partial chunk */
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
-	struct fp_disk_header h = {
+	struct pg_disk_header h = {
 		.version = FP_IMAGE_VERSION,
-		.header_size = FP_HEADER_BYTES,
+		.header_size = PG_HEADER_BYTES,
 		.logical_size = (uint64_t)w->n_chunks * w->opt.chunk_size,
 		.chunk_size = w->opt.chunk_size,
 		.n_tensors = w->n_tensors,
 		.n_chunks = w->n_chunks,
-		.tensor_table_size = (uint64_t)w->n_tensors * sizeof(struct fp_disk_tensor),
+		.tensor_table_size = (uint64_t)w->n_tensors * sizeof(struct pg_disk_tensor),
 		.chunk_table_size = (uint64_t)w->n_chunks * sizeof(struct fp_chunk_desc),
 		.meta_size = strlen(meta),
 	};
 	memcpy(h.magic, FP_IMAGE_MAGIC, 8);
 	if (w->opt.codec == FP_CODEC_RAW) {
-		h.flags = FP_FLAG_RAW_LAYOUT;
+		h.flags = PG_FLAG_RAW_LAYOUT;
 		h.raw_base = FP_IMAGE_ALIGN;
 	}
 	h.tensor_table_offset = align_up(w->cursor, FP_IMAGE_ALIGN);
 	h.chunk_table_offset = h.tensor_table_offset + h.tensor_table_size;
 	h.meta_offset = h.chunk_table_offset + h.chunk_table_size;
 	h.file_size = h.meta_offset + h.meta_size;
-	uint32_t crc = fp_crc32c(0, w->tensors, h.tensor_table_size);
-	crc = fp_crc32c(crc, w->chunks, h.chunk_table_size);
-	h.tables_crc = fp_crc32c(crc, meta, h.meta_size);
-	h.header_crc = fp_crc32c(0, &h, offsetof(struct fp_disk_header, header_crc));
+	uint32_t crc = pg_crc32c(0, w->tensors, h.tensor_table_size);
+	crc = pg_crc32c(crc, w->chunks, h.chunk_table_size);
+	h.tables_crc = pg_crc32c(crc, meta, h.meta_size);
+	h.header_crc = pg_crc32c(0, &h, offsetof(struct pg_disk_header, header_crc));
 	if (write_full(w, w->tensors, h.tensor_table_size, h.tensor_table_offset) ||
 	    write_full(w, w->chunks, h.chunk_table_size, h.chunk_table_offset) ||
 	    write_full(w, meta, h.meta_size, h.meta_offset) ||
 	    write_full(w, &h, sizeof h, 0))
 		goto out;
 	if (ftruncate(w->fd, (off_t)h.file_size) || fsync(w->fd)) {
-		fp_err("%s: cannot finish the file: %s", w->tmp_path, strerror(errno));
+		pg_err("%s: cannot finish the file: %s", w->tmp_path, strerror(errno));
 		goto out;
 	}
 	if (rename(w->tmp_path, w->path)) {
-		fp_err("%s: cannot rename %s over it: %s", w->path, w->tmp_path, strerror(errno));
+		pg_err("%s: cannot rename %s over it: %s", w->path, w->tmp_path, strerror(errno));
 		goto out;
 	}
 	fsync_dir(w->path);
@@ -324,7 +324,7 @@ int fp_writer_finish(fp_writer *w)
 	w->tmp_path = NULL; /* nothing left to remove */
 	rc = 0;
 out:
-	fp_progress_end(&w->progress);
+	pg_progress_end(&w->progress);
 	fp_writer_abort(w);
 	return rc;
 }
