@@ -1,23 +1,9 @@
-/* What the handler does with one fault: start or promote the chunk's load,
- * keep read-ahead going, and answer faults that need no load. */
+/* One fault, as the handler serves it: start or promote the chunk's load,
+ * install a staged chunk, answer faults that need no load, and keep
+ * read-ahead going. */
 #include "internal.h"
 
-/* Set DEMANDED on chunk c (state *s).  The fault time is published first,
- * so the loader that clears DEMANDED always finds it. */
-static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
-{
-	uint64_t none = 0;
-	int stamped = atomic_compare_exchange_strong(&r->fault_ns[c], &none, now);
-	if (pg_chunk_demand(&r->state[c], s))
-		return 1;
-	if (stamped) {
-		uint64_t mine = now;
-		atomic_compare_exchange_strong(&r->fault_ns[c], &mine, 0);
-	}
-	return 0;
-}
-
-void pg_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
+void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
 	if (pg_pool_contains(&r->pool, addr)) {
 		/* Never meant to happen (empty pool slots are not touched); a
@@ -26,41 +12,36 @@ void pg_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		return;
 	}
 	uint64_t now = pg_now_ns();
-	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
+	pg_count(r, PG_FAULTS, 1);
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
 	uint32_t s = pg_chunk_word_of(&r->state[c]);
 	if (off % r->chunk_size >= r->page_len[c]) {
 		/* Padding after a tensor's last byte reads as zeros: map zero
 		 * pages over all of it at once. */
-		fp_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
+		pg_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
 		uint8_t *pad = r->base + (uint64_t)c * r->chunk_size + r->page_len[c];
 		pg_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
 		return;
 	}
-	fp_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
+	pg_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
 	/* Whether this access waits for a read (for the loop's pace). */
 	uint32_t found = s & CHUNK_STATE_MASK;
 	int waits = found == CHUNK_EMPTY || found == CHUNK_LOADING || found == CHUNK_EVICTING;
 	for (;;) {
 		switch (s & CHUNK_STATE_MASK) {
 		case CHUNK_EMPTY:
-			if (!pg_chunk_load_on_fault(&r->state[c], &s))
+			if (!pg_load_on_fault(r, c, &s, now))
 				continue;
-			atomic_store(&r->fault_ns[c], now);
-			atomic_store(&r->queued_ns[c], now);
-			pg_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_LOADING:
 		case CHUNK_EVICTING:
 			if (s & CHUNK_DEMANDED)
 				break;
 			/* Read-ahead was already on it (make it a demand load), or
-			 * its pages are going (the evictor re-queues it). */
-			if (!mark_demanded(r, c, &s, now))
+			 * its pages are going (the evictor queues it again). */
+			if (!pg_load_promote(r, c, &s, now))
 				continue;
-			if ((s & CHUNK_STATE_MASK) == CHUNK_LOADING)
-				pg_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_STAGED:
 			/* Read-ahead had it ready: install it now.  This fault is
@@ -80,5 +61,5 @@ void pg_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		}
 		break;
 	}
-	pg_predict(r, c, now, waits);
+	pg_ra_after_fault(r, c, now, waits);
 }

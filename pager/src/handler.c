@@ -45,7 +45,7 @@ static void serve(const struct uffd_msg *m)
 	rcu_read_lock();
 	fp_region *r = find_region(addr);
 	if (r)
-		pg_region_fault(r, addr, m->arg.pagefault.feat.ptid);
+		pg_fault(r, addr, m->arg.pagefault.feat.ptid);
 	rcu_read_unlock();
 	/* A fault in no region belongs to a region being closed; closing
 	 * unregisters the range, which wakes the thread. */

@@ -49,5 +49,10 @@ void pg_pool_put(struct pg_pool *p, uint8_t *slot, int full);
  * enough pages already. */
 uint8_t *pg_pool_take_empty(struct pg_pool *p);
 int pg_pool_contains(const struct pg_pool *p, uint64_t addr);
+/* The pool exists (pg_pool_init succeeded). */
+static inline int pg_pool_ready(const struct pg_pool *p)
+{
+	return p->base != NULL;
+}
 
 #endif

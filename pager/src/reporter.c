@@ -1,4 +1,5 @@
-/* Poisoning failed chunks, and the SIGBUS reporter that names them. */
+/* The SIGBUS reporter: names the image, tensor and chunk of an access to
+ * poisoned data (poison.c), and why it was poisoned. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,32 +31,11 @@ void pg_reporter_remove(fp_region *r)
 	}
 }
 
-void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason)
-{
-	char *copy = strdup(reason), *expect = NULL;
-	if (!atomic_compare_exchange_strong(&r->poison_reason[c], &expect, copy))
-		free(copy);
-	uint8_t *p = r->base + (uint64_t)c * r->chunk_size;
-	size_t len = r->page_len[c];
-	int rc = r->can_poison ? pg_uffd_poison(r->uffd, p, len) : -1;
-	if (rc) {
-		/* No UFFDIO_POISON: replace the range with an inaccessible
-		 * mapping (SIGSEGV instead of SIGBUS) and wake the waiters. */
-		mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-		pg_uffd_wake(r->uffd, p, len);
-	}
-	if (!pg_chunk_poison(&r->state[c]))
-		abort(); /* only the claimant poisons: the protocol is broken */
-	fp_trace_event(r, 0, FP_EV_POISON, 0, c, 0, 0);
-	atomic_fetch_add_explicit(&r->stats.poisoned, 1, memory_order_relaxed);
-	fprintf(stderr, "flexpage: poisoned %s\n", reason);
-}
-
 static int describe(fp_region *r, uint64_t addr, char *buf, size_t n)
 {
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
-	const char *why = atomic_load(&r->poison_reason[c]);
+	const char *why = pg_poison_reason(r, c);
 	if (!why)
 		return -1;
 	const struct fp_tensor_desc *t = fp_image_tensor_at(r->img, off);

@@ -1,9 +1,11 @@
-/* Loader workers: read a chunk's payload (O_DIRECT), verify and decode it
- * into a staging buffer, make room within the budget, and install the
- * whole chunk at once.  Full 2 MiB chunks are staged in a transparent huge
- * page that UFFDIO_MOVE hands to the region without a copy; anything else
- * is installed with UFFDIO_COPY. */
+/* Loading: the loader threads pop chunk indices (demand loads first),
+ * claim the load, make room in the budget, read the payload (O_DIRECT),
+ * verify and decode it into a buffer, and then install it (install.c) or,
+ * read ahead while streaming, stage it (readahead_stage.c).  A full 2 MiB
+ * chunk is read into a pooled huge page that the install moves into the
+ * region; failed loads are retried, then poisoned (poison.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,18 +33,97 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 	return (v + a - 1) / a * a;
 }
 
+int pg_load_init(fp_region *r)
+{
+	struct pg_loads *l = &r->load;
+	l->fault_ns = calloc(r->n_chunks, sizeof *l->fault_ns);
+	l->queued_ns = calloc(r->n_chunks, sizeof *l->queued_ns);
+	if (!l->fault_ns || !l->queued_ns)
+		return -1;
+	l->queue_ready = 1;
+	return pg_queue_init(&l->queue, r->n_chunks);
+}
+
+void pg_load_free(fp_region *r)
+{
+	struct pg_loads *l = &r->load;
+	if (l->queue_ready)
+		pg_queue_destroy(&l->queue);
+	free((void *)l->fault_ns);
+	free((void *)l->queued_ns);
+	if (l->fd_open)
+		close(l->fd);
+}
+
+int pg_load_open(fp_region *r, const char *path)
+{
+	struct pg_loads *l = &r->load;
+	if (!(r->opt.flags & FP_OPEN_BUFFERED)) {
+		l->fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (l->fd >= 0) {
+			l->fd_open = l->direct = 1;
+			return 0;
+		}
+		/* Some file systems (tmpfs) have no O_DIRECT: read buffered. */
+		if (errno != EINVAL)
+			return pg_err("%s: cannot open: %s", path, strerror(errno));
+	}
+	l->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (l->fd < 0)
+		return pg_err("%s: cannot open: %s", path, strerror(errno));
+	l->fd_open = 1;
+	return 0;
+}
+
+void pg_load_queue(fp_region *r, uint32_t c, int demand, uint64_t now)
+{
+	atomic_store(&r->load.queued_ns[c], now);
+	pg_queue_push(&r->load.queue, c, demand);
+}
+
+int pg_load_on_fault(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now)
+{
+	if (!pg_chunk_load_on_fault(&r->state[c], seen))
+		return 0;
+	atomic_store(&r->load.fault_ns[c], now);
+	pg_load_queue(r, c, 1, now);
+	return 1;
+}
+
+/* The fault time is published before DEMANDED, so the loader that sees
+ * DEMANDED always finds it. */
+int pg_load_promote(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now)
+{
+	uint64_t none = 0;
+	int stamped = atomic_compare_exchange_strong(&r->load.fault_ns[c], &none, now);
+	if (!pg_chunk_demand(&r->state[c], seen)) {
+		if (stamped) {
+			uint64_t mine = now;
+			atomic_compare_exchange_strong(&r->load.fault_ns[c], &mine, 0);
+		}
+		return 0;
+	}
+	/* Read-ahead was already on it: queue it again as a demand load (the
+	 * loader that claims it first loads it).  Its pages going, the
+	 * evictor queues it once they are gone. */
+	if ((*seen & CHUNK_STATE_MASK) == CHUNK_LOADING)
+		pg_queue_push(&r->load.queue, c, 1);
+	return 1;
+}
+
 /* Read chunk c's payload into buf.  Returns 0, or -1 with fp_last_error(). */
 static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 {
 	fp_region *r = L->r;
 	const struct fp_chunk_desc *d = &r->img->chunks[c];
-	size_t want = d->stored_len, len = r->direct ? round_up(want, 4096) : want;
+	size_t want = d->stored_len, len = r->load.direct ? round_up(want, 4096) : want;
 	if (len > cap)
 		len = cap;
 	size_t done = 0;
 	long result = 0;
 	while (done < want) {
-		ssize_t n = pread(r->fd, (char *)buf + done, len - done, (off_t)(d->file_offset + done));
+		ssize_t n = pread(r->load.fd, (char *)buf + done, len - done,
+		                  (off_t)(d->file_offset + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -57,7 +138,7 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 		result = (long)(done < want ? done : want);
 	if (r->opt.read_hook)
 		r->opt.read_hook(r->opt.read_hook_ctx, c, buf, want, &result);
-	atomic_fetch_add_explicit(&r->stats.bytes_read, done, memory_order_relaxed);
+	pg_count(r, PG_BYTES_READ, done);
 	if (result < 0)
 		return pg_err("%s: chunk %u: read at file offset %llu failed: %s", r->img->path, c,
 		              (unsigned long long)d->file_offset, strerror((int)-result));
@@ -67,7 +148,9 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 	return 0;
 }
 
-/* Read, verify and decode chunk c into buf (chunk_size bytes), with retries. */
+/* Read, verify and decode chunk c into buf (chunk_size bytes), with
+ * retries: a failed read, a checksum that does not match or a zstd frame
+ * that does not decode is tried again, `retries` more times. */
 static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t whylen,
                  uint64_t *read_ns, uint64_t *decode_ns)
 {
@@ -76,7 +159,7 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 	int tries = 1 + (r->opt.retries < 0 ? 2 : r->opt.retries);
 	for (int attempt = 0; attempt < tries; attempt++) {
 		if (attempt)
-			atomic_fetch_add_explicit(&r->stats.retries, 1, memory_order_relaxed);
+			pg_count(r, PG_RETRIES, 1);
 		uint64_t t0 = pg_now_ns();
 		void *src = d->codec == FP_CODEC_RAW ? (void *)buf : (void *)L->rbuf;
 		size_t cap = d->codec == FP_CODEC_RAW ? r->chunk_size : L->rbuf_len;
@@ -85,57 +168,23 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 			continue;
 		}
 		uint64_t t1 = pg_now_ns();
+		/* The checksum step: CRC-32C of the decoded bytes (image.c). */
 		if (pg_decode_chunk(r->img, c, src, buf, L->dctx)) {
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}
 		*read_ns = t1 - t0;
 		*decode_ns = pg_now_ns() - t1;
-		pg_predict_load_time(r, *read_ns + *decode_ns);
+		pg_ra_load_time(r, *read_ns + *decode_ns);
 		pg_stat_latency(r, FP_STAGE_READ, *read_ns);
 		pg_stat_latency(r, FP_STAGE_DECOMPRESS, *decode_ns);
 		if (d->codec != FP_CODEC_RAW)
-			atomic_fetch_add_explicit(&r->stats.bytes_decompressed, d->logical_len,
-			                          memory_order_relaxed);
+			pg_count(r, PG_BYTES_DECOMPRESSED, d->logical_len);
 		/* What is installed past the data must read as zeros. */
-		memset(buf + d->logical_len, 0, r->res_len[c] - d->logical_len);
+		memset(buf + d->logical_len, 0, pg_res_len(r, c) - d->logical_len);
 		return 0;
 	}
 	return -1;
-}
-
-/* Install chunk c from buf; returns 1 if its pages were moved out of buf.
- * Counters are raised before the ioctl: the install wakes the waiting
- * threads, and what they read next (fp_get_stats) must include it. */
-int pg_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
-{
-	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
-	size_t len = r->res_len[c], moved = 0;
-	atomic_fetch_add_explicit(demand ? &r->stats.demand_loads : &r->stats.prefetch_loads, 1,
-	                          memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->stats.bytes_installed, r->page_len[c], memory_order_relaxed);
-	if (atomic_load(&r->huge_ok) && len == r->chunk_size) {
-		atomic_fetch_add_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
-		int rc = pg_uffd_move(r->uffd, dst, buf, len, &moved);
-		if (!rc)
-			return 1;
-		atomic_fetch_sub_explicit(&r->stats.huge_installs, 1, memory_order_relaxed);
-		/* A busy page (pinned for a moment, under migration) is copied
-		 * this once; a refusal of the mapping itself means copying from
-		 * now on. */
-		if (rc != -EBUSY && rc != -EAGAIN && atomic_exchange(&r->huge_ok, 0))
-			fprintf(stderr, "flexpage: %s: UFFDIO_MOVE failed (%s); installing by copy\n",
-			        r->img->path, strerror(-rc));
-	}
-	atomic_fetch_add_explicit(&r->stats.small_installs, 1, memory_order_relaxed);
-	int rc = pg_uffd_copy(r->uffd, dst + moved, buf + moved, len - moved);
-	if (rc) {
-		/* Nothing sane is left: the region can no longer be served. */
-		fprintf(stderr, "flexpage: %s: chunk %u: UFFDIO_COPY failed: %s\n", r->img->path, c,
-		        strerror(-rc));
-		abort();
-	}
-	return moved > 0;
 }
 
 static uint64_t clamp32(uint64_t ns)
@@ -143,40 +192,34 @@ static uint64_t clamp32(uint64_t ns)
 	return ns > UINT32_MAX ? UINT32_MAX : ns;
 }
 
-/* A read-ahead load that found no room gives its chunk back: 1, or 0 if a
- * fault made it a demand load meanwhile. */
-static int give_back(fp_region *r, uint32_t c)
-{
-	return pg_chunk_give_back(&r->state[c]);
-}
-
+/* Load claimed chunk c, popped at popped_ns. */
 static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 {
 	fp_region *r = L->r;
 	char why[400];
-	uint64_t read_ns = 0, decode_ns = 0, wait_ns = popped_ns - atomic_load(&r->queued_ns[c]);
+	uint64_t read_ns = 0, decode_ns = 0;
+	uint64_t wait_ns = popped_ns - atomic_load(&r->load.queued_ns[c]);
 	pg_stat_latency(r, FP_STAGE_WAIT, wait_ns);
 	uint64_t bytes = r->page_len[c];
-	int preserved = r->preserve && r->preserve[c];
 	/* Read-ahead reserves its room before it reads, so a load that would
 	 * not fit costs no I/O; a demand load (or preservation) always goes,
 	 * and reserves once its bytes are ready. */
 	int reserved = 0;
-	if (!pg_chunk_demanded(&r->state[c]) && !preserved) {
-		reserved = !pg_reserve_ahead(r, c);
-		if (!reserved && give_back(r, c))
-			return;
+	if (!pg_chunk_demanded(&r->state[c]) && !pg_preserved(r, c)) {
+		reserved = !pg_ra_reserve(r, c);
+		if (!reserved && pg_chunk_give_back(&r->state[c]))
+			return; /* no room; a later fault's window takes it */
 	}
 	/* A full chunk goes through a pooled huge page when there is one.  A
 	 * read-ahead load in streaming mode stops short of installing: it is
 	 * staged, and the loop's fault installs it (pg_stage_fault).
 	 * A staged tensor tail (less than a chunk, installed by copy) waits in
 	 * a pooled page too, rather than in fresh memory. */
-	int stage_wanted = reserved && atomic_load(&r->stage_ahead);
-	int whole = r->res_len[c] == r->chunk_size;
-	uint8_t *slot = atomic_load(&r->huge_ok) && (whole || stage_wanted)
+	int stage_wanted = reserved && pg_staging(r);
+	int whole = pg_res_len(r, c) == r->chunk_size;
+	uint8_t *slot = pg_install_huge(r) && (whole || stage_wanted)
 	                    ? pg_pool_take_full(&r->pool) : NULL;
-	int staging = stage_wanted && (slot || !whole || !atomic_load(&r->huge_ok));
+	int staging = stage_wanted && (slot || !whole || !pg_install_huge(r));
 	uint8_t *own = staging && !slot ? aligned_alloc(4096, r->chunk_size) : NULL;
 	staging &= slot || own;
 	uint8_t *buf = slot ? slot : own ? own : L->stage;
@@ -185,7 +228,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 			pg_pool_put(&r->pool, slot, 1);
 		free(own);
 		if (reserved)
-			pg_unreserve_ahead(r, c);
+			pg_ra_unreserve(r, c);
 		pg_poison_chunk(r, c, why);
 		return;
 	}
@@ -193,7 +236,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	if (!reserved)
 		pg_reserve(r, bytes);
 	if (staging && pg_stage_put(r, c, buf, slot != NULL)) {
-		fp_trace_event(r, 0, FP_EV_STAGE, 0, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
+		pg_trace_event(r, 0, FP_EV_STAGE, 0, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 		               clamp32(wait_ns) << 32);
 		return;
 	}
@@ -205,14 +248,15 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	free(own);
 	uint64_t t1 = pg_now_ns();
 	pg_stat_latency(r, FP_STAGE_INSTALL, t1 - t0);
-	pg_mark_resident(r, c, demand);
-	uint64_t fault = atomic_exchange(&r->fault_ns[c], 0);
+	pg_installed(r, c, demand);
+	uint64_t fault = atomic_exchange(&r->load.fault_ns[c], 0);
 	if (fault && fault <= t1) {
 		pg_stat_latency(r, FP_STAGE_FAULT, t1 - fault);
 		uint64_t work = read_ns + decode_ns;
 		pg_stat_latency(r, FP_STAGE_OVERHEAD, t1 - fault > work ? t1 - fault - work : 0);
 	}
-	fp_trace_event(r, t1, FP_EV_LOAD, (uint32_t)demand, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
+	pg_trace_event(r, t1, FP_EV_LOAD, (uint32_t)demand, c,
+	               clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
 }
 
@@ -224,7 +268,7 @@ static void *loader_main(void *arg)
 	pg_thread_id = L->id;
 	uint32_t c;
 	int demand;
-	while (!pg_queue_pop(&r->queue, &c, &demand)) {
+	while (!pg_queue_pop(&r->load.queue, &c, &demand)) {
 		/* Claim the load: only a LOADING chunk no one owns.  Another
 		 * entry of the same chunk (read-ahead, then promoted) is skipped. */
 		if (pg_chunk_claim(&r->state[c]))
@@ -275,18 +319,18 @@ static int loader_init(struct loader *L, fp_region *r)
 
 int pg_loaders_start(fp_region *r)
 {
+	struct pg_loads *l = &r->load;
 	int n = r->opt.loaders;
-	r->loaders = calloc((size_t)n, sizeof(struct loader));
-	if (!r->loaders)
+	l->loaders = calloc((size_t)n, sizeof *l->loaders);
+	if (!l->loaders)
 		return pg_err("out of memory");
-	struct loader *L = r->loaders;
-	for (r->n_loaders = 0; r->n_loaders < n; r->n_loaders++) {
-		struct loader *l = &L[r->n_loaders];
-		l->id = (uint16_t)(r->n_loaders + 1);
-		if (loader_init(l, r) || pthread_create(&l->thread, NULL, loader_main, l)) {
+	for (l->n_loaders = 0; l->n_loaders < n; l->n_loaders++) {
+		struct loader *L = &l->loaders[l->n_loaders];
+		L->id = (uint16_t)(l->n_loaders + 1);
+		if (loader_init(L, r) || pthread_create(&L->thread, NULL, loader_main, L)) {
 			if (!strstr(fp_last_error(), "loader"))
 				pg_err("cannot start a loader thread");
-			loader_free(l);
+			loader_free(L);
 			pg_loaders_stop(r);
 			return -1;
 		}
@@ -296,13 +340,13 @@ int pg_loaders_start(fp_region *r)
 
 void pg_loaders_stop(fp_region *r)
 {
-	struct loader *L = r->loaders;
-	pg_queue_stop(&r->queue);
-	for (int i = 0; i < r->n_loaders; i++) {
-		pthread_join(L[i].thread, NULL);
-		loader_free(&L[i]);
+	struct pg_loads *l = &r->load;
+	pg_queue_stop(&l->queue);
+	for (int i = 0; i < l->n_loaders; i++) {
+		pthread_join(l->loaders[i].thread, NULL);
+		loader_free(&l->loaders[i]);
 	}
-	free(L);
-	r->loaders = NULL;
-	r->n_loaders = 0;
+	free(l->loaders);
+	l->loaders = NULL;
+	l->n_loaders = 0;
 }
