@@ -18,7 +18,7 @@ target_include_directories(flexpage_rt_testutil PUBLIC ${CMAKE_CURRENT_SOURCE_DI
 target_compile_definitions(flexpage_rt_testutil PRIVATE FLEXPAGE_BUILD_DIR="${CMAKE_BINARY_DIR}")
 target_link_libraries(flexpage_rt_testutil PUBLIC flexpage_pager flexpage_runtime flexpage_kernels)
 
-flexpage_test(test_paged_runtime test_paged_runtime.c)
+flexpage_test(test_paged_runtime test_paged_runtime.c region_util.c)
 target_link_libraries(test_paged_runtime PRIVATE flexpage_rt_testutil)
 
 flexpage_test(test_models test_models.c ref_forward.c)

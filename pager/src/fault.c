@@ -3,6 +3,17 @@
  * read-ahead going. */
 #include "internal.h"
 
+/* What a fault record says it found: the trace's values, not the chunk
+ * protocol's (which may change without changing the file format). */
+static const uint8_t seen[CHUNK_NSTATES] = {
+	[CHUNK_EMPTY] = FP_FAULT_EMPTY,
+	[CHUNK_LOADING] = FP_FAULT_LOADING,
+	[CHUNK_RESIDENT] = FP_FAULT_RESIDENT,
+	[CHUNK_EVICTING] = FP_FAULT_EVICTING,
+	[CHUNK_POISONED] = FP_FAULT_POISONED,
+	[CHUNK_STAGED] = FP_FAULT_STAGED,
+};
+
 void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
 	if (pg_pool_contains(&r->pool, addr)) {
@@ -24,9 +35,9 @@ void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		pg_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
 		return;
 	}
-	pg_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
 	/* Whether this access waits for a read (for the loop's pace). */
 	uint32_t found = s & CHUNK_STATE_MASK;
+	pg_trace_event(r, now, FP_EV_FAULT, seen[found], c, tid, off);
 	int waits = found == CHUNK_EMPTY || found == CHUNK_LOADING || found == CHUNK_EVICTING;
 	for (;;) {
 		switch (s & CHUNK_STATE_MASK) {

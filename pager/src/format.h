@@ -6,7 +6,7 @@
 #include <assert.h>
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 #define PG_HEADER_BYTES 128u     /* used part of the first 4 KiB */
 #define PG_FLAG_RAW_LAYOUT 1u    /* payloads lie at raw_base + logical offset */

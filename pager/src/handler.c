@@ -12,7 +12,7 @@
 #include "error.h"
 #include "internal.h"
 
-_Thread_local uint16_t pg_thread_id = PG_TRACE_OTHER_THREAD;
+_Thread_local uint16_t pg_thread_id = FP_TRACE_OTHER_THREAD;
 
 static struct {
 	pthread_mutex_t lock;        /* attach/detach; the list's writers */
@@ -44,8 +44,11 @@ static void serve(const struct uffd_msg *m)
 	uint64_t addr = m->arg.pagefault.address & ~4095ull;
 	rcu_read_lock();
 	fp_region *r = find_region(addr);
-	if (r)
+	if (r) {
+		pg_load_work_begin(r);
 		pg_fault(r, addr, m->arg.pagefault.feat.ptid);
+		pg_load_work_end(r);
+	}
 	rcu_read_unlock();
 	/* A fault in no region belongs to a region being closed; closing
 	 * unregisters the range, which wakes the thread. */
@@ -80,13 +83,15 @@ static void *handler_main(void *arg)
 
 int pg_handler_get(struct pg_uffd *out)
 {
+	int rc = 0;
 	pthread_mutex_lock(&H.lock);
 	if (!H.users) {
-		if (pg_uffd_open(&H.uffd))
+		if ((rc = pg_uffd_open(&H.uffd)))
 			goto fail;
 		H.stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (H.stop_fd < 0 || pthread_create(&H.thread, NULL, handler_main, NULL)) {
-			pg_err("cannot start the fault handler: %s", strerror(errno));
+		int e = H.stop_fd < 0 ? pg_errno() : pthread_create(&H.thread, NULL, handler_main, NULL);
+		if (e) {
+			rc = pg_err(e, "cannot start the fault handler: %s", strerror(e));
 			if (H.stop_fd >= 0)
 				close(H.stop_fd);
 			close(H.uffd.fd);
@@ -99,7 +104,7 @@ int pg_handler_get(struct pg_uffd *out)
 	return 0;
 fail:
 	pthread_mutex_unlock(&H.lock);
-	return -1;
+	return rc;
 }
 
 void pg_handler_put(void)

@@ -36,47 +36,47 @@ static int range_ok(uint64_t off, uint64_t len, uint64_t limit)
 static int check_header(const char *path, const struct pg_disk_header *h, uint64_t fsize)
 {
 	if (memcmp(h->magic, FP_IMAGE_MAGIC, 8))
-		return pg_err("%s: not a flexpage image (bad magic)", path);
+		return pg_err(EBADMSG, "%s: not a flexpage image (bad magic)", path);
 	if (h->version < 1 || h->version > FP_IMAGE_VERSION)
-		return pg_err("%s: header.version is %u; this flexpage reads versions 1 to %u",
+		return pg_err(h->version ? ENOTSUP : EBADMSG, "%s: header.version is %u; this flexpage reads versions 1 to %u",
 		              path, h->version, FP_IMAGE_VERSION);
 	if (h->header_size != PG_HEADER_BYTES)
-		return pg_err("%s: header.header_size is %u, expected %u", path,
+		return pg_err(EBADMSG, "%s: header.header_size is %u, expected %u", path,
 		              h->header_size, PG_HEADER_BYTES);
 	if (pg_crc32c(0, h, offsetof(struct pg_disk_header, header_crc)) != h->header_crc)
-		return pg_err("%s: header checksum mismatch (corrupt header)", path);
+		return pg_err(EBADMSG, "%s: header checksum mismatch (corrupt header)", path);
 	if (h->file_size != fsize)
-		return pg_err("%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
+		return pg_err(EBADMSG, "%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
 		              path, (unsigned long long)fsize, (unsigned long long)h->file_size);
 	uint32_t cs = h->chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1)))
-		return pg_err("%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
+		return pg_err(EBADMSG, "%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
 	uint64_t lsize;
 	if (__builtin_mul_overflow((uint64_t)h->n_chunks, (uint64_t)cs, &lsize) ||
 	    lsize != h->logical_size)
-		return pg_err("%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
+		return pg_err(EBADMSG, "%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
 		              path, (unsigned long long)h->logical_size, h->n_chunks, cs);
 	if (h->tensor_table_size != (uint64_t)h->n_tensors * sizeof(struct pg_disk_tensor))
-		return pg_err("%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
+		return pg_err(EBADMSG, "%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
 		              (unsigned long long)h->tensor_table_size, h->n_tensors);
 	if (h->chunk_table_size != (uint64_t)h->n_chunks * sizeof(struct fp_chunk_desc))
-		return pg_err("%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
+		return pg_err(EBADMSG, "%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
 		              (unsigned long long)h->chunk_table_size, h->n_chunks);
 	if (!range_ok(h->tensor_table_offset, h->tensor_table_size, fsize))
-		return pg_err("%s: header.tensor_table_offset points outside the file", path);
+		return pg_err(EBADMSG, "%s: header.tensor_table_offset points outside the file", path);
 	if (!range_ok(h->chunk_table_offset, h->chunk_table_size, fsize))
-		return pg_err("%s: header.chunk_table_offset points outside the file", path);
+		return pg_err(EBADMSG, "%s: header.chunk_table_offset points outside the file", path);
 	if (!range_ok(h->meta_offset, h->meta_size, fsize))
-		return pg_err("%s: header.meta_offset points outside the file", path);
+		return pg_err(EBADMSG, "%s: header.meta_offset points outside the file", path);
 	if (h->meta_size > (64u << 20) || h->tensor_table_size > (1ull << 32) ||
 	    h->chunk_table_size > (1ull << 34))
-		return pg_err("%s: header tables are implausibly large", path);
+		return pg_err(EBADMSG, "%s: header tables are implausibly large", path);
 	if (h->flags & ~PG_FLAG_RAW_LAYOUT)
-		return pg_err("%s: header.flags has unknown bits 0x%x", path, h->flags);
+		return pg_err(EBADMSG, "%s: header.flags has unknown bits 0x%x", path, h->flags);
 	if (h->n_tensors == 0)
-		return pg_err("%s: header.n_tensors is 0: the image holds no tensors", path);
+		return pg_err(EBADMSG, "%s: header.n_tensors is 0: the image holds no tensors", path);
 	if (h->n_chunks == 0)
-		return pg_err("%s: header.n_chunks is 0: the image holds no chunks", path);
+		return pg_err(EBADMSG, "%s: header.n_chunks is 0: the image holds no chunks", path);
 	return 0;
 }
 
@@ -98,41 +98,41 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 		table_start = h->meta_offset;
 	uint64_t (*span)[2] = malloc(sizeof *span * h->n_chunks);
 	if (!span)
-		return pg_err("%s: out of memory", path);
+		return pg_err(ENOMEM, "%s: out of memory", path);
 	uint32_t nspan = 0;
 	for (uint32_t i = 0; i < h->n_chunks; i++) {
 		struct fp_chunk_desc *c = &img->chunks[i];
 		if (c->logical_offset != (uint64_t)i * h->chunk_size)
 			goto bad_fmt_offset;
 		if (c->logical_len > h->chunk_size) {
-			pg_err("%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
+			pg_err(EBADMSG, "%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
 			       c->logical_len, h->chunk_size);
 			goto fail;
 		}
 		if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD) {
-			pg_err("%s: chunk %u: unknown codec %u", path, i, c->codec);
+			pg_err(EBADMSG, "%s: chunk %u: unknown codec %u", path, i, c->codec);
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len) {
-			pg_err("%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
+			pg_err(EBADMSG, "%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
 			       c->stored_len, c->logical_len);
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_ZSTD &&
 		    (c->stored_len == 0 || c->stored_len > ZSTD_compressBound(h->chunk_size))) {
-			pg_err("%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
+			pg_err(EBADMSG, "%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
 			       i, c->stored_len, h->chunk_size);
 			goto fail;
 		}
 		if (c->stored_len == 0)
 			continue;
 		if (c->file_offset % FP_IMAGE_ALIGN) {
-			pg_err("%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
+			pg_err(EBADMSG, "%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
 			       (unsigned long long)c->file_offset);
 			goto fail;
 		}
 		if (c->file_offset < FP_IMAGE_ALIGN || !range_ok(c->file_offset, c->stored_len, table_start)) {
-			pg_err("%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
+			pg_err(EBADMSG, "%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
 			       (unsigned long long)c->file_offset, c->stored_len);
 			goto fail;
 		}
@@ -145,7 +145,7 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 	qsort(span, nspan, sizeof *span, cmp_u64pair);
 	for (uint32_t i = 1; i < nspan; i++) {
 		if (span[i][0] < span[i - 1][1]) {
-			pg_err("%s: chunk payloads overlap at file offset %llu", path,
+			pg_err(EBADMSG, "%s: chunk payloads overlap at file offset %llu", path,
 			       (unsigned long long)span[i][0]);
 			goto fail;
 		}
@@ -153,10 +153,10 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 	free(span);
 	return 0;
 bad_fmt_offset:
-	pg_err("%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
+	pg_err(EBADMSG, "%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
 fail:
 	free(span);
-	return -1;
+	return -EBADMSG;
 }
 
 static int check_tensors(struct fp_image *img, const struct pg_disk_tensor *dt, uint32_t n)
@@ -168,24 +168,24 @@ static int check_tensors(struct fp_image *img, const struct pg_disk_tensor *dt, 
 		const struct pg_disk_tensor *d = &dt[i];
 		struct fp_tensor_desc *t = &img->tensors[i];
 		if (!memchr(d->name, 0, FP_NAME_MAX) || !d->name[0])
-			return pg_err("%s: tensor %u: name is empty or not terminated", path, i);
+			return pg_err(EBADMSG, "%s: tensor %u: name is empty or not terminated", path, i);
 		memcpy(t->name, d->name, FP_NAME_MAX);
 		if (!fp_type_name(d->type))
-			return pg_err("%s: tensor '%s': unknown type %u", path, t->name, d->type);
+			return pg_err(EBADMSG, "%s: tensor '%s': unknown type %u", path, t->name, d->type);
 		if (d->ndim < 1 || d->ndim > FP_MAX_DIMS)
-			return pg_err("%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
+			return pg_err(EBADMSG, "%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
 		uint64_t bytes = pg_tensor_bytes(d->type, d->ndim, d->shape);
 		if (!bytes || bytes != d->size)
-			return pg_err("%s: tensor '%s': size %llu does not match its type and shape",
+			return pg_err(EBADMSG, "%s: tensor '%s': size %llu does not match its type and shape",
 			              path, t->name, (unsigned long long)d->size);
 		if (d->offset % FP_TENSOR_ALIGN)
-			return pg_err("%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
+			return pg_err(EBADMSG, "%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
 			              t->name, (unsigned long long)d->offset, FP_TENSOR_ALIGN);
 		if (d->offset < prev_end)
-			return pg_err("%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
+			return pg_err(EBADMSG, "%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
 			              path, t->name);
 		if (!range_ok(d->offset, d->size, img->info.logical_size))
-			return pg_err("%s: tensor '%s': extends past the logical size", path, t->name);
+			return pg_err(EBADMSG, "%s: tensor '%s': extends past the logical size", path, t->name);
 		t->type = d->type;
 		t->ndim = d->ndim;
 		memcpy(t->shape, d->shape, sizeof t->shape);
@@ -199,13 +199,13 @@ static int check_tensors(struct fp_image *img, const struct pg_disk_tensor *dt, 
 			const struct fp_chunk_desc *c = &img->chunks[k];
 			uint64_t need = prev_end - k * cs < cs ? prev_end - k * cs : cs;
 			if (c->logical_len < need)
-				return pg_err("%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
+				return pg_err(EBADMSG, "%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
 				              path, t->name, (unsigned long long)k, c->logical_len,
 				              (unsigned long long)need);
 		}
 		for (uint32_t j = 0; j < i; j++)
 			if (!strcmp(img->tensors[j].name, t->name))
-				return pg_err("%s: tensor name '%s' appears twice", path, t->name);
+				return pg_err(EBADMSG, "%s: tensor name '%s' appears twice", path, t->name);
 	}
 	return 0;
 }
@@ -214,29 +214,29 @@ fp_image *fp_image_open(const char *path)
 {
 	struct fp_image *img = calloc(1, sizeof *img);
 	struct pg_disk_tensor *dt = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
 	if (!img) {
-		pg_err("%s: out of memory", path);
+		rc = pg_err(ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
 	img->path = strdup(path);
 	if (fd < 0) {
-		pg_err("%s: cannot open: %s", path, strerror(errno));
+		rc = pg_err(pg_errno(), "%s: cannot open: %s", path, strerror(errno));
 		goto fail;
 	}
 	struct stat st;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		pg_err("%s: not a regular file", path);
+		rc = pg_err(EINVAL, "%s: not a regular file", path);
 		goto fail;
 	}
 	uint64_t fsize = (uint64_t)st.st_size;
 	struct pg_disk_header h;
 	if (fsize < FP_IMAGE_ALIGN || read_full(fd, &h, sizeof h, 0)) {
-		pg_err("%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
+		rc = pg_err(EBADMSG, "%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
 		       (unsigned long long)fsize);
 		goto fail;
 	}
-	if (check_header(path, &h, fsize))
+	if ((rc = check_header(path, &h, fsize)))
 		goto fail;
 	img->info = (struct fp_image_info){
 		.path = img->path, .file_size = fsize, .logical_size = h.logical_size,
@@ -248,13 +248,13 @@ fp_image *fp_image_open(const char *path)
 	dt = malloc(h.tensor_table_size);
 	img->meta = malloc(h.meta_size + 1);
 	if (!img->tensors || !img->chunks || !dt || !img->meta) {
-		pg_err("%s: out of memory for the tables", path);
+		rc = pg_err(ENOMEM, "%s: out of memory for the tables", path);
 		goto fail;
 	}
 	if (read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
 	    read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
 	    read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
-		pg_err("%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
+		rc = pg_err(EIO, "%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
 		goto fail;
 	}
 	img->meta[h.meta_size] = 0;
@@ -262,15 +262,15 @@ fp_image *fp_image_open(const char *path)
 	crc = pg_crc32c(crc, img->chunks, h.chunk_table_size);
 	crc = pg_crc32c(crc, img->meta, h.meta_size);
 	if (crc != h.tables_crc) {
-		pg_err("%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
+		rc = pg_err(EBADMSG, "%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
 		goto fail;
 	}
 	if (strlen(img->meta) != h.meta_size) {
-		pg_err("%s: meta holds a NUL byte", path);
+		rc = pg_err(EBADMSG, "%s: meta holds a NUL byte", path);
 		goto fail;
 	}
 	img->info.meta = img->meta;
-	if (check_chunks(img, &h) || check_tensors(img, dt, h.n_tensors))
+	if ((rc = check_chunks(img, &h)) || (rc = check_tensors(img, dt, h.n_tensors)))
 		goto fail;
 	if (img->info.raw_base) {
 		const struct fp_chunk_desc *c = img->chunks;
@@ -280,7 +280,7 @@ fp_image *fp_image_open(const char *path)
 		if (h.meta_offset < tables)
 			tables = h.meta_offset;
 		if (!range_ok(h.raw_base, h.logical_size, tables)) {
-			pg_err("%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
+			rc = pg_err(EBADMSG, "%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
 			       "or past the file", path, (unsigned long long)h.raw_base,
 			       (unsigned long long)h.logical_size);
 			goto fail;
@@ -288,7 +288,7 @@ fp_image *fp_image_open(const char *path)
 		for (uint32_t i = 0; i < h.n_chunks; i++)
 			if (c[i].stored_len && (c[i].codec != FP_CODEC_RAW ||
 			                        c[i].file_offset != h.raw_base + c[i].logical_offset)) {
-				pg_err("%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
+				rc = pg_err(EBADMSG, "%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
 				       path, i);
 				goto fail;
 			}
@@ -301,7 +301,7 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	fp_image_close(img);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 void fp_image_close(fp_image *img)
@@ -372,7 +372,7 @@ int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n)
 		}
 		p += len + (eol != NULL);
 	}
-	return -1;
+	return -ENOENT;
 }
 
 int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, void *dst,
@@ -387,15 +387,15 @@ int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 		    ? ZSTD_decompressDCtx(zstd_dctx, dst, img->info.chunk_size, src, c->stored_len)
 		    : ZSTD_decompress(dst, img->info.chunk_size, src, c->stored_len);
 		if (ZSTD_isError(n))
-			return pg_err("%s: chunk %u: zstd frame does not decode: %s", img->path, i,
+			return pg_err(EBADMSG, "%s: chunk %u: zstd frame does not decode: %s", img->path, i,
 			              ZSTD_getErrorName(n));
 		if (n != c->logical_len)
-			return pg_err("%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
+			return pg_err(EBADMSG, "%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
 			              img->path, i, n, c->logical_len);
 	}
 	uint32_t crc = pg_crc32c(0, dst, c->logical_len);
 	if (crc != c->checksum)
-		return pg_err("%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
+		return pg_err(EBADMSG, "%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
 		              img->path, i, c->checksum, crc);
 	return 0;
 }
@@ -403,21 +403,21 @@ int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
 {
 	if (i >= img->info.n_chunks)
-		return pg_err("%s: no chunk %u", img->path, i);
+		return pg_err(EINVAL, "%s: no chunk %u", img->path, i);
 	const struct fp_chunk_desc *c = &img->chunks[i];
 	memset(dst, 0, img->info.chunk_size);
 	if (!c->stored_len)
 		return c->checksum == pg_crc32c(0, dst, 0) ? 0
-		       : pg_err("%s: chunk %u: checksum mismatch", img->path, i);
+		       : pg_err(EBADMSG, "%s: chunk %u: checksum mismatch", img->path, i);
 	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return pg_err("%s: cannot open: %s", img->path, strerror(errno));
+		return pg_err(pg_errno(), "%s: cannot open: %s", img->path, strerror(errno));
 	void *buf = c->codec == FP_CODEC_RAW ? dst : malloc(c->stored_len);
 	int rc = -1;
 	if (!buf)
-		pg_err("%s: out of memory", img->path);
+		rc = pg_err(ENOMEM, "%s: out of memory", img->path);
 	else if (read_full(fd, buf, c->stored_len, c->file_offset))
-		pg_err("%s: chunk %u: short read at file offset %llu", img->path, i,
+		rc = pg_err(EIO, "%s: chunk %u: short read at file offset %llu", img->path, i,
 		       (unsigned long long)c->file_offset);
 	else if (!(rc = pg_decode_chunk(img, i, buf, dst, NULL)))
 		/* zstd may have used the buffer past the frame as scratch. */

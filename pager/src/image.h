@@ -2,7 +2,7 @@
 #ifndef FLEXPAGE_IMAGE_H
 #define FLEXPAGE_IMAGE_H
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 struct fp_image {
 	struct fp_image_info info;

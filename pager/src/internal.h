@@ -32,9 +32,13 @@
 #include "stats.h"
 #include "trace.h"
 #include "uffd.h"
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 #define HUGE_2M (2u << 20)
+
+/* Every flag fp_open knows. */
+#define PG_OPEN_FLAGS (FP_OPEN_BUFFERED | FP_OPEN_NO_HUGE | FP_OPEN_NO_LOCK | FP_OPEN_NO_STAGE | \
+                       FP_OPEN_NO_PREDICT)
 
 /* Poisoned chunks (poison.c). */
 struct pg_poison {
@@ -89,11 +93,12 @@ void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason);
 const char *pg_poison_reason(const fp_region *r, uint32_t c);
 
 /* reporter.c */
-void pg_reporter_add(fp_region *r);
+/* The reporter can name r's poisoned chunks (-ENOMEM if not). */
+int pg_reporter_add(fp_region *r);
 void pg_reporter_remove(fp_region *r);
 
 /* Which flexpage thread this is, for the trace: 0 the handler, 1.. the
- * loaders, PG_TRACE_OTHER_THREAD for the application's threads. */
+ * loaders, FP_TRACE_OTHER_THREAD for the application's threads. */
 extern _Thread_local uint16_t pg_thread_id;
 
 /* t_ns: when it happened (CLOCK_MONOTONIC), 0 for now. */

@@ -66,11 +66,11 @@ int pg_load_open(fp_region *r, const char *path)
 		}
 		/* Some file systems (tmpfs) have no O_DIRECT: read buffered. */
 		if (errno != EINVAL)
-			return pg_err("%s: cannot open: %s", path, strerror(errno));
+			return pg_err(pg_errno(), "%s: cannot open: %s", path, strerror(errno));
 	}
 	l->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (l->fd < 0)
-		return pg_err("%s: cannot open: %s", path, strerror(errno));
+		return pg_err(pg_errno(), "%s: cannot open: %s", path, strerror(errno));
 	l->fd_open = 1;
 	return 0;
 }
@@ -79,6 +79,21 @@ void pg_load_queue(fp_region *r, uint32_t c, int demand, uint64_t now)
 {
 	atomic_store(&r->load.queued_ns[c], now);
 	pg_queue_push(&r->load.queue, c, demand);
+}
+
+void pg_load_work_begin(fp_region *r)
+{
+	pg_queue_work_begin(&r->load.queue);
+}
+
+void pg_load_work_end(fp_region *r)
+{
+	pg_queue_work_end(&r->load.queue);
+}
+
+void fp_quiesce(fp_region *r)
+{
+	pg_queue_wait_idle(&r->load.queue);
 }
 
 int pg_load_on_fault(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now)
@@ -136,14 +151,16 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 	}
 	if (!result)
 		result = (long)(done < want ? done : want);
-	if (r->opt.read_hook)
-		r->opt.read_hook(r->opt.read_hook_ctx, c, buf, want, &result);
+	const struct fp_hooks *hooks = r->opt.hooks;
+	if (hooks && hooks->read)
+		hooks->read(hooks->read_ctx, c, buf, want, &result);
 	pg_count(r, PG_BYTES_READ, done);
 	if (result < 0)
-		return pg_err("%s: chunk %u: read at file offset %llu failed: %s", r->img->path, c,
-		              (unsigned long long)d->file_offset, strerror((int)-result));
+		return pg_err((int)-result, "%s: chunk %u: read at file offset %llu failed: %s",
+		              r->img->path, c, (unsigned long long)d->file_offset,
+		              strerror((int)-result));
 	if ((size_t)result < want)
-		return pg_err("%s: chunk %u: short read (%ld of %zu bytes at file offset %llu)",
+		return pg_err(EIO, "%s: chunk %u: short read (%ld of %zu bytes at file offset %llu)",
 		              r->img->path, c, result, want, (unsigned long long)d->file_offset);
 	return 0;
 }
@@ -255,7 +272,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 		uint64_t work = read_ns + decode_ns;
 		pg_stat_latency(r, FP_STAGE_OVERHEAD, t1 - fault > work ? t1 - fault - work : 0);
 	}
-	pg_trace_event(r, t1, FP_EV_LOAD, (uint32_t)demand, c,
+	pg_trace_event(r, t1, FP_EV_LOAD, demand ? FP_LOAD_DEMAND : 0, c,
 	               clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
 }
@@ -273,6 +290,7 @@ static void *loader_main(void *arg)
 		 * entry of the same chunk (read-ahead, then promoted) is skipped. */
 		if (pg_chunk_claim(&r->state[c]))
 			load(L, c, pg_now_ns());
+		pg_queue_done(&r->load.queue);
 	}
 	rcu_unregister_thread();
 	return NULL;
@@ -295,7 +313,7 @@ static int loader_init(struct loader *L, fp_region *r)
 	                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (L->stage_map == MAP_FAILED) {
 		L->stage_map = NULL;
-		return pg_err("cannot map a staging buffer: %s", strerror(errno));
+		return pg_err(pg_errno(), "cannot map a staging buffer: %s", strerror(errno));
 	}
 	L->stage = (uint8_t *)round_up((uintptr_t)L->stage_map, HUGE_2M);
 	madvise(L->stage, r->chunk_size, MADV_HUGEPAGE);
@@ -307,13 +325,13 @@ static int loader_init(struct loader *L, fp_region *r)
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (L->rbuf == MAP_FAILED) {
 		L->rbuf = NULL;
-		return pg_err("out of memory for a loader");
+		return pg_err(ENOMEM, "out of memory for a loader");
 	}
 	madvise(L->rbuf, L->rbuf_len, MADV_HUGEPAGE);
 	madvise(L->rbuf, L->rbuf_len, MADV_DONTFORK);
 	L->dctx = ZSTD_createDCtx();
 	if (!L->dctx)
-		return pg_err("out of memory for a loader");
+		return pg_err(ENOMEM, "out of memory for a loader");
 	return 0;
 }
 
@@ -323,16 +341,18 @@ int pg_loaders_start(fp_region *r)
 	int n = r->opt.loaders;
 	l->loaders = calloc((size_t)n, sizeof *l->loaders);
 	if (!l->loaders)
-		return pg_err("out of memory");
+		return pg_err(ENOMEM, "out of memory");
 	for (l->n_loaders = 0; l->n_loaders < n; l->n_loaders++) {
 		struct loader *L = &l->loaders[l->n_loaders];
 		L->id = (uint16_t)(l->n_loaders + 1);
-		if (loader_init(L, r) || pthread_create(&L->thread, NULL, loader_main, L)) {
-			if (!strstr(fp_last_error(), "loader"))
-				pg_err("cannot start a loader thread");
+		int rc = loader_init(L, r);
+		int e = rc ? 0 : pthread_create(&L->thread, NULL, loader_main, L);
+		if (rc || e) {
+			if (e)
+				rc = pg_err(e, "cannot start a loader thread: %s", strerror(e));
 			loader_free(L);
 			pg_loaders_stop(r);
-			return -1;
+			return rc;
 		}
 	}
 	return 0;

@@ -37,6 +37,10 @@ int pg_loaders_start(fp_region *r);
 void pg_loaders_stop(fp_region *r);
 /* Queue chunk c's load (its state already says LOADING); now: when. */
 void pg_load_queue(fp_region *r, uint32_t c, int demand, uint64_t now);
+/* Around work that may queue loads (the handler serving a fault), which
+ * fp_quiesce waits for too. */
+void pg_load_work_begin(fp_region *r);
+void pg_load_work_end(fp_region *r);
 /* A fault on EMPTY chunk c (state *seen): start a demand load.  0 if the
  * word changed meanwhile (*seen is the new value). */
 int pg_load_on_fault(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now);

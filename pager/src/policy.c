@@ -12,23 +12,22 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct fp_policy_ops *policies[MAX_POLICIES] = {
 	&pg_policy_fifo, &pg_policy_lru, &pg_policy_clock, &pg_policy_stream, &pg_policy_belady,
 };
-static const char *names[MAX_POLICIES + 1];
 
 int fp_policy_register(const struct fp_policy_ops *ops)
 {
 	if (!ops || !ops->name || !ops->create || !ops->destroy || !ops->loaded || !ops->touched ||
 	    !ops->evicted || !ops->victim)
-		return pg_err("policy: every hook but future is required");
+		return pg_err(EINVAL, "policy: every hook but future is required");
 	pthread_mutex_lock(&lock);
 	int i;
 	for (i = 0; i < MAX_POLICIES && policies[i]; i++)
 		if (!strcmp(policies[i]->name, ops->name)) {
 			pthread_mutex_unlock(&lock);
-			return pg_err("policy '%s' is already registered", ops->name);
+			return pg_err(EEXIST, "policy '%s' is already registered", ops->name);
 		}
 	if (i == MAX_POLICIES) {
 		pthread_mutex_unlock(&lock);
-		return pg_err("policy: no room for more than %d policies", MAX_POLICIES);
+		return pg_err(ENOSPC, "policy: no room for more than %d policies", MAX_POLICIES);
 	}
 	policies[i] = ops;
 	pthread_mutex_unlock(&lock);
@@ -46,15 +45,15 @@ const struct fp_policy_ops *fp_policy_find(const char *name)
 	return found;
 }
 
-const char *const *fp_policy_names(void)
+size_t fp_policy_names(const char **names, size_t n)
 {
 	pthread_mutex_lock(&lock);
-	int i;
+	size_t i;
 	for (i = 0; i < MAX_POLICIES && policies[i]; i++)
-		names[i] = policies[i]->name;
-	names[i] = NULL;
+		if (i < n)
+			names[i] = policies[i]->name;
 	pthread_mutex_unlock(&lock);
-	return names;
+	return i;
 }
 
 int pg_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 extern const struct fp_policy_ops pg_policy_fifo;
 extern const struct fp_policy_ops pg_policy_lru;

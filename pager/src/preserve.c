@@ -23,13 +23,13 @@ int pg_preserve_init(fp_region *r, uint64_t budget)
 	uint32_t n = r->n_chunks;
 	k->preserve = malloc(n);
 	if (!k->preserve)
-		return pg_err("%s: out of memory", r->img->path);
+		return pg_err(ENOMEM, "%s: out of memory", r->img->path);
 	memcpy(k->preserve, r->opt.preserve, n);
 	uint64_t kept = 0;
 	for (uint32_t c = 0; c < n; c++)
 		kept += k->preserve[c] ? r->page_len[c] : 0;
 	if (kept + fp_min_budget(r) > budget && kept < r->data_bytes)
-		return pg_err("%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
+		return pg_err(EINVAL, "%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
 		              "than the minimum working set of %llu bytes for the rest", r->img->path,
 		              (unsigned long long)kept, (unsigned long long)budget,
 		              (unsigned long long)fp_min_budget(r));

@@ -29,19 +29,17 @@ static void region_free(fp_region *r)
 /* The options, with their defaults. */
 static fp_region *region_new(const struct fp_options *opt)
 {
+	struct fp_options o = opt ? *opt : (struct fp_options){.retries = -1, .readahead = -1};
+	if (!o.loaders)
+		o.loaders = 4;
+	if (o.loaders < 1 || o.loaders > 64)
+		return pg_err_null(EINVAL, "loaders: %d is out of range [1, 64]", o.loaders);
+	if (o.flags & ~PG_OPEN_FLAGS)
+		return pg_err_null(EINVAL, "flags: unknown bits 0x%x", o.flags & ~PG_OPEN_FLAGS);
 	fp_region *r = calloc(1, sizeof *r);
-	if (!r) {
-		pg_err("out of memory");
-		return NULL;
-	}
-	r->opt = opt ? *opt : (struct fp_options){.retries = -1, .readahead = -1};
-	if (!r->opt.loaders)
-		r->opt.loaders = 4;
-	if (r->opt.loaders < 1 || r->opt.loaders > 64) {
-		pg_err("loaders: %d is out of range [1, 64]", r->opt.loaders);
-		free(r);
-		return NULL;
-	}
+	if (!r)
+		return pg_err_null(ENOMEM, "out of memory");
+	r->opt = o;
 	return r;
 }
 
@@ -50,7 +48,7 @@ static int open_image(fp_region *r, const char *path)
 {
 	r->img = fp_image_open(path);
 	if (!r->img)
-		return -1;
+		return -errno;
 	r->chunk_size = r->img->info.chunk_size;
 	r->n_chunks = r->img->info.n_chunks;
 	r->size = r->img->info.logical_size;
@@ -62,7 +60,7 @@ static int open_image(fp_region *r, const char *path)
 	r->state = calloc(r->n_chunks, sizeof *r->state);
 	r->page_len = malloc(r->n_chunks * sizeof *r->page_len);
 	if (!r->state || !r->page_len)
-		return pg_err("%s: out of memory", path);
+		return pg_err(ENOMEM, "%s: out of memory", path);
 	for (uint32_t c = 0; c < r->n_chunks; c++) {
 		r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
 		r->data_bytes += r->page_len[c];
@@ -75,14 +73,15 @@ static int make_parts(fp_region *r, const char *path, uint64_t budget,
                       const struct fp_policy_ops *ops)
 {
 	if (budget < fp_min_budget(r))
-		return pg_err("%s: budget %llu bytes is below the minimum working set of %llu bytes "
-		              "(chunks of %u)", path, (unsigned long long)budget,
+		return pg_err(EINVAL, "%s: budget %llu bytes is below the minimum working set of %llu "
+		              "bytes (chunks of %u)", path, (unsigned long long)budget,
 		              (unsigned long long)fp_min_budget(r), r->chunk_size);
 	if (pg_res_init(r, budget, ops) || pg_load_init(r) || pg_ra_init(r) || pg_order_init(r) ||
 	    pg_stage_init(r))
-		return pg_err("%s: out of memory", path);
-	if (pg_preserve_init(r, budget))
-		return -1;
+		return pg_err(ENOMEM, "%s: out of memory", path);
+	int rc = pg_preserve_init(r, budget);
+	if (rc)
+		return rc;
 	pg_stage_update(r, budget);
 	return 0;
 }
@@ -94,7 +93,7 @@ static int map_region(fp_region *r)
 	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
-		return pg_err("%s: cannot reserve %llu bytes of address space: %s", r->img->path,
+		return pg_err(pg_errno(), "%s: cannot reserve %llu bytes of address space: %s", r->img->path,
 		              (unsigned long long)r->size, strerror(errno));
 	uint8_t *base = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
 	if (base > p)
@@ -113,21 +112,22 @@ static int map_region(fp_region *r)
 static int attach(fp_region *r)
 {
 	struct pg_uffd u;
-	if (pg_handler_get(&u))
-		return -1;
+	int rc = pg_handler_get(&u);
+	if (rc)
+		return rc;
 	r->uffd = u.fd;
-	if (map_region(r))
+	if ((rc = map_region(r)))
 		goto fail_handler;
 	uint64_t ioctls;
-	int rc = pg_uffd_register(r->uffd, r->base, r->size, &ioctls);
+	rc = pg_uffd_register(r->uffd, r->base, r->size, &ioctls);
 	if (rc) {
-		pg_err("%s: cannot register the region with userfaultfd: %s", r->img->path,
-		       strerror(-rc));
+		rc = pg_err(-rc, "%s: cannot register the region with userfaultfd: %s", r->img->path,
+		            strerror(-rc));
 		goto fail_map;
 	}
 	pg_install_setup(r, u.features, ioctls);
 	if (pg_poison_init(r, u.features)) {
-		pg_err("%s: out of memory", r->img->path);
+		rc = pg_err(ENOMEM, "%s: out of memory", r->img->path);
 		goto fail_register;
 	}
 	/* Huge pages appear in the region only where a loader moves one in on
@@ -151,7 +151,7 @@ fail_map:
 	munmap(r->base, r->size);
 fail_handler:
 	pg_handler_put();
-	return -1;
+	return rc;
 }
 
 static void detach(fp_region *r)
@@ -179,19 +179,24 @@ static int start_trace(fp_region *r)
 	snprintf(h.policy, sizeof h.policy, "%s", pg_res_policy_name(r));
 	snprintf(h.image, sizeof h.image, "%s", r->img->path);
 	r->tracer = pg_tracer_start(r->opt.trace_path, &h);
-	return r->tracer ? 0 : -1;
+	return r->tracer ? 0 : -errno;
 }
 
 /* Start the trace and the loaders, then let the handler see the region. */
 static int start(fp_region *r)
 {
-	if (r->opt.trace_path && start_trace(r))
-		return -1;
-	if (pg_loaders_start(r)) {
+	int rc = r->opt.trace_path ? start_trace(r) : 0;
+	if (rc)
+		return rc;
+	if ((rc = pg_loaders_start(r))) {
 		pg_tracer_stop(r->tracer);
-		return -1;
+		return rc;
 	}
-	pg_reporter_add(r);
+	if ((rc = pg_reporter_add(r))) {
+		pg_loaders_stop(r);
+		pg_tracer_stop(r->tracer);
+		return rc;
+	}
 	pg_handler_publish(r);
 	return 0;
 }
@@ -220,14 +225,17 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	fp_region *r = region_new(opt);
 	if (!r)
 		return NULL;
+	int rc;
 	const struct fp_policy_ops *ops = pg_res_find_policy(r->opt.policy ? r->opt.policy : "fifo");
-	if (!ops || open_image(r, path) ||
-	    make_parts(r, path, r->opt.budget ? r->opt.budget : r->size, ops) ||
-	    pg_load_open(r, path))
+	if (!ops) {
+		rc = -errno;
 		goto fail;
-	if (attach(r))
+	}
+	if ((rc = open_image(r, path)) ||
+	    (rc = make_parts(r, path, r->opt.budget ? r->opt.budget : r->size, ops)) ||
+	    (rc = pg_load_open(r, path)) || (rc = attach(r)))
 		goto fail;
-	if (start(r)) {
+	if ((rc = start(r))) {
 		detach(r);
 		goto fail;
 	}
@@ -236,7 +244,7 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 	return r;
 fail:
 	region_free(r);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 void fp_close(fp_region *r)
@@ -268,10 +276,8 @@ const void *fp_tensor(const fp_region *r, const char *name, const struct fp_tens
 	const struct fp_tensor_desc *t = fp_image_find(r->img, name);
 	if (desc)
 		*desc = t;
-	if (!t) {
-		pg_err("%s: no tensor named '%s'", r->img->path, name);
-		return NULL;
-	}
+	if (!t)
+		return pg_err_null(ENOENT, "%s: no tensor named '%s'", r->img->path, name);
 	return r->base + t->offset;
 }
 
@@ -284,11 +290,12 @@ uint64_t fp_min_budget(const fp_region *r)
 int fp_set_budget(fp_region *r, uint64_t budget)
 {
 	if (budget < fp_min_budget(r))
-		return pg_err("%s: budget %llu bytes is below the minimum working set of %llu bytes",
-		              r->img->path, (unsigned long long)budget,
+		return pg_err(EINVAL, "%s: budget %llu bytes is below the minimum working set of %llu "
+		              "bytes", r->img->path, (unsigned long long)budget,
 		              (unsigned long long)fp_min_budget(r));
-	if (pg_res_set_budget(r, budget))
-		return -1;
+	int rc = pg_res_set_budget(r, budget);
+	if (rc)
+		return rc;
 	pg_stage_update(r, budget);
 	pg_trace_event(r, 0, FP_EV_SETTINGS, 0, 0, budget, 0);
 	return pg_evict_to(r, budget);
@@ -298,6 +305,6 @@ int fp_set_policy(fp_region *r, const char *name)
 {
 	const struct fp_policy_ops *ops = pg_res_find_policy(name);
 	if (!ops)
-		return -1;
+		return -errno;
 	return pg_res_set_policy(r, ops);
 }

@@ -15,15 +15,17 @@ const struct fp_policy_ops *pg_res_find_policy(const char *name)
 {
 	const struct fp_policy_ops *ops = fp_policy_find(name);
 	if (!ops) {
+		const char *names[32];
+		size_t n = fp_policy_names(names, 32);
 		char list[256] = "";
-		for (const char *const *n = fp_policy_names(); *n; n++)
+		for (size_t i = 0; i < n && i < 32; i++)
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-			         list[0] ? ", " : "", *n);
-		pg_err("unknown policy '%s' (known: %s)", name, list);
-	} else if (ops->future) {
-		pg_err("policy '%s' needs the future accesses: it runs in the simulator only", name);
-		return NULL;
+			         list[0] ? ", " : "", names[i]);
+		return pg_err_null(ENOENT, "unknown policy '%s' (known: %s)", name, list);
 	}
+	if (ops->future)
+		return pg_err_null(EINVAL, "policy '%s' needs the future accesses: it runs in the "
+		                   "simulator only", name);
 	return ops;
 }
 
@@ -113,7 +115,7 @@ int pg_res_set_budget(fp_region *r, uint64_t budget)
 {
 	struct pg_settings *s = malloc(sizeof *s);
 	if (!s)
-		return pg_err("out of memory");
+		return pg_err(ENOMEM, "out of memory");
 	pthread_mutex_lock(&r->res.lock);
 	*s = *r->res.settings;
 	s->budget = budget;
@@ -127,7 +129,7 @@ int pg_res_set_policy(fp_region *r, const struct fp_policy_ops *ops)
 	struct pg_settings *s = settings_new(r, r->res.settings->budget, ops);
 	if (!s) {
 		pthread_mutex_unlock(&r->res.lock);
-		return pg_err("out of memory");
+		return pg_err(ENOMEM, "out of memory");
 	}
 	/* The new policy starts from what is resident now. */
 	for (uint32_t c = 0; c < r->n_chunks; c++)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <urcu.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 typedef struct fp_region fp_region;
 struct fp_stats;

@@ -5,7 +5,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 typedef struct fp_region fp_region;
 

@@ -127,25 +127,24 @@ static void *writer_main(void *arg)
 struct pg_tracer *pg_tracer_start(const char *path, const struct fp_trace_header *h)
 {
 	struct pg_tracer *t = calloc(1, sizeof *t);
-	if (!t) {
-		pg_err("out of memory");
-		return NULL;
-	}
+	if (!t)
+		return pg_err_null(ENOMEM, "out of memory");
 	t->f = fopen(path, "wb");
 	if (!t->f) {
-		pg_err("%s: cannot create the trace: %s", path, strerror(errno));
+		int e = pg_errno();
 		free(t);
-		return NULL;
+		return pg_err_null(e, "%s: cannot create the trace: %s", path, strerror(e));
 	}
 	t->id = atomic_fetch_add(&next_id, 1);
 	t->path = strdup(path);
 	t->start_ns = h->start_ns;
-	if (fwrite(h, sizeof *h, 1, t->f) != 1 || pthread_create(&t->writer, NULL, writer_main, t)) {
-		pg_err("%s: cannot start the trace", path);
+	int e = fwrite(h, sizeof *h, 1, t->f) != 1 ? pg_errno()
+	        : pthread_create(&t->writer, NULL, writer_main, t);
+	if (e) {
 		fclose(t->f);
 		free(t->path);
 		free(t);
-		return NULL;
+		return pg_err_null(e, "%s: cannot start the trace: %s", path, strerror(e));
 	}
 	return t;
 }

@@ -52,9 +52,9 @@ int pg_uffd_open(struct pg_uffd *u)
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOSYS)
-			return pg_err("userfaultfd is not available: this kernel was built without "
+			return pg_err(ENOSYS, "userfaultfd is not available: this kernel was built without "
 			              "CONFIG_USERFAULTFD");
-		return pg_err("userfaultfd is not available (%s): run as root, or allow it with "
+		return pg_err(e, "userfaultfd is not available (%s): run as root, or allow it with "
 		              "'sysctl vm.unprivileged_userfaultfd=1', or give this user access to "
 		              "/dev/userfaultfd", strerror(e));
 	}
@@ -73,7 +73,7 @@ int pg_uffd_open(struct pg_uffd *u)
 	int rc = handshake(fd, want & avail, &u->features);
 	if (rc) {
 		close(fd);
-		return pg_err("userfaultfd: UFFDIO_API handshake failed: %s", strerror(-rc));
+		return pg_err(-rc, "userfaultfd: UFFDIO_API handshake failed: %s", strerror(-rc));
 	}
 	u->fd = fd;
 	return 0;

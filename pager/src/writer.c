@@ -50,7 +50,8 @@ static int write_full(fp_writer *w, const void *buf, size_t len, uint64_t off)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return pg_err("%s: write failed: %s", w->tmp_path, strerror(n < 0 ? errno : ENOSPC));
+			return pg_err(n < 0 ? errno : ENOSPC, "%s: write failed: %s", w->tmp_path,
+			              strerror(n < 0 ? errno : ENOSPC));
 		done += (size_t)n;
 	}
 	return 0;
@@ -64,29 +65,28 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *opt)
 {
 	fp_writer *w = calloc(1, sizeof *w);
-	if (!w) {
-		pg_err("%s: out of memory", path);
-		return NULL;
-	}
+	if (!w)
+		return pg_err_null(ENOMEM, "%s: out of memory", path);
+	int rc;
 	w->fd = -1;
 	w->opt = opt ? *opt : (struct fp_writer_options){0};
 	if (!w->opt.chunk_size)
 		w->opt.chunk_size = 2u << 20;
 	uint32_t cs = w->opt.chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1))) {
-		pg_err("%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
+		rc = pg_err(EINVAL, "%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
 		goto fail;
 	}
 	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD) {
-		pg_err("%s: unknown codec %u", path, w->opt.codec);
+		rc = pg_err(EINVAL, "%s: unknown codec %u", path, w->opt.codec);
 		goto fail;
 	}
 	if (w->opt.codec == FP_CODEC_ZSTD) {
 		if (!w->opt.zstd_level)
 			w->opt.zstd_level = 3;
 		if (w->opt.zstd_level < ZSTD_minCLevel() || w->opt.zstd_level > ZSTD_maxCLevel()) {
-			pg_err("%s: zstd level %d out of range [%d, %d]", path, w->opt.zstd_level,
-			       ZSTD_minCLevel(), ZSTD_maxCLevel());
+			rc = pg_err(EINVAL, "%s: zstd level %d out of range [%d, %d]", path,
+			            w->opt.zstd_level, ZSTD_minCLevel(), ZSTD_maxCLevel());
 			goto fail;
 		}
 		w->cctx = ZSTD_createCCtx();
@@ -98,13 +98,14 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 	w->buf = aligned_alloc(FP_IMAGE_ALIGN, cs);
 	if (!w->path || !w->tmp_path || !w->buf ||
 	    (w->opt.codec == FP_CODEC_ZSTD && (!w->cctx || !w->zbuf))) {
-		pg_err("%s: out of memory", path);
+		rc = pg_err(ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
 	sprintf(w->tmp_path, "%s.tmp.XXXXXX", path);
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
 	if (w->fd < 0) {
-		pg_err("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+		rc = pg_err(pg_errno(), "%s: cannot create a temporary file beside it: %s", path,
+		            strerror(errno));
 		free(w->tmp_path);
 		w->tmp_path = NULL;
 		goto fail;
@@ -115,14 +116,14 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 	return w;
 fail:
 	fp_writer_abort(w);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 int fp_writer_set_meta(fp_writer *w, const char *meta)
 {
 	free(w->meta);
 	w->meta = strdup(meta ? meta : "");
-	return w->meta ? 0 : pg_err("out of memory");
+	return w->meta ? 0 : pg_err(ENOMEM, "out of memory");
 }
 
 static int flush_chunk(fp_writer *w)
@@ -132,7 +133,7 @@ static int flush_chunk(fp_writer *w)
 		uint32_t cap = w->cap_chunks ? w->cap_chunks * 2 : 256;
 		void *p = realloc(w->chunks, sizeof *w->chunks * cap);
 		if (!p)
-			return pg_err("%s: out of memory", w->path);
+			return pg_err(ENOMEM, "%s: out of memory", w->path);
 		w->chunks = p;
 		w->cap_chunks = cap;
 	}
@@ -151,7 +152,7 @@ static int flush_chunk(fp_writer *w)
 		size_t n = ZSTD_compressCCtx(w->cctx, w->zbuf, w->zcap, w->buf, w->fill,
 		                             w->opt.zstd_level);
 		if (ZSTD_isError(n))
-			return pg_err("%s: zstd: %s", w->path, ZSTD_getErrorName(n));
+			return pg_err(EIO, "%s: zstd: %s", w->path, ZSTD_getErrorName(n));
 		/* A chunk that does not shrink is stored raw: decoding it would
 		 * cost time and save nothing. */
 		if (n < w->fill) {
@@ -161,8 +162,9 @@ static int flush_chunk(fp_writer *w)
 		}
 		c->file_offset = w->cursor;
 	}
-	if (c->stored_len && write_full(w, payload, c->stored_len, c->file_offset))
-		return -1;
+	int rc = c->stored_len ? write_full(w, payload, c->stored_len, c->file_offset) : 0;
+	if (rc)
+		return rc;
 	if (w->opt.codec != FP_CODEC_RAW)
 		w->cursor = align_up(c->file_offset + c->stored_len, FP_IMAGE_ALIGN);
 	else
@@ -176,32 +178,35 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
                            const uint64_t *shape)
 {
 	if (w->in_tensor)
-		return pg_err("%s: tensor '%s' begun before the previous one ended", w->path, name);
+		return pg_err(EINVAL, "%s: tensor '%s' begun before the previous one ended", w->path, name);
 	if (!name[0] || strlen(name) >= FP_NAME_MAX)
-		return pg_err("%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
+		return pg_err(EINVAL, "%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
 		              FP_NAME_MAX - 1);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		if (!strcmp(w->tensors[i].name, name))
-			return pg_err("%s: tensor name '%s' used twice", w->path, name);
+			return pg_err(EEXIST, "%s: tensor name '%s' used twice", w->path, name);
 	uint64_t bytes = pg_tensor_bytes(type, ndim, shape);
 	if (!bytes)
-		return pg_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
+		return pg_err(EINVAL, "%s: tensor '%s': invalid type %u or shape", w->path, name, type);
 	/* Zeros up to the next page (or chunk); a chunk filled by them goes out. */
+	int rc = 0;
 	if (w->opt.align_tensors) {
-		if (w->fill && flush_chunk(w))
-			return -1;
+		if (w->fill)
+			rc = flush_chunk(w);
 	} else {
 		uint32_t pad = (uint32_t)(align_up(w->fill, FP_TENSOR_ALIGN) - w->fill);
 		memset(w->buf + w->fill, 0, pad);
 		w->fill += pad;
-		if (w->fill == w->opt.chunk_size && flush_chunk(w))
-			return -1;
+		if (w->fill == w->opt.chunk_size)
+			rc = flush_chunk(w);
 	}
+	if (rc)
+		return rc;
 	if (w->n_tensors == w->cap_tensors) {
 		uint32_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
 		void *p = realloc(w->tensors, sizeof *w->tensors * cap);
 		if (!p)
-			return pg_err("%s: out of memory", w->path);
+			return pg_err(ENOMEM, "%s: out of memory", w->path);
 		w->tensors = p;
 		w->cap_tensors = cap;
 	}
@@ -221,9 +226,9 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 int fp_writer_write(fp_writer *w, const void *data, size_t n)
 {
 	if (!w->in_tensor)
-		return pg_err("%s: data written outside a tensor", w->path);
+		return pg_err(EINVAL, "%s: data written outside a tensor", w->path);
 	if (n > w->tensor_left)
-		return pg_err("%s: tensor '%s': %zu bytes more than its shape holds", w->path,
+		return pg_err(EINVAL, "%s: tensor '%s': %zu bytes more than its shape holds", w->path,
 		              w->tensors[w->n_tensors - 1].name, n - (size_t)w->tensor_left);
 	const uint8_t *p = data;
 	w->tensor_left -= n;
@@ -236,8 +241,9 @@ int fp_writer_write(fp_writer *w, const void *data, size_t n)
 		w->fill += (uint32_t)take;
 		p += take;
 		n -= take;
-		if (w->fill == w->opt.chunk_size && flush_chunk(w))
-			return -1;
+		int rc = w->fill == w->opt.chunk_size ? flush_chunk(w) : 0;
+		if (rc)
+			return rc;
 	}
 	pg_progress_update(&w->progress, w->written);
 	return 0;
@@ -246,9 +252,9 @@ int fp_writer_write(fp_writer *w, const void *data, size_t n)
 int fp_writer_end_tensor(fp_writer *w)
 {
 	if (!w->in_tensor)
-		return pg_err("%s: end of a tensor that was not begun", w->path);
+		return pg_err(EINVAL, "%s: end of a tensor that was not begun", w->path);
 	if (w->tensor_left)
-		return pg_err("%s: tensor '%s' is %llu bytes short of its shape", w->path,
+		return pg_err(EINVAL, "%s: tensor '%s' is %llu bytes short of its shape", w->path,
 		              w->tensors[w->n_tensors - 1].name, (unsigned long long)w->tensor_left);
 	w->in_tensor = 0;
 	return 0;
@@ -270,16 +276,17 @@ static int fsync_dir(const char *path)
 
 int fp_writer_finish(fp_writer *w)
 {
-	int rc = -1;
+	int rc;
 	if (w->in_tensor) {
-		pg_err("%s: tensor '%s' not ended", w->path, w->tensors[w->n_tensors - 1].name);
+		rc = pg_err(EINVAL, "%s: tensor '%s' not ended", w->path,
+		            w->tensors[w->n_tensors - 1].name);
 		goto out;
 	}
 	if (!w->n_tensors) {
-		pg_err("%s: no tensors to write", w->path);
+		rc = pg_err(EINVAL, "%s: no tensors to write", w->path);
 		goto out;
 	}
-	if (w->fill && flush_chunk(w)) /* the last, partial chunk */
+	if (w->fill && (rc = flush_chunk(w))) /* the last, partial chunk */
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
 	struct pg_disk_header h = {
@@ -306,17 +313,19 @@ int fp_writer_finish(fp_writer *w)
 	crc = pg_crc32c(crc, w->chunks, h.chunk_table_size);
 	h.tables_crc = pg_crc32c(crc, meta, h.meta_size);
 	h.header_crc = pg_crc32c(0, &h, offsetof(struct pg_disk_header, header_crc));
-	if (write_full(w, w->tensors, h.tensor_table_size, h.tensor_table_offset) ||
-	    write_full(w, w->chunks, h.chunk_table_size, h.chunk_table_offset) ||
-	    write_full(w, meta, h.meta_size, h.meta_offset) ||
-	    write_full(w, &h, sizeof h, 0))
+	if ((rc = write_full(w, w->tensors, h.tensor_table_size, h.tensor_table_offset)) ||
+	    (rc = write_full(w, w->chunks, h.chunk_table_size, h.chunk_table_offset)) ||
+	    (rc = write_full(w, meta, h.meta_size, h.meta_offset)) ||
+	    (rc = write_full(w, &h, sizeof h, 0)))
 		goto out;
 	if (ftruncate(w->fd, (off_t)h.file_size) || fsync(w->fd)) {
-		pg_err("%s: cannot finish the file: %s", w->tmp_path, strerror(errno));
+		rc = pg_err(pg_errno(), "%s: cannot finish the file: %s", w->tmp_path,
+		            strerror(errno));
 		goto out;
 	}
 	if (rename(w->tmp_path, w->path)) {
-		pg_err("%s: cannot rename %s over it: %s", w->path, w->tmp_path, strerror(errno));
+		rc = pg_err(pg_errno(), "%s: cannot rename %s over it: %s", w->path, w->tmp_path,
+		            strerror(errno));
 		goto out;
 	}
 	fsync_dir(w->path);

@@ -2,7 +2,7 @@
 #ifndef FLEXPAGE_TOOL_CMDS_H
 #define FLEXPAGE_TOOL_CMDS_H
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 int cmd_pack(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -33,6 +33,9 @@ uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint3
 /* The share of tensor t a Llama decode reads every token (cmd_plan.c);
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);
+/* The planner's tensor_layer for Llama images: "blk.N.*" is layer N, its
+ * "attn_*" tensors attention; the rest is outside the layers. */
+int llama_tensor_layer(const struct fp_tensor_desc *t, int *attention, void *ctx);
 
 /* llama2.c checkpoints (model_import.c). */
 /* 1 if path starts with a plausible llama2.c header, 0 if not. */
