@@ -112,6 +112,13 @@ static int read_in_child(const char *path, struct fp_options *o, const uint8_t *
 	return read_in_child_with(path, o, ref, len, &none, err, errlen);
 }
 
+/* A raw image of 256 KiB chunks whose chunk 3 fails its checksum. */
+static void write_corrupt(const char *path, const uint8_t *ref, size_t len)
+{
+	ru_write_image(path, ref, len, 256u << 10, FP_CODEC_RAW);
+	ru_flip_byte(path, 4096 + 3 * (256u << 10) + 1000); /* chunk 3's payload */
+}
+
 static void expect_sigbus(int status, const char *err, const char *reason)
 {
 	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
@@ -128,8 +135,7 @@ Test(failure, corrupt_chunk_on_disk_ends_with_sigbus_and_report, .timeout = 120)
 	uint8_t *ref = ru_data(len, 4);
 	char path[512], err[4096];
 	snprintf(path, sizeof path, "%s/corrupt.img", ru_tmpdir());
-	ru_write_image(path, ref, len, 256u << 10, FP_CODEC_RAW);
-	ru_flip_byte(path, 4096 + 3 * (256u << 10) + 1000); /* chunk 3's payload */
+	write_corrupt(path, ref, len);
 	struct fp_options o = ru_options(0);
 	int status = read_in_child(path, &o, ref, len, err, sizeof err);
 	expect_sigbus(status, err, "checksum mismatch");
@@ -201,8 +207,7 @@ Test(failure, reporter_chains_to_the_applications_handler, .timeout = 120)
 	uint8_t *ref = ru_data(len, 4);
 	char path[512], err[4096];
 	snprintf(path, sizeof path, "%s/chain.img", ru_tmpdir());
-	ru_write_image(path, ref, len, 256u << 10, FP_CODEC_RAW);
-	ru_flip_byte(path, 4096 + 3 * (256u << 10) + 1000); /* chunk 3's payload */
+	write_corrupt(path, ref, len);
 	struct fp_options o = ru_options(0);
 	const struct child_setup cs = {.app_handler = 1};
 	int status = read_in_child_with(path, &o, ref, len, &cs, err, sizeof err);
@@ -226,9 +231,8 @@ Test(failure, reporter_knows_every_region_however_many, .timeout = 300)
 	char path[512], small[512], err[8192];
 	snprintf(path, sizeof path, "%s/many.img", ru_tmpdir());
 	snprintf(small, sizeof small, "%s/small.img", ru_tmpdir());
-	ru_write_image(path, ref, len, 256u << 10, FP_CODEC_RAW);
+	write_corrupt(path, ref, len);
 	ru_write_image(small, ref, 64u << 10, 64u << 10, FP_CODEC_RAW);
-	ru_flip_byte(path, 4096 + 3 * (256u << 10) + 1000); /* chunk 3's payload */
 	struct fp_options o = ru_options(0);
 	const struct child_setup cs = {.extra_regions = 300, .extra_path = small};
 	int status = read_in_child_with(path, &o, ref, len, &cs, err, sizeof err);

@@ -5,7 +5,7 @@
 #define S(state) (1u << CHUNK_##state)
 #define D CHUNK_DEMANDED
 #define C CHUNK_CLAIMED
-#define NONE 0u
+#define MOVE(m, ...) [CHUNK_##m] = {#m, __VA_ARGS__}
 
 static const struct move {
 	const char *name;
@@ -14,21 +14,21 @@ static const struct move {
 	uint8_t to;              /* the state it ends in */
 	uint8_t sets, keeps;     /* flags of the new word: set, kept from the old */
 } moves[CHUNK_NMOVES] = {
-	/*                        name               from         needs refuses  to               sets   keeps */
-	[CHUNK_LOAD_ON_FAULT]   = {"LOAD_ON_FAULT",   S(EMPTY),    NONE, D | C, CHUNK_LOADING,  D,     C},
-	[CHUNK_LOAD_AHEAD]      = {"LOAD_AHEAD",      S(EMPTY),    NONE, D | C, CHUNK_LOADING,  NONE,  NONE},
-	[CHUNK_DEMAND]          = {"DEMAND",          S(LOADING),  NONE, D,     CHUNK_LOADING,  D,     C},
-	[CHUNK_DEMAND_EVICTING] = {"DEMAND_EVICTING", S(EVICTING), NONE, D | C, CHUNK_EVICTING, D,     NONE},
-	[CHUNK_CLAIM]           = {"CLAIM",           S(LOADING),  NONE, C,     CHUNK_LOADING,  C,     D},
-	[CHUNK_GIVE_BACK]       = {"GIVE_BACK",       S(LOADING),  C,    D,     CHUNK_EMPTY,    NONE,  NONE},
-	[CHUNK_STAGE]           = {"STAGE",           S(LOADING),  C,    D,     CHUNK_STAGED,   NONE,  NONE},
-	[CHUNK_UNSTAGE]         = {"UNSTAGE",         S(STAGED),   NONE, D | C, CHUNK_LOADING,  C | D, NONE},
-	[CHUNK_DROP]            = {"DROP",            S(STAGED),   NONE, D | C, CHUNK_EMPTY,    NONE,  NONE},
-	[CHUNK_INSTALL]         = {"INSTALL",         S(LOADING),  C,    NONE,  CHUNK_RESIDENT, NONE,  NONE},
-	[CHUNK_POISON]          = {"POISON",          S(LOADING),  C,    NONE,  CHUNK_POISONED, NONE,  NONE},
-	[CHUNK_EVICT]           = {"EVICT",           S(RESIDENT), NONE, D | C, CHUNK_EVICTING, NONE,  NONE},
-	[CHUNK_EVICTED]         = {"EVICTED",         S(EVICTING), NONE, D | C, CHUNK_EMPTY,    NONE,  NONE},
-	[CHUNK_RELOAD]          = {"RELOAD",          S(EVICTING), D,    C,     CHUNK_LOADING,  D,     C},
+	/*   move,            from,        needs, refuses, to,         sets,  keeps */
+	MOVE(LOAD_ON_FAULT,   S(EMPTY),    0, D | C, CHUNK_LOADING,  D,     0),
+	MOVE(LOAD_AHEAD,      S(EMPTY),    0, D | C, CHUNK_LOADING,  0,     0),
+	MOVE(DEMAND,          S(LOADING),  0, D,     CHUNK_LOADING,  D,     C),
+	MOVE(DEMAND_EVICTING, S(EVICTING), 0, D | C, CHUNK_EVICTING, D,     0),
+	MOVE(CLAIM,           S(LOADING),  0, C,     CHUNK_LOADING,  C,     D),
+	MOVE(GIVE_BACK,       S(LOADING),  C, D,     CHUNK_EMPTY,    0,     0),
+	MOVE(STAGE,           S(LOADING),  C, D,     CHUNK_STAGED,   0,     0),
+	MOVE(UNSTAGE,         S(STAGED),   0, D | C, CHUNK_LOADING,  C | D, 0),
+	MOVE(DROP,            S(STAGED),   0, D | C, CHUNK_EMPTY,    0,     0),
+	MOVE(INSTALL,         S(LOADING),  C, 0,     CHUNK_RESIDENT, 0,     0),
+	MOVE(POISON,          S(LOADING),  C, 0,     CHUNK_POISONED, 0,     0),
+	MOVE(EVICT,           S(RESIDENT), 0, D | C, CHUNK_EVICTING, 0,     0),
+	MOVE(EVICTED,         S(EVICTING), 0, D | C, CHUNK_EMPTY,    0,     0),
+	MOVE(RELOAD,          S(EVICTING), D, C,     CHUNK_LOADING,  D,     0),
 };
 
 int pg_chunk_allows(enum pg_chunk_move m, uint32_t w)

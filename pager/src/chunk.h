@@ -7,24 +7,23 @@
  *   DEMANDED  a thread faulted on the chunk and waits for it
  *   CLAIMED   LOADING only: one loader owns the load
  *
- * The moves, exactly as the table in chunk.c (from, flags it needs, flags
- * it refuses, to, flags it sets, flags it keeps):
+ * The moves, exactly as the table in chunk.c (D: DEMANDED, C: CLAIMED):
  *
- *   move             from      needs     refuses            to        sets              keeps     who
- *   LOAD_ON_FAULT    EMPTY     -         DEMANDED|CLAIMED   LOADING   DEMANDED          -         handler: a fault
- *   LOAD_AHEAD       EMPTY     -         DEMANDED|CLAIMED   LOADING   -                 -         handler: read-ahead; open: preservation
- *   DEMAND           LOADING   -         DEMANDED           LOADING   DEMANDED          CLAIMED   handler: a fault on a queued load
- *   DEMAND_EVICTING  EVICTING  -         DEMANDED|CLAIMED   EVICTING  DEMANDED          -         handler: a fault while the pages go
- *   CLAIM            LOADING   -         CLAIMED            LOADING   CLAIMED           DEMANDED  a loader takes the load
- *   GIVE_BACK        LOADING   CLAIMED   DEMANDED           EMPTY     -                 -         the loader: read-ahead found no room
- *   STAGE            LOADING   CLAIMED   DEMANDED           STAGED    -                 -         the loader: read-ahead, streaming
- *   UNSTAGE          STAGED    -         DEMANDED|CLAIMED   LOADING   CLAIMED|DEMANDED  -         handler: a fault installs it
- *   DROP             STAGED    -         DEMANDED|CLAIMED   EMPTY     -                 -         handler: mispredicted
- *   INSTALL          LOADING   CLAIMED   -                  RESIDENT  -                 -         the claimant: installed
- *   POISON           LOADING   CLAIMED   -                  POISONED  -                 -         the claimant: failed for good
- *   EVICT            RESIDENT  -         DEMANDED|CLAIMED   EVICTING  -                 -         a victim, under the residency lock
- *   EVICTED          EVICTING  -         DEMANDED|CLAIMED   EMPTY     -                 -         the evictor: pages gone
- *   RELOAD           EVICTING  DEMANDED  CLAIMED            LOADING   DEMANDED          -         the evictor: pages gone, a thread waits
+ *   move             from      needs  refuses  to        sets  keeps  made by
+ *   LOAD_ON_FAULT    EMPTY     -      D|C      LOADING   D     -      the handler: a fault
+ *   LOAD_AHEAD       EMPTY     -      D|C      LOADING   -     -      read-ahead; preservation
+ *   DEMAND           LOADING   -      D        LOADING   D     C      a fault on a queued load
+ *   DEMAND_EVICTING  EVICTING  -      D|C      EVICTING  D     -      a fault while pages go
+ *   CLAIM            LOADING   -      C        LOADING   C     D      a loader takes the load
+ *   GIVE_BACK        LOADING   C      D        EMPTY     -     -      read-ahead found no room
+ *   STAGE            LOADING   C      D        STAGED    -     -      read-ahead, streaming
+ *   UNSTAGE          STAGED    -      D|C      LOADING   C|D   -      a fault installs it
+ *   DROP             STAGED    -      D|C      EMPTY     -     -      mispredicted
+ *   INSTALL          LOADING   C      -        RESIDENT  -     -      the claimant: installed
+ *   POISON           LOADING   C      -        POISONED  -     -      the claimant: failed
+ *   EVICT            RESIDENT  -      D|C      EVICTING  -     -      a victim (residency lock)
+ *   EVICTED          EVICTING  -      D|C      EMPTY     -     -      the evictor: pages gone
+ *   RELOAD           EVICTING  D      C        LOADING   D     -      pages gone, a thread waits
  *
  * So a chunk is loaded once however many threads fault on it: only a move
  * out of EMPTY (or RELOAD) queues a load, and only one loader can CLAIM
