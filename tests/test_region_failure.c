@@ -70,11 +70,16 @@ static int read_in_child_with(const char *path, struct fp_options *o, const uint
 	if (pid == 0) {
 		dup2(pfd[1], 2);
 		close(pfd[0]);
+		/* The handler the reporter finds before it: the application's,
+		 * or the default (also under ASan, which has one of its own). */
+		struct sigaction sa = {.sa_handler = SIG_DFL};
 		if (cs->app_handler) {
-			struct sigaction sa = {.sa_sigaction = app_on_sigbus, .sa_flags = SA_SIGINFO};
-			sigemptyset(&sa.sa_mask);
-			sigaction(SIGBUS, &sa, NULL);
+			sa.sa_sigaction = app_on_sigbus;
+			sa.sa_flags = SA_SIGINFO;
 		}
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+		signal(SIGSEGV, SIG_DFL);
 		if (fp_install_fault_reporter())
 			_exit(22);
 		struct fp_options one = ru_options(0);

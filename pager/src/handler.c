@@ -89,7 +89,8 @@ int pg_handler_get(struct pg_uffd *out)
 		if ((rc = pg_uffd_open(&H.uffd)))
 			goto fail;
 		H.stop_fd = eventfd(0, EFD_CLOEXEC);
-		int e = H.stop_fd < 0 ? pg_errno() : pthread_create(&H.thread, NULL, handler_main, NULL);
+		int e = H.stop_fd < 0 ? pg_errno()
+		        : pthread_create(&H.thread, NULL, handler_main, NULL);
 		if (e) {
 			rc = pg_err(e, "cannot start the fault handler: %s", strerror(e));
 			if (H.stop_fd >= 0)

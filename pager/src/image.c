@@ -46,26 +46,33 @@ static int check_header(const char *path, const struct pg_disk_header *h, uint64
 	if (pg_crc32c(0, h, offsetof(struct pg_disk_header, header_crc)) != h->header_crc)
 		return pg_err(EBADMSG, "%s: header checksum mismatch (corrupt header)", path);
 	if (h->file_size != fsize)
-		return pg_err(EBADMSG, "%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
+		return pg_err(EBADMSG,
+		              "%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
 		              path, (unsigned long long)fsize, (unsigned long long)h->file_size);
 	uint32_t cs = h->chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1)))
-		return pg_err(EBADMSG, "%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
+		return pg_err(EBADMSG,
+		              "%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
 	uint64_t lsize;
 	if (__builtin_mul_overflow((uint64_t)h->n_chunks, (uint64_t)cs, &lsize) ||
 	    lsize != h->logical_size)
-		return pg_err(EBADMSG, "%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
+		return pg_err(EBADMSG,
+		              "%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
 		              path, (unsigned long long)h->logical_size, h->n_chunks, cs);
 	if (h->tensor_table_size != (uint64_t)h->n_tensors * sizeof(struct pg_disk_tensor))
-		return pg_err(EBADMSG, "%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
+		return pg_err(EBADMSG,
+		              "%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
 		              (unsigned long long)h->tensor_table_size, h->n_tensors);
 	if (h->chunk_table_size != (uint64_t)h->n_chunks * sizeof(struct fp_chunk_desc))
-		return pg_err(EBADMSG, "%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
+		return pg_err(EBADMSG,
+		              "%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
 		              (unsigned long long)h->chunk_table_size, h->n_chunks);
 	if (!range_ok(h->tensor_table_offset, h->tensor_table_size, fsize))
-		return pg_err(EBADMSG, "%s: header.tensor_table_offset points outside the file", path);
+		return pg_err(EBADMSG,
+		              "%s: header.tensor_table_offset points outside the file", path);
 	if (!range_ok(h->chunk_table_offset, h->chunk_table_size, fsize))
-		return pg_err(EBADMSG, "%s: header.chunk_table_offset points outside the file", path);
+		return pg_err(EBADMSG,
+		              "%s: header.chunk_table_offset points outside the file", path);
 	if (!range_ok(h->meta_offset, h->meta_size, fsize))
 		return pg_err(EBADMSG, "%s: header.meta_offset points outside the file", path);
 	if (h->meta_size > (64u << 20) || h->tensor_table_size > (1ull << 32) ||
@@ -74,7 +81,8 @@ static int check_header(const char *path, const struct pg_disk_header *h, uint64
 	if (h->flags & ~PG_FLAG_RAW_LAYOUT)
 		return pg_err(EBADMSG, "%s: header.flags has unknown bits 0x%x", path, h->flags);
 	if (h->n_tensors == 0)
-		return pg_err(EBADMSG, "%s: header.n_tensors is 0: the image holds no tensors", path);
+		return pg_err(EBADMSG,
+		              "%s: header.n_tensors is 0: the image holds no tensors", path);
 	if (h->n_chunks == 0)
 		return pg_err(EBADMSG, "%s: header.n_chunks is 0: the image holds no chunks", path);
 	return 0;
@@ -105,7 +113,8 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 		if (c->logical_offset != (uint64_t)i * h->chunk_size)
 			goto bad_fmt_offset;
 		if (c->logical_len > h->chunk_size) {
-			pg_err(EBADMSG, "%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
 			       c->logical_len, h->chunk_size);
 			goto fail;
 		}
@@ -114,25 +123,29 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len) {
-			pg_err(EBADMSG, "%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
 			       c->stored_len, c->logical_len);
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_ZSTD &&
 		    (c->stored_len == 0 || c->stored_len > ZSTD_compressBound(h->chunk_size))) {
-			pg_err(EBADMSG, "%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
 			       i, c->stored_len, h->chunk_size);
 			goto fail;
 		}
 		if (c->stored_len == 0)
 			continue;
 		if (c->file_offset % FP_IMAGE_ALIGN) {
-			pg_err(EBADMSG, "%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
 			       (unsigned long long)c->file_offset);
 			goto fail;
 		}
 		if (c->file_offset < FP_IMAGE_ALIGN || !range_ok(c->file_offset, c->stored_len, table_start)) {
-			pg_err(EBADMSG, "%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
 			       (unsigned long long)c->file_offset, c->stored_len);
 			goto fail;
 		}
@@ -153,7 +166,8 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 	free(span);
 	return 0;
 bad_fmt_offset:
-	pg_err(EBADMSG, "%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
+	pg_err(EBADMSG,
+	       "%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
 fail:
 	free(span);
 	return -EBADMSG;
@@ -168,24 +182,31 @@ static int check_tensors(struct fp_image *img, const struct pg_disk_tensor *dt, 
 		const struct pg_disk_tensor *d = &dt[i];
 		struct fp_tensor_desc *t = &img->tensors[i];
 		if (!memchr(d->name, 0, FP_NAME_MAX) || !d->name[0])
-			return pg_err(EBADMSG, "%s: tensor %u: name is empty or not terminated", path, i);
+			return pg_err(EBADMSG,
+			              "%s: tensor %u: name is empty or not terminated", path, i);
 		memcpy(t->name, d->name, FP_NAME_MAX);
 		if (!fp_type_name(d->type))
-			return pg_err(EBADMSG, "%s: tensor '%s': unknown type %u", path, t->name, d->type);
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': unknown type %u", path, t->name, d->type);
 		if (d->ndim < 1 || d->ndim > FP_MAX_DIMS)
-			return pg_err(EBADMSG, "%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
 		uint64_t bytes = pg_tensor_bytes(d->type, d->ndim, d->shape);
 		if (!bytes || bytes != d->size)
-			return pg_err(EBADMSG, "%s: tensor '%s': size %llu does not match its type and shape",
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': size %llu does not match its type and shape",
 			              path, t->name, (unsigned long long)d->size);
 		if (d->offset % FP_TENSOR_ALIGN)
-			return pg_err(EBADMSG, "%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
 			              t->name, (unsigned long long)d->offset, FP_TENSOR_ALIGN);
 		if (d->offset < prev_end)
-			return pg_err(EBADMSG, "%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
 			              path, t->name);
 		if (!range_ok(d->offset, d->size, img->info.logical_size))
-			return pg_err(EBADMSG, "%s: tensor '%s': extends past the logical size", path, t->name);
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': extends past the logical size", path, t->name);
 		t->type = d->type;
 		t->ndim = d->ndim;
 		memcpy(t->shape, d->shape, sizeof t->shape);
@@ -199,13 +220,15 @@ static int check_tensors(struct fp_image *img, const struct pg_disk_tensor *dt, 
 			const struct fp_chunk_desc *c = &img->chunks[k];
 			uint64_t need = prev_end - k * cs < cs ? prev_end - k * cs : cs;
 			if (c->logical_len < need)
-				return pg_err(EBADMSG, "%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
+				return pg_err(EBADMSG,
+				              "%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
 				              path, t->name, (unsigned long long)k, c->logical_len,
 				              (unsigned long long)need);
 		}
 		for (uint32_t j = 0; j < i; j++)
 			if (!strcmp(img->tensors[j].name, t->name))
-				return pg_err(EBADMSG, "%s: tensor name '%s' appears twice", path, t->name);
+				return pg_err(EBADMSG,
+				              "%s: tensor name '%s' appears twice", path, t->name);
 	}
 	return 0;
 }
@@ -232,8 +255,9 @@ fp_image *fp_image_open(const char *path)
 	uint64_t fsize = (uint64_t)st.st_size;
 	struct pg_disk_header h;
 	if (fsize < FP_IMAGE_ALIGN || read_full(fd, &h, sizeof h, 0)) {
-		rc = pg_err(EBADMSG, "%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
-		       (unsigned long long)fsize);
+		rc = pg_err(EBADMSG,
+		            "%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
+		            (unsigned long long)fsize);
 		goto fail;
 	}
 	if ((rc = check_header(path, &h, fsize)))
@@ -254,7 +278,8 @@ fp_image *fp_image_open(const char *path)
 	if (read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
 	    read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
 	    read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
-		rc = pg_err(EIO, "%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
+		rc = pg_err(EIO,
+		            "%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
 		goto fail;
 	}
 	img->meta[h.meta_size] = 0;
@@ -262,7 +287,8 @@ fp_image *fp_image_open(const char *path)
 	crc = pg_crc32c(crc, img->chunks, h.chunk_table_size);
 	crc = pg_crc32c(crc, img->meta, h.meta_size);
 	if (crc != h.tables_crc) {
-		rc = pg_err(EBADMSG, "%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
+		rc = pg_err(EBADMSG,
+		            "%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
 		goto fail;
 	}
 	if (strlen(img->meta) != h.meta_size) {
@@ -280,16 +306,18 @@ fp_image *fp_image_open(const char *path)
 		if (h.meta_offset < tables)
 			tables = h.meta_offset;
 		if (!range_ok(h.raw_base, h.logical_size, tables)) {
-			rc = pg_err(EBADMSG, "%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
-			       "or past the file", path, (unsigned long long)h.raw_base,
-			       (unsigned long long)h.logical_size);
+			rc = pg_err(EBADMSG,
+			            "%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
+			            "or past the file", path, (unsigned long long)h.raw_base,
+			            (unsigned long long)h.logical_size);
 			goto fail;
 		}
 		for (uint32_t i = 0; i < h.n_chunks; i++)
 			if (c[i].stored_len && (c[i].codec != FP_CODEC_RAW ||
 			                        c[i].file_offset != h.raw_base + c[i].logical_offset)) {
-				rc = pg_err(EBADMSG, "%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
-				       path, i);
+				rc = pg_err(EBADMSG,
+				            "%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
+				            path, i);
 				goto fail;
 			}
 	}
@@ -387,15 +415,18 @@ int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 		    ? ZSTD_decompressDCtx(zstd_dctx, dst, img->info.chunk_size, src, c->stored_len)
 		    : ZSTD_decompress(dst, img->info.chunk_size, src, c->stored_len);
 		if (ZSTD_isError(n))
-			return pg_err(EBADMSG, "%s: chunk %u: zstd frame does not decode: %s", img->path, i,
+			return pg_err(EBADMSG,
+			              "%s: chunk %u: zstd frame does not decode: %s", img->path, i,
 			              ZSTD_getErrorName(n));
 		if (n != c->logical_len)
-			return pg_err(EBADMSG, "%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
+			return pg_err(EBADMSG,
+			              "%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
 			              img->path, i, n, c->logical_len);
 	}
 	uint32_t crc = pg_crc32c(0, dst, c->logical_len);
 	if (crc != c->checksum)
-		return pg_err(EBADMSG, "%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
+		return pg_err(EBADMSG,
+		              "%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
 		              img->path, i, c->checksum, crc);
 	return 0;
 }
@@ -418,7 +449,7 @@ int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
 		rc = pg_err(ENOMEM, "%s: out of memory", img->path);
 	else if (read_full(fd, buf, c->stored_len, c->file_offset))
 		rc = pg_err(EIO, "%s: chunk %u: short read at file offset %llu", img->path, i,
-		       (unsigned long long)c->file_offset);
+		            (unsigned long long)c->file_offset);
 	else if (!(rc = pg_decode_chunk(img, i, buf, dst, NULL)))
 		/* zstd may have used the buffer past the frame as scratch. */
 		memset((char *)dst + c->logical_len, 0, img->info.chunk_size - c->logical_len);

@@ -137,7 +137,8 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		struct item *x = &it[n++];
 		x->chunk = c;
 		int attention = 0;
-		x->group = o->tensor_layer ? o->tensor_layer(t, &attention, o->tensor_layer_ctx) : -1;
+		x->group = o->tensor_layer ? o->tensor_layer(t, &attention, o->tensor_layer_ctx)
+		                           : -1;
 		if (x->group < 0 || x->group >= 1000000)
 			x->group = -1; /* outside the layers */
 		x->attention = attention != 0;

@@ -29,7 +29,8 @@ int pg_preserve_init(fp_region *r, uint64_t budget)
 	for (uint32_t c = 0; c < n; c++)
 		kept += k->preserve[c] ? r->page_len[c] : 0;
 	if (kept + fp_min_budget(r) > budget && kept < r->data_bytes)
-		return pg_err(EINVAL, "%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
+		return pg_err(EINVAL,
+		              "%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
 		              "than the minimum working set of %llu bytes for the rest", r->img->path,
 		              (unsigned long long)kept, (unsigned long long)budget,
 		              (unsigned long long)fp_min_budget(r));

@@ -178,7 +178,8 @@ int pg_ra_reserve(fp_region *r, uint32_t c)
 	uint64_t cap = pg_ra_room(r, budget);
 	if (cap > (uint64_t)r->opt.readahead * chunk)
 		cap = (uint64_t)r->opt.readahead * chunk; /* what the pool has slots for */
-	int full = ra->reserved_bytes + bytes > cap || pg_res_make_room_locked(r, budget, bytes, &e);
+	int full = ra->reserved_bytes + bytes > cap ||
+	           pg_res_make_room_locked(r, budget, bytes, &e);
 	if (!full) {
 		pg_res_hold_locked(r, c, bytes);
 		ra->reserved_bytes += bytes;

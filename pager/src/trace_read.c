@@ -40,8 +40,9 @@ fp_trace *fp_trace_open(const char *path)
 	struct stat st;
 	int rc;
 	if (!t || !f || fstat(fileno(f), &st)) {
+		int e = pg_errno();
 		rc = !t ? pg_err(ENOMEM, "%s: out of memory", path)
-		     : pg_err(pg_errno(), "%s: cannot open the trace: %s", path, strerror(errno));
+		        : pg_err(e, "%s: cannot open the trace: %s", path, strerror(e));
 		goto fail;
 	}
 	if (fread(&t->h, sizeof t->h, 1, f) != 1) {
@@ -53,8 +54,9 @@ fp_trace *fp_trace_open(const char *path)
 		goto fail;
 	}
 	if (t->h.version != FP_TRACE_VERSION || t->h.record_size != sizeof(struct fp_trace_event)) {
-		rc = pg_err(ENOTSUP, "%s: trace version %u / record size %u not supported (want %u / %zu)", path,
-		       t->h.version, t->h.record_size, FP_TRACE_VERSION, sizeof(struct fp_trace_event));
+		rc = pg_err(ENOTSUP, "%s: trace version %u / record size %u not supported (want %u / %zu)",
+		            path, t->h.version, t->h.record_size, FP_TRACE_VERSION,
+		            sizeof(struct fp_trace_event));
 		goto fail;
 	}
 	if (!t->h.chunk_size || !t->h.n_chunks ||
@@ -66,15 +68,16 @@ fp_trace *fp_trace_open(const char *path)
 	}
 	uint64_t body = (uint64_t)st.st_size - sizeof t->h;
 	if (body % sizeof(struct fp_trace_event)) {
-		rc = pg_err(EBADMSG, "%s: truncated trace: %llu bytes after the last whole record", path,
-		       (unsigned long long)(body % sizeof(struct fp_trace_event)));
+		rc = pg_err(EBADMSG, "%s: truncated trace: %llu bytes after the last whole record",
+		            path, (unsigned long long)(body % sizeof(struct fp_trace_event)));
 		goto fail;
 	}
 	t->n = body / sizeof(struct fp_trace_event);
 	t->ev = malloc(t->n ? t->n * sizeof *t->ev : 1);
 	if (!t->ev || fread(t->ev, sizeof *t->ev, t->n, f) != t->n) {
 		rc = !t->ev ? pg_err(ENOMEM, "%s: out of memory", path)
-		     : pg_err(EIO, "%s: cannot read %llu trace records", path, (unsigned long long)t->n);
+		            : pg_err(EIO, "%s: cannot read %llu trace records", path,
+		                     (unsigned long long)t->n);
 		goto fail;
 	}
 	for (uint64_t i = 0; i < t->n; i++) {
@@ -85,8 +88,9 @@ fp_trace *fp_trace_open(const char *path)
 			bad |= e->b / t->h.chunk_size != e->chunk ||
 			       (e->flags > FP_FAULT_SEEN_MAX && e->flags != FP_FAULT_PADDING);
 		if (bad) {
-			rc = pg_err(EBADMSG, "%s: corrupt trace: record %llu has type %u, chunk %u", path,
-			       (unsigned long long)i, e->type, e->chunk);
+			rc = pg_err(EBADMSG,
+			            "%s: corrupt trace: record %llu has type %u, chunk %u", path,
+			            (unsigned long long)i, e->type, e->chunk);
 			goto fail;
 		}
 	}

@@ -74,7 +74,8 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		w->opt.chunk_size = 2u << 20;
 	uint32_t cs = w->opt.chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1))) {
-		rc = pg_err(EINVAL, "%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
+		rc = pg_err(EINVAL,
+		            "%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
 		goto fail;
 	}
 	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD) {
@@ -178,16 +179,19 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
                            const uint64_t *shape)
 {
 	if (w->in_tensor)
-		return pg_err(EINVAL, "%s: tensor '%s' begun before the previous one ended", w->path, name);
+		return pg_err(EINVAL,
+		              "%s: tensor '%s' begun before the previous one ended", w->path, name);
 	if (!name[0] || strlen(name) >= FP_NAME_MAX)
-		return pg_err(EINVAL, "%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
+		return pg_err(EINVAL,
+		              "%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
 		              FP_NAME_MAX - 1);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		if (!strcmp(w->tensors[i].name, name))
 			return pg_err(EEXIST, "%s: tensor name '%s' used twice", w->path, name);
 	uint64_t bytes = pg_tensor_bytes(type, ndim, shape);
 	if (!bytes)
-		return pg_err(EINVAL, "%s: tensor '%s': invalid type %u or shape", w->path, name, type);
+		return pg_err(EINVAL,
+		              "%s: tensor '%s': invalid type %u or shape", w->path, name, type);
 	/* Zeros up to the next page (or chunk); a chunk filled by them goes out. */
 	int rc = 0;
 	if (w->opt.align_tensors) {
@@ -228,7 +232,8 @@ int fp_writer_write(fp_writer *w, const void *data, size_t n)
 	if (!w->in_tensor)
 		return pg_err(EINVAL, "%s: data written outside a tensor", w->path);
 	if (n > w->tensor_left)
-		return pg_err(EINVAL, "%s: tensor '%s': %zu bytes more than its shape holds", w->path,
+		return pg_err(EINVAL,
+		              "%s: tensor '%s': %zu bytes more than its shape holds", w->path,
 		              w->tensors[w->n_tensors - 1].name, n - (size_t)w->tensor_left);
 	const uint8_t *p = data;
 	w->tensor_left -= n;
