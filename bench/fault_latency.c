@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 #include "fl_base.h"
 #include "fl_util.h"

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 static double now_s(void)
 {
@@ -109,7 +109,9 @@ int main(int argc, char **argv)
 	                   "| cost of one recorded event | %.1f ns |\n",
 	                   untraced, traced, traced - untraced);
 	printf("%s", md);
-	for (const char *const *p = fp_policy_names(); *p; p++) {
+	const char *names[32];
+	size_t n_names = fp_policy_names(names, 32);
+	for (const char *const *p = names; p < names + n_names && p < names + 32; p++) {
 		struct fp_policy_env env = {.n_chunks = n_chunks, .chunk_size = 2u << 20,
 		                            .budget = (uint64_t)n_chunks * (2u << 20) / 2};
 		struct fp_sim_result res;

@@ -1,5 +1,11 @@
-# The pager's own suites: bytes, budget, failure, lifecycle, settings.
-flexpage_test(test_region test_region.c region_util.c)
+# The chunk protocol, against the table it documents (pager/src/chunk.h).
+flexpage_test(test_chunk test_chunk.c)
+target_link_libraries(test_chunk PRIVATE flexpage_pager)
+target_include_directories(test_chunk PRIVATE ${CMAKE_SOURCE_DIR}/pager/src)
+# The pager's own suites: bytes and budget, failures, lifecycle and settings,
+# install paths, the trace; a file each.
+flexpage_test(test_region test_region.c test_region_failure.c test_region_lifecycle.c
+  test_region_install.c test_region_trace.c region_util.c)
 target_link_libraries(test_region PRIVATE flexpage_pager)
 flexpage_test(test_sim test_sim.c region_util.c)
 target_link_libraries(test_sim PRIVATE flexpage_pager)

@@ -1,4 +1,6 @@
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
@@ -130,6 +132,17 @@ void ru_drop_caches(void)
 	}
 }
 
+int ru_blk_layer(const struct fp_tensor_desc *t, int *attention, void *ctx)
+{
+	(void)ctx;
+	unsigned layer;
+	int used = 0;
+	if (sscanf(t->name, "blk.%u.%n", &layer, &used) != 1 || !used)
+		return -1;
+	*attention = !strncmp(t->name + used, "attn_", 5);
+	return (int)layer;
+}
+
 static int memory_cgroup_dir(char *out, size_t n)
 {
 	FILE *f = fopen("/proc/self/cgroup", "r");
@@ -217,4 +230,51 @@ uint64_t ru_cgroup_max_usage(const char *path)
 void ru_cgroup_remove(const char *path)
 {
 	rmdir(path);
+}
+
+/* Readers of a region, each checking what it reads against ref. */
+struct scan_args {
+	const uint8_t *base, *ref;
+	size_t len;
+	uint64_t seed;
+	int random, reads;
+	atomic_int *bad;
+};
+
+static void *scan(void *arg)
+{
+	struct scan_args *a = arg;
+	uint64_t x = a->seed | 1;
+	if (!a->random) {
+		if (memcmp(a->base, a->ref, a->len))
+			atomic_fetch_add(a->bad, 1);
+		return NULL;
+	}
+	for (int i = 0; i < a->reads; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t off = x % a->len, n = 4096;
+		if (off + n > a->len)
+			n = a->len - off;
+		if (memcmp(a->base + off, a->ref + off, n))
+			atomic_fetch_add(a->bad, 1);
+	}
+	return NULL;
+}
+
+/* Read region r with `threads` threads at once (thread 0 scans in order,
+ * the others at random) and return how many reads differed from ref. */
+int ru_read_concurrently(fp_region *r, const uint8_t *ref, size_t len, int threads, int reads)
+{
+	pthread_t t[16];
+	struct scan_args a[16];
+	atomic_int bad = 0;
+	const uint8_t *base = fp_tensor(r, "data", NULL);
+	for (int i = 0; i < threads; i++) {
+		a[i] = (struct scan_args){base, ref, len, 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1),
+		                          i > 0, reads, &bad};
+		pthread_create(&t[i], NULL, scan, &a[i]);
+	}
+	for (int i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	return bad;
 }

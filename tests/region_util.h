@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 /* len bytes, deterministic in seed: runs of random bytes, of repeated
  * short patterns and of zeros, so zstd finds some chunks worth shrinking. */
@@ -22,6 +22,14 @@ void ru_flip_byte(const char *path, uint64_t offset);
 int ru_count_dir(const char *path);
 int ru_kernel_has_move(void);
 void ru_drop_caches(void);
+/* The planner's tensor_layer for GGUF-style names: "blk.N.*" is layer N,
+ * attention if ".attn_" follows; anything else is outside the layers. */
+int ru_blk_layer(const struct fp_tensor_desc *t, int *attention, void *ctx);
+
+/* Read region r's tensor "data" with `threads` threads at once (thread 0
+ * scans it in order, the others read `reads` random pages) and return how
+ * many reads differed from ref. */
+int ru_read_concurrently(fp_region *r, const uint8_t *ref, size_t len, int threads, int reads);
 
 /* A child memory cgroup (v1) under the one this process is in. */
 int ru_cgroup_available(char *why, size_t n);

@@ -16,7 +16,7 @@ target_compile_definitions(flexpage_rt_testutil PRIVATE FLEXPAGE_BUILD_DIR="${CM
   FLEXPAGE_TOOL="$<TARGET_FILE:flexpage>")
 target_link_libraries(flexpage_rt_testutil PUBLIC flexmodel)
 
-flexpage_test(test_paged_runtime test_paged_runtime.c)
+flexpage_test(test_paged_runtime test_paged_runtime.c region_util.c)
 target_link_libraries(test_paged_runtime PRIVATE flexpage_rt_testutil)
 
 flexpage_test(test_models test_models.c ref_forward.c)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint32_t fp_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t pg_crc32c(uint32_t crc, const void *buf, size_t len);
 
 static uint32_t reference(uint32_t crc, const uint8_t *p, size_t n)
 {
@@ -20,9 +20,9 @@ static uint32_t reference(uint32_t crc, const uint8_t *p, size_t n)
 
 Test(crc32c, known_values)
 {
-	cr_expect_eq(fp_crc32c(0, "123456789", 9), 0xE3069283u);
+	cr_expect_eq(pg_crc32c(0, "123456789", 9), 0xE3069283u);
 	uint8_t zeros[32] = {0};
-	cr_expect_eq(fp_crc32c(0, zeros, 32), 0x8A9136AAu);
+	cr_expect_eq(pg_crc32c(0, zeros, 32), 0x8A9136AAu);
 }
 
 Test(crc32c, every_path_equals_the_bitwise_reference)
@@ -38,11 +38,11 @@ Test(crc32c, every_path_equals_the_bitwise_reference)
 	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
 		for (size_t off = 0; off < 8; off += 3) {
 			uint32_t want = reference(0x1234u, buf + off, lens[i]);
-			cr_expect_eq(fp_crc32c(0x1234u, buf + off, lens[i]), want, "len %zu off %zu",
+			cr_expect_eq(pg_crc32c(0x1234u, buf + off, lens[i]), want, "len %zu off %zu",
 			             lens[i], off);
 		}
 	/* Continuation: crc(A || B) computed in two calls. */
-	uint32_t whole = fp_crc32c(0, buf, 40000);
-	cr_expect_eq(fp_crc32c(fp_crc32c(0, buf, 13333), buf + 13333, 40000 - 13333), whole);
+	uint32_t whole = pg_crc32c(0, buf, 40000);
+	cr_expect_eq(pg_crc32c(pg_crc32c(0, buf, 13333), buf + 13333, 40000 - 13333), whole);
 	free(buf);
 }

@@ -7,7 +7,7 @@
 #include <criterion/logging.h>
 
 #include <flexkern/kernels.h>
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 #include <flexrt/runtime.h>
 
 #include <stdlib.h>
@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <flexmodel/model.h>
+
+#include "region_util.h"
 #include "rt_util.h"
 
 #define STORIES FLEXPAGE_SHARED_MODELS "/stories260K.bin"
@@ -112,6 +114,7 @@ static uint8_t *plan_mask(const char *image, uint64_t budget, int balanced, uint
 		.stream_bytes = budget / 2,
 		.balanced = balanced,
 		.order = balanced ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT,
+		.tensor_layer = ru_blk_layer,
 	};
 	struct fp_plan p;
 	cr_assert_eq(fp_plan_make(img, &po, &p), 0, "%s", fp_last_error());
@@ -170,10 +173,8 @@ static void paged_matches(const char *image, const struct run *want, const char 
 				          (unsigned long long)st.peak_resident_bytes);
 			/* A preserved chunk counts once its loader marks it resident,
 			 * which may be just after its install woke the loop. */
-			for (int i = 0; mask && st.preserved_bytes != kept && i < 2000; i++) {
-				usleep(1000);
-				fp_get_stats(m.region, &st);
-			}
+			fp_quiesce(m.region);
+			fp_get_stats(m.region, &st);
 			if (mask)
 				cr_assert_eq(st.preserved_bytes, kept, "%s: %llu bytes preserved, the plan says %llu",
 				             what, (unsigned long long)st.preserved_bytes, (unsigned long long)kept);

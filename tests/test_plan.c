@@ -1,12 +1,13 @@
 /* The preservation planner against brute force, its layer balance, and
  * preserved chunks in a live region: loaded at open, never evicted, locked. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 #include "region_util.h"
 
@@ -104,7 +105,8 @@ Test(plan, balanced_spreads_over_layers_and_unbalanced_takes_the_first)
 	for (int balanced = 0; balanced < 2; balanced++) {
 		for (int attention = 0; attention < 2; attention++) {
 			struct fp_plan_options o = {.budget = half + 2 * (64u << 10), .balanced = balanced,
-			                            .order = attention ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT};
+			                            .order = attention ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT,
+			                            .tensor_layer = ru_blk_layer};
 			struct fp_plan p;
 			cr_assert_eq(fp_plan_make(img, &o, &p), 0);
 			cr_expect_eq(p.preserved_bytes, half);
@@ -148,7 +150,8 @@ Test(plan, looked_up_tensor_kept_last_and_a_whole_budget_keeps_all)
 	for (int balanced = 0; balanced < 2; balanced++) {
 		/* Room for the layers and 3 embedding chunks, 2 streaming. */
 		struct fp_plan_options o = {.budget = 21 * chunk, .stream_bytes = 2 * chunk,
-		                            .balanced = balanced, .read_share = embd_share};
+		                            .balanced = balanced, .read_share = embd_share,
+		                            .tensor_layer = ru_blk_layer};
 		struct fp_plan p;
 		cr_assert_eq(fp_plan_make(img, &o, &p), 0);
 		int embd = 0, layers = 0;
@@ -191,12 +194,8 @@ Test(plan, preserved_chunks_load_at_open_stay_and_are_locked, .timeout = 60)
 		fp_region *r = fp_open(path, &o);
 		cr_assert_not_null(r, "%s", fp_last_error());
 		struct fp_stats s;
-		for (int i = 0; i < 2000; i++) { /* the loaders bring them in */
-			fp_get_stats(r, &s);
-			if (s.preserved_bytes == 8ull * chunk)
-				break;
-			usleep(1000);
-		}
+		fp_quiesce(r); /* the loaders bring them in */
+		fp_get_stats(r, &s);
 		cr_expect_eq(s.preserved_bytes, 8ull * chunk);
 		cr_expect_eq(s.faults, 0, "preserved chunks come without faults");
 		for (int pass = 0; pass < 3; pass++)
@@ -218,6 +217,7 @@ Test(plan, preserved_chunks_load_at_open_stay_and_are_locked, .timeout = 60)
 	struct fp_options o = ru_options(9ull * chunk);
 	o.preserve = preserve;
 	cr_expect_null(fp_open(path, &o));
+	cr_expect_eq(errno, EINVAL);
 	cr_expect(strstr(fp_last_error(), "minimum working set") != NULL, "%s", fp_last_error());
 	unlink(path);
 	free(ref);
@@ -338,7 +338,8 @@ static uint32_t depth_at_pace(const char *path, const uint8_t *ref, uint32_t n, 
 	struct fp_options o = ru_options(24ull * chunk);
 	o.loaders = 2;
 	o.readahead = 16;
-	o.read_hook = hook;
+	struct fp_hooks hooks = {.read = hook};
+	o.hooks = &hooks;
 	fp_region *r = fp_open(path, &o);
 	cr_assert_not_null(r, "%s", fp_last_error());
 	const uint8_t *base = fp_tensor(r, "data", NULL);

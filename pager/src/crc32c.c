@@ -119,7 +119,7 @@ static uint32_t crc_hw3(uint32_t crc, const uint8_t *p, size_t n)
 	return combine(r, ~(uint32_t)c, n);
 }
 
-uint32_t fp_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t pg_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, init_table);

@@ -1,18 +1,41 @@
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "error.h"
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 static _Thread_local char last_error[512];
 
-int fp_err(const char *fmt, ...)
+static void say(const char *fmt, va_list ap)
+{
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+}
+
+int pg_err(int errnum, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	return -1;
+	errno = errnum;
+	return -errnum;
+}
+
+void *pg_err_null(int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	say(fmt, ap);
+	va_end(ap);
+	errno = errnum;
+	return NULL;
+}
+
+void *pg_fail_null(int rc)
+{
+	errno = rc < 0 ? -rc : EIO;
+	return NULL;
 }
 
 const char *fp_last_error(void)

@@ -1,85 +1,76 @@
-/* What the handler does with one fault: start or promote the chunk's load,
- * keep read-ahead going, and answer faults that need no load. */
+/* One fault, as the handler serves it: start or promote the chunk's load,
+ * install a staged chunk, answer faults that need no load, and keep
+ * read-ahead going. */
 #include "internal.h"
 
-/* Set DEMANDED on chunk c (state *s).  The fault time is published first,
- * so the loader that clears DEMANDED always finds it. */
-static int mark_demanded(fp_region *r, uint32_t c, uint32_t *s, uint64_t now)
-{
-	uint64_t none = 0;
-	int stamped = atomic_compare_exchange_strong(&r->fault_ns[c], &none, now);
-	if (atomic_compare_exchange_strong(&r->state[c], s, *s | CHUNK_DEMANDED))
-		return 1;
-	if (stamped) {
-		uint64_t mine = now;
-		atomic_compare_exchange_strong(&r->fault_ns[c], &mine, 0);
-	}
-	return 0;
-}
+/* What a fault record says it found: the trace's values, not the chunk
+ * protocol's (which may change without changing the file format). */
+static const uint8_t seen[CHUNK_NSTATES] = {
+	[CHUNK_EMPTY] = FP_FAULT_EMPTY,
+	[CHUNK_LOADING] = FP_FAULT_LOADING,
+	[CHUNK_RESIDENT] = FP_FAULT_RESIDENT,
+	[CHUNK_EVICTING] = FP_FAULT_EVICTING,
+	[CHUNK_POISONED] = FP_FAULT_POISONED,
+	[CHUNK_STAGED] = FP_FAULT_STAGED,
+};
 
-void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid)
+void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
-	if (fp_pool_contains(&r->pool, addr)) {
+	if (pg_pool_contains(&r->pool, addr)) {
 		/* Never meant to happen (empty pool slots are not touched); a
 		 * zero page keeps the toucher from waiting forever. */
-		fp_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
+		pg_uffd_zeropage(r->uffd, (void *)(uintptr_t)addr, 4096);
 		return;
 	}
-	uint64_t now = fp_now_ns();
-	atomic_fetch_add_explicit(&r->stats.faults, 1, memory_order_relaxed);
+	uint64_t now = pg_now_ns();
+	pg_count(r, PG_FAULTS, 1);
 	uint64_t off = addr - (uintptr_t)r->base;
 	uint32_t c = (uint32_t)(off / r->chunk_size);
-	uint32_t s = atomic_load(&r->state[c]);
+	uint32_t s = pg_chunk_word_of(&r->state[c]);
 	if (off % r->chunk_size >= r->page_len[c]) {
 		/* Padding after a tensor's last byte reads as zeros: map zero
 		 * pages over all of it at once. */
-		fp_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
+		pg_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
 		uint8_t *pad = r->base + (uint64_t)c * r->chunk_size + r->page_len[c];
-		fp_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
+		pg_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
 		return;
 	}
-	fp_trace_event(r, now, FP_EV_FAULT, s & CHUNK_STATE_MASK, c, tid, off);
 	/* Whether this access waits for a read (for the loop's pace). */
 	uint32_t found = s & CHUNK_STATE_MASK;
+	pg_trace_event(r, now, FP_EV_FAULT, seen[found], c, tid, off);
 	int waits = found == CHUNK_EMPTY || found == CHUNK_LOADING || found == CHUNK_EVICTING;
 	for (;;) {
 		switch (s & CHUNK_STATE_MASK) {
 		case CHUNK_EMPTY:
-			if (!atomic_compare_exchange_weak(&r->state[c], &s,
-			                                  CHUNK_LOADING | CHUNK_DEMANDED))
+			if (!pg_load_on_fault(r, c, &s, now))
 				continue;
-			atomic_store(&r->fault_ns[c], now);
-			atomic_store(&r->queued_ns[c], now);
-			fp_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_LOADING:
 		case CHUNK_EVICTING:
 			if (s & CHUNK_DEMANDED)
 				break;
 			/* Read-ahead was already on it (make it a demand load), or
-			 * its pages are going (the evictor re-queues it). */
-			if (!mark_demanded(r, c, &s, now))
+			 * its pages are going (the evictor queues it again). */
+			if (!pg_load_promote(r, c, &s, now))
 				continue;
-			if ((s & CHUNK_STATE_MASK) == CHUNK_LOADING)
-				fp_queue_push(&r->queue, c, 1);
 			break;
 		case CHUNK_STAGED:
 			/* Read-ahead had it ready: install it now.  This fault is
 			 * the loop telling where it is. */
-			fp_stage_fault(r, c);
+			pg_stage_fault(r, c);
 			break;
 		case CHUNK_RESIDENT:
 			/* The install raced this message; it is still an access,
 			 * which the policy hears of as the simulator's hits. */
-			fp_touch(r, c);
-			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
+			pg_touch(r, c);
+			pg_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
 			break;
 		default:
 			/* POISONED: waking lets the access raise SIGBUS. */
-			fp_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
+			pg_uffd_wake(r->uffd, (void *)(uintptr_t)addr, 4096);
 			break;
 		}
 		break;
 	}
-	fp_predict(r, c, now, waits);
+	pg_ra_after_fault(r, c, now, waits);
 }

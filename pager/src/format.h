@@ -6,13 +6,13 @@
 #include <assert.h>
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
-#define FP_HEADER_BYTES 128u     /* used part of the first 4 KiB */
-#define FP_FLAG_RAW_LAYOUT 1u    /* payloads lie at raw_base + logical offset */
-#define FP_FLAG_VERBATIM 8u      /* logical bytes [0, data) are a whole file's (FP_IMAGE_VERBATIM) */
+#define PG_HEADER_BYTES 128u     /* used part of the first 4 KiB */
+#define PG_FLAG_RAW_LAYOUT 1u    /* payloads lie at raw_base + logical offset */
+#define PG_FLAG_VERBATIM 8u      /* logical bytes [0, data) are a whole file's (FP_IMAGE_VERBATIM) */
 
-struct fp_disk_header {
+struct pg_disk_header {
 	char magic[8];
 	uint32_t version;
 	uint32_t header_size;
@@ -33,9 +33,9 @@ struct fp_disk_header {
 	uint32_t reserved[4];
 	uint32_t header_crc;     /* CRC-32C of the 124 bytes before it */
 };
-static_assert(sizeof(struct fp_disk_header) == FP_HEADER_BYTES, "header layout");
+static_assert(sizeof(struct pg_disk_header) == PG_HEADER_BYTES, "header layout");
 
-struct fp_disk_tensor {
+struct pg_disk_tensor {
 	char name[FP_NAME_MAX];
 	uint32_t type;
 	uint32_t ndim;
@@ -44,17 +44,17 @@ struct fp_disk_tensor {
 	uint64_t size;
 	uint64_t reserved;
 };
-static_assert(sizeof(struct fp_disk_tensor) == 128, "tensor entry layout");
+static_assert(sizeof(struct pg_disk_tensor) == 128, "tensor entry layout");
 
 /* A chunk entry is stored exactly as struct fp_chunk_desc. */
 static_assert(sizeof(struct fp_chunk_desc) == 32, "chunk entry layout");
 
-uint32_t fp_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t pg_crc32c(uint32_t crc, const void *buf, size_t len);
 /* Bytes a tensor of this type and shape takes; 0 if invalid (bad type, a
  * quantized row not a multiple of the block, overflow). */
-uint64_t fp_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape);
+uint64_t pg_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape);
 /* The same for a verbatim image's tensor: any ggml type, or FP_TYPE_U8;
  * 0, or a negative errno as fp_ggml_nbytes gives it. */
-int fp_verbatim_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape, uint64_t *bytes);
+int pg_verbatim_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape, uint64_t *bytes);
 
 #endif

@@ -19,16 +19,14 @@
 #define MAX_KEY_LEN 65535u           /* the spec's limit */
 #define MAX_NESTING 8                /* arrays of arrays of ... */
 
-int gguf_fail(int errnum, const char *fmt, ...)
+int pg_gguf_fail(int errnum, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fp_err("%s", msg);
-	errno = errnum;
-	return -errnum;
+	return pg_err(errnum, "%s", msg);
 }
 
 /* ------------------------------------------------------------------ */
@@ -51,9 +49,9 @@ static int need(struct rd *r, uint64_t n, const char *what)
 		return 0;
 	uint64_t end;
 	if (!__builtin_add_overflow(r->pos, n, &end) && end <= r->fsize)
-		return gguf_fail(ENOBUFS, "%s: %s: %s: the header goes on past the %llu bytes read",
+		return pg_gguf_fail(ENOBUFS, "%s: %s: %s: the header goes on past the %llu bytes read",
 		                 r->name, r->at, what, (unsigned long long)r->len);
-	return gguf_fail(ENODATA, "%s: truncated: %s: %s needs %llu bytes at offset %llu, but the "
+	return pg_gguf_fail(ENODATA, "%s: truncated: %s: %s needs %llu bytes at offset %llu, but the "
 	                 "file ends at %llu", r->name, r->at, what, (unsigned long long)n,
 	                 (unsigned long long)r->pos, (unsigned long long)r->fsize);
 }
@@ -98,7 +96,7 @@ static int check_bools(struct rd *r, const uint8_t *v, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++)
 		if (v[i] > 1)
-			return gguf_fail(EINVAL, "%s: %s: bool value %u is neither 0 nor 1", r->name, r->at,
+			return pg_gguf_fail(EINVAL, "%s: %s: bool value %u is neither 0 nor 1", r->name, r->at,
 			                 v[i]);
 	return 0;
 }
@@ -120,9 +118,9 @@ static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 		return get_string(r, &len, &at, "string");
 	}
 	if (t != FP_GGUF_ARRAY)
-		return gguf_fail(EINVAL, "%s: %s: unknown value type %d", r->name, r->at, t);
+		return pg_gguf_fail(EINVAL, "%s: %s: unknown value type %d", r->name, r->at, t);
 	if (depth >= MAX_NESTING)
-		return gguf_fail(EINVAL, "%s: %s: arrays nested deeper than %d", r->name, r->at,
+		return pg_gguf_fail(EINVAL, "%s: %s: arrays nested deeper than %d", r->name, r->at,
 		                 MAX_NESTING);
 	uint32_t et;
 	uint64_t n;
@@ -132,7 +130,7 @@ static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 	if (rc)
 		return rc;
 	if (!fp_gguf_type_name((int)et))
-		return gguf_fail(EINVAL, "%s: %s: unknown array element type %u", r->name, r->at, et);
+		return pg_gguf_fail(EINVAL, "%s: %s: unknown array element type %u", r->name, r->at, et);
 	if (kv) {
 		kv->elem_type = (int)et;
 		kv->n = n;
@@ -143,10 +141,10 @@ static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 	/* A string takes at least its 8-byte length, an array 12 bytes. */
 	uint64_t least = size ? size : et == FP_GGUF_STRING ? 8 : 12;
 	if (n > UINT64_MAX / least)
-		return gguf_fail(EOVERFLOW, "%s: %s: array length %llu overflows", r->name, r->at,
+		return pg_gguf_fail(EOVERFLOW, "%s: %s: array length %llu overflows", r->name, r->at,
 		                 (unsigned long long)n);
 	if (n * least > left)
-		return gguf_fail(ENODATA, "%s: truncated: %s: an array of %llu %s needs at least %llu "
+		return pg_gguf_fail(ENODATA, "%s: truncated: %s: an array of %llu %s needs at least %llu "
 		                 "bytes at offset %llu, but the file ends at %llu", r->name, r->at,
 		                 (unsigned long long)n, fp_gguf_type_name((int)et),
 		                 (unsigned long long)(n * least), (unsigned long long)r->pos,
@@ -160,7 +158,7 @@ static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 		return 0;
 	}
 	if (kv && et == FP_GGUF_STRING && !(kv->str_at = malloc((n ? n : 1) * sizeof *kv->str_at)))
-		return gguf_fail(ENOMEM, "%s: %s: out of memory for %llu strings", r->name, r->at,
+		return pg_gguf_fail(ENOMEM, "%s: %s: out of memory for %llu strings", r->name, r->at,
 		                 (unsigned long long)n);
 	uint64_t start = r->pos;
 	for (uint64_t i = 0; i < n; i++) {
@@ -172,13 +170,13 @@ static int skip_value(struct rd *r, int t, int depth, struct gguf_kv *kv)
 	return 0;
 }
 
-int gguf_check_array(const char *name, const char *key, int elem_type, uint64_t n,
+int pg_gguf_check_array(const char *name, const char *key, int elem_type, uint64_t n,
                      const void *bytes, size_t len)
 {
 	/* The elements behind the type and length a file would hold. */
 	uint8_t *buf = malloc(12 + len);
 	if (!buf)
-		return gguf_fail(ENOMEM, "%s: key '%s': out of memory", name, key);
+		return pg_gguf_fail(ENOMEM, "%s: key '%s': out of memory", name, key);
 	uint32_t et = (uint32_t)elem_type;
 	memcpy(buf, &et, 4);
 	memcpy(buf + 4, &n, 8);
@@ -188,7 +186,7 @@ int gguf_check_array(const char *name, const char *key, int elem_type, uint64_t 
 	snprintf(r.at, sizeof r.at, "key '%s'", key);
 	int rc = skip_value(&r, FP_GGUF_ARRAY, 0, NULL);
 	if (!rc && r.pos != r.len)
-		rc = gguf_fail(EINVAL, "%s: key '%s': %zu bytes given, the %llu elements take %llu",
+		rc = pg_gguf_fail(EINVAL, "%s: key '%s': %zu bytes given, the %llu elements take %llu",
 		               name, key, len, (unsigned long long)n, (unsigned long long)(r.pos - 12));
 	free(buf);
 	return rc;
@@ -252,15 +250,15 @@ static int read_header(struct rd *r, fp_gguf *g)
 	if (rc)
 		return rc;
 	if (memcmp(r->p, FP_GGUF_MAGIC, 4))
-		return gguf_fail(EINVAL, "%s: not a GGUF file (bad magic)", r->name);
+		return pg_gguf_fail(EINVAL, "%s: not a GGUF file (bad magic)", r->name);
 	r->pos = 4;
 	if ((rc = get32(r, &g->version, "version")))
 		return rc;
 	if (g->version == 1)
-		return gguf_fail(EPROTONOSUPPORT, "%s: GGUF version 1 is not supported (versions 2 and "
+		return pg_gguf_fail(EPROTONOSUPPORT, "%s: GGUF version 1 is not supported (versions 2 and "
 		                 "3 are; a newer llama.cpp converts it)", r->name);
 	if (g->version < 2 || g->version > 3)
-		return gguf_fail(EPROTONOSUPPORT, "%s: header.version is %u; this flexpage reads GGUF "
+		return pg_gguf_fail(EPROTONOSUPPORT, "%s: header.version is %u; this flexpage reads GGUF "
 		                 "versions 2 and 3%s", r->name, g->version,
 		                 (g->version & 0xffff) == 0 ? " (a big-endian file?)" : "");
 	if ((rc = get64(r, &g->n_tensors, "tensor count")) || (rc = get64(r, &g->n_kv, "key count")))
@@ -274,10 +272,10 @@ static int read_header(struct rd *r, fp_gguf *g)
 	} counts[2] = {{"tensor_count", g->n_tensors, 25}, {"metadata_kv_count", g->n_kv, 14}};
 	for (int i = 0; i < 2; i++) {
 		if (counts[i].count > UINT64_MAX / counts[i].least)
-			return gguf_fail(EOVERFLOW, "%s: header.%s %llu overflows", r->name, counts[i].field,
+			return pg_gguf_fail(EOVERFLOW, "%s: header.%s %llu overflows", r->name, counts[i].field,
 			                 (unsigned long long)counts[i].count);
 		if (counts[i].count * counts[i].least > r->fsize - r->pos)
-			return gguf_fail(ENODATA, "%s: truncated: header.%s %llu needs at least %llu bytes "
+			return pg_gguf_fail(ENODATA, "%s: truncated: header.%s %llu needs at least %llu bytes "
 			                 "after offset %llu, but the file ends at %llu", r->name,
 			                 counts[i].field, (unsigned long long)counts[i].count,
 			                 (unsigned long long)(counts[i].count * counts[i].least),
@@ -289,7 +287,7 @@ static int read_header(struct rd *r, fp_gguf *g)
 static int read_kvs(struct rd *r, fp_gguf *g)
 {
 	if (!(g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv)))
-		return gguf_fail(ENOMEM, "%s: out of memory for %llu keys", r->name,
+		return pg_gguf_fail(ENOMEM, "%s: out of memory for %llu keys", r->name,
 		                 (unsigned long long)g->n_kv);
 	for (uint64_t i = 0; i < g->n_kv; i++) {
 		struct gguf_kv *kv = &g->kv[i];
@@ -300,22 +298,22 @@ static int read_kvs(struct rd *r, fp_gguf *g)
 		if (rc)
 			return rc;
 		if (len == 0 || len > MAX_KEY_LEN || memchr(r->p + at, 0, len))
-			return gguf_fail(EINVAL, "%s: %s: a key must be 1 to %u bytes without NUL (it is "
+			return pg_gguf_fail(EINVAL, "%s: %s: a key must be 1 to %u bytes without NUL (it is "
 			                 "%llu)", r->name, r->at, MAX_KEY_LEN, (unsigned long long)len);
 		if (!(kv->key = strndup((const char *)r->p + at, len)))
-			return gguf_fail(ENOMEM, "%s: out of memory", r->name);
+			return pg_gguf_fail(ENOMEM, "%s: out of memory", r->name);
 		snprintf(r->at, sizeof r->at, "key %llu ('%.120s')", (unsigned long long)i, kv->key);
 		if ((rc = get32(r, &type, "value type")))
 			return rc;
 		kv->type = (int)type;
 		if (!fp_gguf_type_name(kv->type))
-			return gguf_fail(EINVAL, "%s: %s: unknown value type %u", r->name, r->at, type);
+			return pg_gguf_fail(EINVAL, "%s: %s: unknown value type %u", r->name, r->at, type);
 		uint64_t start = r->pos;
 		if (kv->type == FP_GGUF_STRING) {
 			if ((rc = get_string(r, &kv->n, &at, "string value")))
 				return rc;
 			if (!(kv->str = malloc(kv->n + 1)))
-				return gguf_fail(ENOMEM, "%s: %s: out of memory", r->name, r->at);
+				return pg_gguf_fail(ENOMEM, "%s: %s: out of memory", r->name, r->at);
 			memcpy(kv->str, r->p + at, kv->n);
 			kv->str[kv->n] = 0;
 			kv->data = (const uint8_t *)(uintptr_t)at;
@@ -329,10 +327,10 @@ static int read_kvs(struct rd *r, fp_gguf *g)
 		kv->bytes = r->pos - (uint64_t)(uintptr_t)kv->data;
 	}
 	if (!(g->kv_by_key = sorted_index(g->n_kv, by_key, g->kv)))
-		return gguf_fail(ENOMEM, "%s: out of memory", r->name);
+		return pg_gguf_fail(ENOMEM, "%s: out of memory", r->name);
 	for (uint64_t i = 1; i < g->n_kv; i++)
 		if (!strcmp(g->kv[g->kv_by_key[i]].key, g->kv[g->kv_by_key[i - 1]].key))
-			return gguf_fail(EEXIST, "%s: key '%s' appears twice (keys %llu and %llu)", r->name,
+			return pg_gguf_fail(EEXIST, "%s: key '%s' appears twice (keys %llu and %llu)", r->name,
 			                 g->kv[g->kv_by_key[i]].key,
 			                 (unsigned long long)g->kv_by_key[i - 1],
 			                 (unsigned long long)g->kv_by_key[i]);
@@ -347,12 +345,12 @@ static int read_alignment(struct rd *r, fp_gguf *g)
 		return 0;
 	const struct gguf_kv *kv = &g->kv[i];
 	if (kv->type != FP_GGUF_UINT32)
-		return gguf_fail(EINVAL, "%s: key 'general.alignment' is %s, it must be u32", r->name,
+		return pg_gguf_fail(EINVAL, "%s: key 'general.alignment' is %s, it must be u32", r->name,
 		                 fp_gguf_type_name(kv->type));
 	uint32_t a;
 	memcpy(&a, r->p + (uintptr_t)kv->data, 4);
 	if (a == 0 || (a & (a - 1)))
-		return gguf_fail(EINVAL, "%s: key 'general.alignment' is %u, not a power of two",
+		return pg_gguf_fail(EINVAL, "%s: key 'general.alignment' is %u, not a power of two",
 		                 r->name, a);
 	g->alignment = a;
 	return 0;
@@ -368,7 +366,7 @@ static int read_tensor_info(struct rd *r, fp_gguf *g, uint64_t i)
 	if (rc)
 		return rc;
 	if (len == 0 || len >= FP_GGUF_NAME_MAX || memchr(r->p + at, 0, len))
-		return gguf_fail(EINVAL, "%s: %s: a name must be 1 to %d bytes without NUL (it is %llu)",
+		return pg_gguf_fail(EINVAL, "%s: %s: a name must be 1 to %d bytes without NUL (it is %llu)",
 		                 r->name, r->at, FP_GGUF_NAME_MAX - 1, (unsigned long long)len);
 	memcpy(name, r->p + at, len);
 	name[len] = 0;
@@ -377,27 +375,27 @@ static int read_tensor_info(struct rd *r, fp_gguf *g, uint64_t i)
 	if ((rc = get32(r, &t->n_dims, "n_dims")))
 		return rc;
 	if (t->n_dims > 4)
-		return gguf_fail(EINVAL, "%s: %s: n_dims is %u, at most 4", r->name, r->at, t->n_dims);
+		return pg_gguf_fail(EINVAL, "%s: %s: n_dims is %u, at most 4", r->name, r->at, t->n_dims);
 	for (uint32_t d = 0; d < 4; d++) {
 		t->ne[d] = 1;
 		if (d < t->n_dims && (rc = get64(r, &t->ne[d], "dimension")))
 			return rc;
 		if (t->ne[d] > INT64_MAX)
-			return gguf_fail(EOVERFLOW, "%s: %s: dimension %u is %llu, more than ggml's int64 "
+			return pg_gguf_fail(EOVERFLOW, "%s: %s: dimension %u is %llu, more than ggml's int64 "
 			                 "holds", r->name, r->at, d, (unsigned long long)t->ne[d]);
 	}
 	if ((rc = get32(r, &t->type, "type")))
 		return rc;
 	uint32_t be = 0;
 	if (fp_ggml_type_size(t->type, &be, NULL))
-		return gguf_fail(EINVAL, "%s: %s: unknown ggml type %u", r->name, r->at, t->type);
+		return pg_gguf_fail(EINVAL, "%s: %s: unknown ggml type %u", r->name, r->at, t->type);
 	rc = fp_ggml_nbytes(t->type, t->n_dims, t->ne, &t->size);
 	if (rc == -EDOM)
-		return gguf_fail(EINVAL, "%s: %s: a row of %llu values is not a multiple of the %s "
+		return pg_gguf_fail(EINVAL, "%s: %s: a row of %llu values is not a multiple of the %s "
 		                 "block (%u values)", r->name, r->at, (unsigned long long)t->ne[0],
 		                 fp_ggml_type_name(t->type), be);
 	if (rc)
-		return gguf_fail(EOVERFLOW, "%s: %s: shape [%llu, %llu, %llu, %llu] of %s overflows its "
+		return pg_gguf_fail(EOVERFLOW, "%s: %s: shape [%llu, %llu, %llu, %llu] of %s overflows its "
 		                 "byte size", r->name, r->at, (unsigned long long)t->ne[0],
 		                 (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
 		                 (unsigned long long)t->ne[3], fp_ggml_type_name(t->type));
@@ -411,13 +409,13 @@ static int place_tensors(struct rd *r, fp_gguf *g)
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		struct fp_gguf_tensor *t = &g->tensors[i];
 		if (t->offset % g->alignment)
-			return gguf_fail(EINVAL, "%s: tensor %llu ('%s'): offset %llu is not a multiple of "
+			return pg_gguf_fail(EINVAL, "%s: tensor %llu ('%s'): offset %llu is not a multiple of "
 			                 "general.alignment (%llu)", r->name, (unsigned long long)i, t->name,
 			                 (unsigned long long)t->offset, (unsigned long long)g->alignment);
 		uint64_t abs, end;
 		if (__builtin_add_overflow(t->offset, g->data_offset, &abs) ||
 		    __builtin_add_overflow(abs, t->size, &end) || end > g->file_size)
-			return gguf_fail(ERANGE, "%s: tensor %llu ('%s'): its %llu bytes at data offset "
+			return pg_gguf_fail(ERANGE, "%s: tensor %llu ('%s'): its %llu bytes at data offset "
 			                 "%llu lie outside the file (data starts at %llu, the file is %llu "
 			                 "bytes)", r->name, (unsigned long long)i, t->name,
 			                 (unsigned long long)t->size, (unsigned long long)t->offset,
@@ -426,11 +424,11 @@ static int place_tensors(struct rd *r, fp_gguf *g)
 	}
 	uint64_t *ix = sorted_index(g->n_tensors, by_offset, g->tensors);
 	if (!ix)
-		return gguf_fail(ENOMEM, "%s: out of memory", r->name);
+		return pg_gguf_fail(ENOMEM, "%s: out of memory", r->name);
 	for (uint64_t k = 1; k < g->n_tensors; k++) {
 		const struct fp_gguf_tensor *a = &g->tensors[ix[k - 1]], *b = &g->tensors[ix[k]];
 		if (b->offset < a->offset + a->size) {
-			int rc = gguf_fail(EINVAL, "%s: tensors '%s' and '%s' overlap at file offset %llu",
+			int rc = pg_gguf_fail(EINVAL, "%s: tensors '%s' and '%s' overlap at file offset %llu",
 			                   r->name, a->name, b->name, (unsigned long long)b->offset);
 			free(ix);
 			return rc;
@@ -438,12 +436,12 @@ static int place_tensors(struct rd *r, fp_gguf *g)
 	}
 	free(ix);
 	if (!(g->tensor_by_name = sorted_index(g->n_tensors, by_name, g->tensors)))
-		return gguf_fail(ENOMEM, "%s: out of memory", r->name);
+		return pg_gguf_fail(ENOMEM, "%s: out of memory", r->name);
 	for (uint64_t k = 1; k < g->n_tensors; k++) {
 		const struct fp_gguf_tensor *a = &g->tensors[g->tensor_by_name[k - 1]];
 		const struct fp_gguf_tensor *b = &g->tensors[g->tensor_by_name[k]];
 		if (!strcmp(a->name, b->name))
-			return gguf_fail(EEXIST, "%s: tensor name '%s' appears twice", r->name, a->name);
+			return pg_gguf_fail(EEXIST, "%s: tensor name '%s' appears twice", r->name, a->name);
 	}
 	return 0;
 }
@@ -454,7 +452,7 @@ static int keep_header(struct rd *r, fp_gguf *g)
 {
 	g->header_size = r->pos;
 	if (!(g->buf = malloc(g->header_size)))
-		return gguf_fail(ENOMEM, "%s: out of memory", r->name);
+		return pg_gguf_fail(ENOMEM, "%s: out of memory", r->name);
 	memcpy(g->buf, r->p, g->header_size);
 	for (uint64_t i = 0; i < g->n_kv; i++)
 		g->kv[i].data = g->buf + (uintptr_t)g->kv[i].data;
@@ -465,14 +463,14 @@ fp_gguf *fp_gguf_parse(const void *buf, size_t len, uint64_t file_size, const ch
 {
 	fp_gguf *g = calloc(1, sizeof *g);
 	if (!g || !(g->name = strdup(name ? name : "GGUF"))) {
-		gguf_fail(ENOMEM, "%s: out of memory", name);
+		pg_gguf_fail(ENOMEM, "%s: out of memory", name);
 		free(g);
 		return NULL;
 	}
 	struct rd r = {.p = buf, .len = len, .fsize = file_size, .name = g->name};
 	g->file_size = file_size;
 	if (len > file_size) {
-		gguf_fail(EINVAL, "%s: %zu bytes given of a file of %llu", g->name, len,
+		pg_gguf_fail(EINVAL, "%s: %zu bytes given of a file of %llu", g->name, len,
 		          (unsigned long long)file_size);
 		goto fail;
 	}
@@ -481,7 +479,7 @@ fp_gguf *fp_gguf_parse(const void *buf, size_t len, uint64_t file_size, const ch
 	g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
 	g->names = malloc((g->n_tensors ? g->n_tensors : 1) * FP_GGUF_NAME_MAX);
 	if (!g->tensors || !g->names) {
-		gguf_fail(ENOMEM, "%s: out of memory for %llu tensors", g->name,
+		pg_gguf_fail(ENOMEM, "%s: out of memory for %llu tensors", g->name,
 		          (unsigned long long)g->n_tensors);
 		goto fail;
 	}
@@ -494,7 +492,7 @@ fp_gguf *fp_gguf_parse(const void *buf, size_t len, uint64_t file_size, const ch
 	if (g->n_tensors) {
 		g->data_offset = (r.pos + g->alignment - 1) / g->alignment * g->alignment;
 		if (g->data_offset > file_size) {
-			gguf_fail(ENODATA, "%s: truncated: the data section would start at %llu, past the "
+			pg_gguf_fail(ENODATA, "%s: truncated: the data section would start at %llu, past the "
 			          "end of the file (%llu bytes)", g->name, (unsigned long long)g->data_offset,
 			          (unsigned long long)file_size);
 			goto fail;
@@ -515,13 +513,13 @@ fp_gguf *fp_gguf_open(const char *path)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		gguf_fail(e, "%s: cannot open: %s", path, strerror(e));
+		pg_gguf_fail(e, "%s: cannot open: %s", path, strerror(e));
 		return NULL;
 	}
 	struct stat st;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
-		gguf_fail(EINVAL, "%s: not a regular file", path);
+		pg_gguf_fail(EINVAL, "%s: not a regular file", path);
 		return NULL;
 	}
 	/* Read the first MiB, and twice as much as long as the header goes on
@@ -531,14 +529,14 @@ fp_gguf *fp_gguf_open(const char *path)
 	for (;;) {
 		uint8_t *buf = malloc(want ? want : 1);
 		if (!buf) {
-			gguf_fail(ENOMEM, "%s: out of memory for a %llu byte header", path,
+			pg_gguf_fail(ENOMEM, "%s: out of memory for a %llu byte header", path,
 			          (unsigned long long)want);
 			break;
 		}
-		if (fp_read_full(fd, buf, want, 0)) {
+		if (pg_read_full(fd, buf, want, 0)) {
 			int e = errno ? errno : EIO;
 			free(buf);
-			gguf_fail(e, "%s: read failed: %s", path, strerror(e));
+			pg_gguf_fail(e, "%s: read failed: %s", path, strerror(e));
 			break;
 		}
 		g = fp_gguf_parse(buf, want, fsize, path);
@@ -594,7 +592,7 @@ static const struct gguf_kv *lookup(const fp_gguf *g, const char *key, int *rc)
 {
 	int64_t i = fp_gguf_find(g, key);
 	if (i < 0) {
-		*rc = gguf_fail(ENOENT, "%s: no key '%s'", g->name, key);
+		*rc = pg_gguf_fail(ENOENT, "%s: no key '%s'", g->name, key);
 		return NULL;
 	}
 	return &g->kv[i];
@@ -602,7 +600,7 @@ static const struct gguf_kv *lookup(const fp_gguf *g, const char *key, int *rc)
 
 static int wrong_type(const fp_gguf *g, const struct gguf_kv *kv, const char *want)
 {
-	return gguf_fail(EINVAL, "%s: key '%s' is %s, expected %s", g->name, kv->key,
+	return pg_gguf_fail(EINVAL, "%s: key '%s' is %s, expected %s", g->name, kv->key,
 	                 fp_gguf_type_name(kv->type), want);
 }
 
@@ -645,7 +643,7 @@ int fp_gguf_get_u64(const fp_gguf *g, const char *key, uint64_t *out)
 	if ((rc = get_int(g, key, &neg, &mag)))
 		return rc;
 	if (neg)
-		return gguf_fail(ERANGE, "%s: key '%s' is -%llu, expected a value >= 0", g->name, key,
+		return pg_gguf_fail(ERANGE, "%s: key '%s' is -%llu, expected a value >= 0", g->name, key,
 		                 (unsigned long long)mag);
 	*out = mag;
 	return 0;
@@ -658,7 +656,7 @@ int fp_gguf_get_i64(const fp_gguf *g, const char *key, int64_t *out)
 	if ((rc = get_int(g, key, &neg, &mag)))
 		return rc;
 	if (!neg && mag > INT64_MAX)
-		return gguf_fail(ERANGE, "%s: key '%s' is %llu, more than an int64 holds", g->name, key,
+		return pg_gguf_fail(ERANGE, "%s: key '%s' is %llu, more than an int64 holds", g->name, key,
 		                 (unsigned long long)mag);
 	*out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
 	return 0;
@@ -736,9 +734,9 @@ int fp_gguf_arr_str(const fp_gguf *g, const char *key, uint64_t i, const char **
 	if (!kv)
 		return rc;
 	if (kv->type != FP_GGUF_ARRAY || kv->elem_type != FP_GGUF_STRING)
-		return gguf_fail(EINVAL, "%s: key '%s' is not an array of strings", g->name, key);
+		return pg_gguf_fail(EINVAL, "%s: key '%s' is not an array of strings", g->name, key);
 	if (i >= kv->n)
-		return gguf_fail(ERANGE, "%s: key '%s': no string %llu (it holds %llu)", g->name, key,
+		return pg_gguf_fail(ERANGE, "%s: key '%s': no string %llu (it holds %llu)", g->name, key,
 		                 (unsigned long long)i, (unsigned long long)kv->n);
 	uint64_t l;
 	memcpy(&l, kv->data + kv->str_at[i], 8);

@@ -30,12 +30,12 @@ struct fp_gguf {
 	uint64_t *tensor_by_name;    /* tensor indices sorted by name */
 };
 
-/* Set errno and fp_last_error(); returns -errnum, for `return gguf_fail(...)`. */
-int gguf_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set errno and fp_last_error(); returns -errnum, for `return pg_gguf_fail(...)`. */
+int pg_gguf_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Check n array elements of elem_type serialised in bytes[0, len), as the
  * reader checks them (name and key for messages); 0 or -errno. */
-int gguf_check_array(const char *name, const char *key, int elem_type, uint64_t n,
+int pg_gguf_check_array(const char *name, const char *key, int elem_type, uint64_t n,
                      const void *bytes, size_t len);
 
 #endif

@@ -40,11 +40,11 @@ static int fill_tensors(struct fp_image *img, const fp_gguf *g)
 	return 0;
 }
 
-struct fp_image *fp_gguf_image_open(const char *path, uint32_t chunk_size)
+struct fp_image *pg_gguf_image_open(const char *path, uint32_t chunk_size)
 {
 	uint32_t cs = chunk_size ? chunk_size : DEFAULT_CHUNK;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1))) {
-		gguf_fail(EINVAL, "%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
+		pg_gguf_fail(EINVAL, "%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
 		return NULL;
 	}
 	fp_gguf *g = fp_gguf_open(path);
@@ -52,7 +52,7 @@ struct fp_image *fp_gguf_image_open(const char *path, uint32_t chunk_size)
 		return NULL;
 	uint64_t fsize = g->file_size, n_chunks = (fsize + cs - 1) / cs;
 	if (n_chunks > UINT32_MAX || g->n_tensors > UINT32_MAX) {
-		gguf_fail(EFBIG, "%s: %llu bytes in chunks of %u, %llu tensors: too many for an image",
+		pg_gguf_fail(EFBIG, "%s: %llu bytes in chunks of %u, %llu tensors: too many for an image",
 		          path, (unsigned long long)fsize, cs, (unsigned long long)g->n_tensors);
 		fp_gguf_close(g);
 		return NULL;
@@ -68,7 +68,7 @@ struct fp_image *fp_gguf_image_open(const char *path, uint32_t chunk_size)
 		img->chunks = calloc(n_chunks, sizeof *img->chunks);
 	}
 	if (!img || !img->path || !img->meta || !img->tensors || !img->chunks) {
-		gguf_fail(ENOMEM, "%s: out of memory", path);
+		pg_gguf_fail(ENOMEM, "%s: out of memory", path);
 		if (!img)
 			fp_gguf_close(g);
 		fp_image_close(img);
@@ -97,19 +97,19 @@ struct fp_image *fp_gguf_image_open(const char *path, uint32_t chunk_size)
 static int same_tensors(const struct fp_image *img, const fp_gguf *g)
 {
 	if (g->n_tensors != img->info.n_tensors)
-		return gguf_fail(EINVAL, "%s: the GGUF in the image has %llu tensors, its tensor table "
+		return pg_gguf_fail(EINVAL, "%s: the GGUF in the image has %llu tensors, its tensor table "
 		                 "%u", img->path, (unsigned long long)g->n_tensors, img->info.n_tensors);
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		const struct fp_gguf_tensor *s = &g->tensors[i];
 		const struct fp_tensor_desc *t = fp_image_find(img, s->name);
 		if (!t || t->type != s->type || t->offset != s->offset || t->size != s->size)
-			return gguf_fail(EINVAL, "%s: tensor '%s': the image's tensor table does not match "
+			return pg_gguf_fail(EINVAL, "%s: tensor '%s': the image's tensor table does not match "
 			                 "the GGUF in its bytes", img->path, s->name);
 	}
 	return 0;
 }
 
-int fp_gguf_image_attach(struct fp_image *img)
+int pg_gguf_image_attach(struct fp_image *img)
 {
 	char format[16];
 	if (fp_image_meta(img, "format", format, sizeof format) || strcmp(format, "gguf"))
@@ -128,7 +128,7 @@ int fp_gguf_image_attach(struct fp_image *img)
 			upto = img->info.n_chunks;
 		uint8_t *p = realloc(buf, (size_t)upto * cs);
 		if (!p) {
-			gguf_fail(ENOMEM, "%s: out of memory for the GGUF header", img->path);
+			pg_gguf_fail(ENOMEM, "%s: out of memory for the GGUF header", img->path);
 			break;
 		}
 		buf = p;

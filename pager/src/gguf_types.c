@@ -106,7 +106,7 @@ uint32_t fp_gguf_type_size(int vtype)
 	return vtype >= 0 && vtype < FP_GGUF_NTYPES ? size[vtype] : 0;
 }
 
-int fp_verbatim_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape, uint64_t *bytes)
+int pg_verbatim_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape, uint64_t *bytes)
 {
 	if (ndim < 1 || ndim > FP_MAX_DIMS)
 		return -EINVAL;

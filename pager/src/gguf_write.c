@@ -50,7 +50,7 @@ fp_gguf_writer *fp_gguf_writer_create(const char *path)
 {
 	fp_gguf_writer *w = calloc(1, sizeof *w);
 	if (!w) {
-		gguf_fail(ENOMEM, "%s: out of memory", path);
+		pg_gguf_fail(ENOMEM, "%s: out of memory", path);
 		return NULL;
 	}
 	w->fd = -1;
@@ -58,11 +58,11 @@ fp_gguf_writer *fp_gguf_writer_create(const char *path)
 	w->path = strdup(path);
 	w->out = malloc(OUT_BUF);
 	if (!w->path || !w->out) {
-		gguf_fail(ENOMEM, "%s: out of memory", path);
+		pg_gguf_fail(ENOMEM, "%s: out of memory", path);
 		fp_gguf_writer_abort(w);
 		return NULL;
 	}
-	if ((w->fd = fp_tmpfile_create(path, &w->tmp)) < 0) {
+	if ((w->fd = pg_tmpfile_create(path, &w->tmp)) < 0) {
 		int e = errno;
 		fp_gguf_writer_abort(w);
 		errno = e;
@@ -82,7 +82,7 @@ static int flush_out(fp_gguf_writer *w)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return gguf_fail(n < 0 ? errno : ENOSPC, "%s: write failed: %s", w->tmp,
+			return pg_gguf_fail(n < 0 ? errno : ENOSPC, "%s: write failed: %s", w->tmp,
 			                 strerror(n < 0 ? errno : ENOSPC));
 		done += (size_t)n;
 	}
@@ -126,7 +126,7 @@ static int append(fp_gguf_writer *w, const void *p, size_t n)
 			cap *= 2;
 		uint8_t *q = realloc(w->kv, cap);
 		if (!q)
-			return gguf_fail(ENOMEM, "%s: out of memory for the metadata", w->path);
+			return pg_gguf_fail(ENOMEM, "%s: out of memory for the metadata", w->path);
 		w->kv = q;
 		w->kv_cap = cap;
 	}
@@ -144,20 +144,20 @@ static int append_str(fp_gguf_writer *w, const char *s, uint64_t len)
 static int begin_kv(fp_gguf_writer *w, const char *key, int type)
 {
 	if (w->header_done)
-		return gguf_fail(EINVAL, "%s: key '%s': set after the data began", w->path, key);
+		return pg_gguf_fail(EINVAL, "%s: key '%s': set after the data began", w->path, key);
 	size_t len = key ? strlen(key) : 0;
 	if (!len || len > 65535)
-		return gguf_fail(EINVAL, "%s: a key must be 1 to 65535 bytes", w->path);
+		return pg_gguf_fail(EINVAL, "%s: a key must be 1 to 65535 bytes", w->path);
 	for (uint64_t i = 0; i < w->n_kv; i++)
 		if (!strcmp(w->keys[i], key))
-			return gguf_fail(EEXIST, "%s: key '%s' set twice", w->path, key);
+			return pg_gguf_fail(EEXIST, "%s: key '%s' set twice", w->path, key);
 	if (!strcmp(key, "general.alignment") && type != FP_GGUF_UINT32)
-		return gguf_fail(EINVAL, "%s: key 'general.alignment' must be u32", w->path);
+		return pg_gguf_fail(EINVAL, "%s: key 'general.alignment' must be u32", w->path);
 	char **k = realloc(w->keys, (w->n_kv + 1) * sizeof *k);
 	if (!k || !(k[w->n_kv] = strdup(key))) {
 		if (k)
 			w->keys = k;
-		return gguf_fail(ENOMEM, "%s: out of memory", w->path);
+		return pg_gguf_fail(ENOMEM, "%s: out of memory", w->path);
 	}
 	w->keys = k;
 	w->n_kv++;
@@ -191,9 +191,9 @@ int fp_gguf_set_u32(fp_gguf_writer *w, const char *key, uint32_t v)
 	if (key && !strcmp(key, "general.alignment")) {
 		/* Offsets follow from the alignment: it comes before any tensor. */
 		if (v == 0 || (v & (v - 1)))
-			return gguf_fail(EINVAL, "%s: general.alignment %u is not a power of two", w->path, v);
+			return pg_gguf_fail(EINVAL, "%s: general.alignment %u is not a power of two", w->path, v);
 		if (w->n_t)
-			return gguf_fail(EINVAL, "%s: general.alignment set after a tensor was added",
+			return pg_gguf_fail(EINVAL, "%s: general.alignment set after a tensor was added",
 			                 w->path);
 	}
 	int rc = set_scalar(w, key, FP_GGUF_UINT32, &v);
@@ -217,7 +217,7 @@ int fp_gguf_set_str(fp_gguf_writer *w, const char *key, const char *s)
 static int begin_array(fp_gguf_writer *w, const char *key, int elem_type, uint64_t n)
 {
 	if (!fp_gguf_type_name(elem_type))
-		return gguf_fail(EINVAL, "%s: key '%s': unknown element type %d", w->path, key, elem_type);
+		return pg_gguf_fail(EINVAL, "%s: key '%s': unknown element type %d", w->path, key, elem_type);
 	int rc = begin_kv(w, key, FP_GGUF_ARRAY);
 	uint32_t et = (uint32_t)elem_type;
 	return rc ? rc : append(w, &et, 4) || append(w, &n, 8) ? -ENOMEM : 0;
@@ -227,16 +227,16 @@ int fp_gguf_set_arr(fp_gguf_writer *w, const char *key, int elem_type, const voi
 {
 	uint32_t size = fp_gguf_type_size(elem_type);
 	if (!size)
-		return gguf_fail(EINVAL, "%s: key '%s': element type %s is not numeric (use "
+		return pg_gguf_fail(EINVAL, "%s: key '%s': element type %s is not numeric (use "
 		                 "fp_gguf_set_arr_str or fp_gguf_set_arr_raw)", w->path, key,
 		                 fp_gguf_type_name(elem_type) ? fp_gguf_type_name(elem_type) : "?");
 	if (n > SIZE_MAX / size)
-		return gguf_fail(EOVERFLOW, "%s: key '%s': %llu elements overflow", w->path, key,
+		return pg_gguf_fail(EOVERFLOW, "%s: key '%s': %llu elements overflow", w->path, key,
 		                 (unsigned long long)n);
 	if (elem_type == FP_GGUF_BOOL)
 		for (uint64_t i = 0; i < n; i++)
 			if (((const uint8_t *)data)[i] > 1)
-				return gguf_fail(EINVAL, "%s: key '%s': bool %llu is neither 0 nor 1", w->path,
+				return pg_gguf_fail(EINVAL, "%s: key '%s': bool %llu is neither 0 nor 1", w->path,
 				                 key, (unsigned long long)i);
 	int rc = begin_array(w, key, elem_type, n);
 	return rc ? rc : append(w, data, (size_t)n * size);
@@ -253,7 +253,7 @@ int fp_gguf_set_arr_str(fp_gguf_writer *w, const char *key, const char *const *s
 int fp_gguf_set_arr_raw(fp_gguf_writer *w, const char *key, int elem_type, uint64_t n,
                         const void *bytes, size_t len)
 {
-	int rc = gguf_check_array(w->path, key ? key : "", elem_type, n, bytes, len);
+	int rc = pg_gguf_check_array(w->path, key ? key : "", elem_type, n, bytes, len);
 	if (!rc)
 		rc = begin_array(w, key, elem_type, n);
 	return rc ? rc : append(w, bytes, len);
@@ -266,27 +266,27 @@ int fp_gguf_writer_add_tensor(fp_gguf_writer *w, const char *name, uint32_t type
                               uint32_t n_dims, const uint64_t *ne, const void *data)
 {
 	if (w->header_done)
-		return gguf_fail(EINVAL, "%s: tensor '%s': added after the data began", w->path, name);
+		return pg_gguf_fail(EINVAL, "%s: tensor '%s': added after the data began", w->path, name);
 	size_t len = strlen(name);
 	if (!len || len >= FP_GGUF_NAME_MAX)
-		return gguf_fail(EINVAL, "%s: tensor name '%s' must be 1 to %d bytes", w->path, name,
+		return pg_gguf_fail(EINVAL, "%s: tensor name '%s' must be 1 to %d bytes", w->path, name,
 		                 FP_GGUF_NAME_MAX - 1);
 	if (n_dims < 1 || n_dims > 4)
-		return gguf_fail(EINVAL, "%s: tensor '%s': n_dims %u is not 1 to 4", w->path, name, n_dims);
+		return pg_gguf_fail(EINVAL, "%s: tensor '%s': n_dims %u is not 1 to 4", w->path, name, n_dims);
 	for (uint64_t i = 0; i < w->n_t; i++)
 		if (!strcmp(w->t[i].name, name))
-			return gguf_fail(EEXIST, "%s: tensor name '%s' used twice", w->path, name);
+			return pg_gguf_fail(EEXIST, "%s: tensor name '%s' used twice", w->path, name);
 	uint64_t size;
 	int rc = fp_ggml_nbytes(type, n_dims, ne, &size);
 	if (rc)
-		return gguf_fail(-rc, "%s: tensor '%s': type %u with this shape: %s", w->path, name, type,
+		return pg_gguf_fail(-rc, "%s: tensor '%s': type %u with this shape: %s", w->path, name, type,
 		                 rc == -EINVAL ? "unknown type" : rc == -EDOM
 		                 ? "the row is not a multiple of the block" : "too many bytes");
 	if (w->n_t == w->cap_t) {
 		uint64_t cap = w->cap_t ? w->cap_t * 2 : 64;
 		struct wtensor *p = realloc(w->t, cap * sizeof *p);
 		if (!p)
-			return gguf_fail(ENOMEM, "%s: out of memory", w->path);
+			return pg_gguf_fail(ENOMEM, "%s: out of memory", w->path);
 		w->t = p;
 		w->cap_t = cap;
 	}
@@ -360,7 +360,7 @@ int fp_gguf_writer_write(fp_gguf_writer *w, const void *data, size_t n)
 	const uint8_t *p = data;
 	while (!rc && n) {
 		if (w->cur == w->n_t)
-			rc = gguf_fail(EINVAL, "%s: %zu bytes written past the last tensor", w->path, n);
+			rc = pg_gguf_fail(EINVAL, "%s: %zu bytes written past the last tensor", w->path, n);
 		if (rc)
 			break;
 		struct wtensor *t = &w->t[w->cur];
@@ -382,17 +382,17 @@ int fp_gguf_writer_write(fp_gguf_writer *w, const void *data, size_t n)
 
 int fp_gguf_writer_finish(fp_gguf_writer *w)
 {
-	int rc = w->failed ? gguf_fail(EIO, "%s: not written: an earlier write failed", w->path)
+	int rc = w->failed ? pg_gguf_fail(EIO, "%s: not written: an earlier write failed", w->path)
 	         : w->header_done ? 0 : write_header(w);
 	if (!rc)
 		rc = write_ready(w);
 	if (!rc && w->cur < w->n_t)
-		rc = gguf_fail(EINVAL, "%s: tensor '%s' got %llu of its %llu bytes", w->path,
+		rc = pg_gguf_fail(EINVAL, "%s: tensor '%s' got %llu of its %llu bytes", w->path,
 		               w->t[w->cur].name, (unsigned long long)w->cur_done,
 		               (unsigned long long)w->t[w->cur].size);
 	if (!rc)
 		rc = flush_out(w);
-	if (!rc && fp_tmpfile_commit(w->fd, w->tmp, w->path))
+	if (!rc && pg_tmpfile_commit(w->fd, w->tmp, w->path))
 		rc = -errno;
 	if (!rc) {
 		free(w->tmp); /* nothing left to remove */

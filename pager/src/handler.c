@@ -12,13 +12,13 @@
 #include "error.h"
 #include "internal.h"
 
-_Thread_local uint16_t fp_thread_id = FP_TRACE_OTHER_THREAD;
+_Thread_local uint16_t pg_thread_id = FP_TRACE_OTHER_THREAD;
 
 static struct {
 	pthread_mutex_t lock;        /* attach/detach; the list's writers */
 	struct cds_list_head regions;
 	int users;
-	struct fp_uffd uffd;
+	struct pg_uffd uffd;
 	int stop_fd;
 	pthread_t thread;
 } H = {
@@ -31,7 +31,7 @@ static fp_region *find_region(uint64_t addr)
 	fp_region *r;
 	cds_list_for_each_entry_rcu(r, &H.regions, node) {
 		if ((addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size) ||
-		    fp_pool_contains(&r->pool, addr))
+		    pg_pool_contains(&r->pool, addr))
 			return r;
 	}
 	return NULL;
@@ -44,8 +44,11 @@ static void serve(const struct uffd_msg *m)
 	uint64_t addr = m->arg.pagefault.address & ~4095ull;
 	rcu_read_lock();
 	fp_region *r = find_region(addr);
-	if (r)
-		fp_region_fault(r, addr, m->arg.pagefault.feat.ptid);
+	if (r) {
+		pg_load_work_begin(r);
+		pg_fault(r, addr, m->arg.pagefault.feat.ptid);
+		pg_load_work_end(r);
+	}
 	rcu_read_unlock();
 	/* A fault in no region belongs to a region being closed; closing
 	 * unregisters the range, which wakes the thread. */
@@ -54,7 +57,7 @@ static void serve(const struct uffd_msg *m)
 static void *handler_main(void *arg)
 {
 	rcu_register_thread();
-	fp_thread_id = 0;
+	pg_thread_id = 0;
 	struct uffd_msg msgs[64];
 	struct pollfd pfd[2] = {
 		{.fd = H.uffd.fd, .events = POLLIN},
@@ -78,15 +81,18 @@ static void *handler_main(void *arg)
 	return NULL;
 }
 
-int fp_handler_get(struct fp_uffd *out)
+int pg_handler_get(struct pg_uffd *out)
 {
+	int rc = 0;
 	pthread_mutex_lock(&H.lock);
 	if (!H.users) {
-		if (fp_uffd_open(&H.uffd))
+		if ((rc = pg_uffd_open(&H.uffd)))
 			goto fail;
 		H.stop_fd = eventfd(0, EFD_CLOEXEC);
-		if (H.stop_fd < 0 || pthread_create(&H.thread, NULL, handler_main, NULL)) {
-			fp_err("cannot start the fault handler: %s", strerror(errno));
+		int e = H.stop_fd < 0 ? pg_errno()
+		        : pthread_create(&H.thread, NULL, handler_main, NULL);
+		if (e) {
+			rc = pg_err(e, "cannot start the fault handler: %s", strerror(e));
 			if (H.stop_fd >= 0)
 				close(H.stop_fd);
 			close(H.uffd.fd);
@@ -99,10 +105,10 @@ int fp_handler_get(struct fp_uffd *out)
 	return 0;
 fail:
 	pthread_mutex_unlock(&H.lock);
-	return -1;
+	return rc;
 }
 
-void fp_handler_put(void)
+void pg_handler_put(void)
 {
 	pthread_mutex_lock(&H.lock);
 	if (--H.users == 0) {
@@ -117,14 +123,14 @@ void fp_handler_put(void)
 	pthread_mutex_unlock(&H.lock);
 }
 
-void fp_handler_publish(fp_region *r)
+void pg_handler_publish(fp_region *r)
 {
 	pthread_mutex_lock(&H.lock);
 	cds_list_add_rcu(&r->node, &H.regions);
 	pthread_mutex_unlock(&H.lock);
 }
 
-void fp_handler_unpublish(fp_region *r)
+void pg_handler_unpublish(fp_region *r)
 {
 	pthread_mutex_lock(&H.lock);
 	cds_list_del_rcu(&r->node);

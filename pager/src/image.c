@@ -13,7 +13,7 @@
 #include "format.h"
 #include "image.h"
 
-int fp_read_full(int fd, void *buf, size_t len, uint64_t off)
+int pg_read_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 	while (done < len) {
@@ -33,50 +33,58 @@ static int range_ok(uint64_t off, uint64_t len, uint64_t limit)
 	return !__builtin_add_overflow(off, len, &end) && end <= limit;
 }
 
-static int check_header(const char *path, const struct fp_disk_header *h, uint64_t fsize)
+static int check_header(const char *path, const struct pg_disk_header *h, uint64_t fsize)
 {
 	if (memcmp(h->magic, FP_IMAGE_MAGIC, 8))
-		return fp_err("%s: neither a flexpage image nor a GGUF file (bad magic)", path);
+		return pg_err(EBADMSG, "%s: neither a flexpage image nor a GGUF file (bad magic)", path);
 	if (h->version < 1 || h->version > FP_IMAGE_VERSION)
-		return fp_err("%s: header.version is %u; this flexpage reads versions 1 to %u",
+		return pg_err(h->version ? ENOTSUP : EBADMSG, "%s: header.version is %u; this flexpage reads versions 1 to %u",
 		              path, h->version, FP_IMAGE_VERSION);
-	if (h->header_size != FP_HEADER_BYTES)
-		return fp_err("%s: header.header_size is %u, expected %u", path,
-		              h->header_size, FP_HEADER_BYTES);
-	if (fp_crc32c(0, h, offsetof(struct fp_disk_header, header_crc)) != h->header_crc)
-		return fp_err("%s: header checksum mismatch (corrupt header)", path);
+	if (h->header_size != PG_HEADER_BYTES)
+		return pg_err(EBADMSG, "%s: header.header_size is %u, expected %u", path,
+		              h->header_size, PG_HEADER_BYTES);
+	if (pg_crc32c(0, h, offsetof(struct pg_disk_header, header_crc)) != h->header_crc)
+		return pg_err(EBADMSG, "%s: header checksum mismatch (corrupt header)", path);
 	if (h->file_size != fsize)
-		return fp_err("%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
+		return pg_err(EBADMSG,
+		              "%s: file is %llu bytes but header.file_size says %llu (truncated or extended)",
 		              path, (unsigned long long)fsize, (unsigned long long)h->file_size);
 	uint32_t cs = h->chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1)))
-		return fp_err("%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
+		return pg_err(EBADMSG,
+		              "%s: header.chunk_size %u is not a power of two in [64 KiB, 4 MiB]", path, cs);
 	uint64_t lsize;
 	if (__builtin_mul_overflow((uint64_t)h->n_chunks, (uint64_t)cs, &lsize) ||
 	    lsize != h->logical_size)
-		return fp_err("%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
+		return pg_err(EBADMSG,
+		              "%s: header.logical_size %llu is not n_chunks (%u) x chunk_size (%u)",
 		              path, (unsigned long long)h->logical_size, h->n_chunks, cs);
-	if (h->tensor_table_size != (uint64_t)h->n_tensors * sizeof(struct fp_disk_tensor))
-		return fp_err("%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
+	if (h->tensor_table_size != (uint64_t)h->n_tensors * sizeof(struct pg_disk_tensor))
+		return pg_err(EBADMSG,
+		              "%s: header.tensor_table_size %llu does not fit n_tensors %u", path,
 		              (unsigned long long)h->tensor_table_size, h->n_tensors);
 	if (h->chunk_table_size != (uint64_t)h->n_chunks * sizeof(struct fp_chunk_desc))
-		return fp_err("%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
+		return pg_err(EBADMSG,
+		              "%s: header.chunk_table_size %llu does not fit n_chunks %u", path,
 		              (unsigned long long)h->chunk_table_size, h->n_chunks);
 	if (!range_ok(h->tensor_table_offset, h->tensor_table_size, fsize))
-		return fp_err("%s: header.tensor_table_offset points outside the file", path);
+		return pg_err(EBADMSG,
+		              "%s: header.tensor_table_offset points outside the file", path);
 	if (!range_ok(h->chunk_table_offset, h->chunk_table_size, fsize))
-		return fp_err("%s: header.chunk_table_offset points outside the file", path);
+		return pg_err(EBADMSG,
+		              "%s: header.chunk_table_offset points outside the file", path);
 	if (!range_ok(h->meta_offset, h->meta_size, fsize))
-		return fp_err("%s: header.meta_offset points outside the file", path);
+		return pg_err(EBADMSG, "%s: header.meta_offset points outside the file", path);
 	if (h->meta_size > (64u << 20) || h->tensor_table_size > (1ull << 32) ||
 	    h->chunk_table_size > (1ull << 34))
-		return fp_err("%s: header tables are implausibly large", path);
-	if (h->flags & ~(FP_FLAG_RAW_LAYOUT | FP_FLAG_VERBATIM))
-		return fp_err("%s: header.flags has unknown bits 0x%x", path, h->flags);
-	if (h->n_tensors == 0 && !(h->flags & FP_FLAG_VERBATIM))
-		return fp_err("%s: header.n_tensors is 0: the image holds no tensors", path);
+		return pg_err(EBADMSG, "%s: header tables are implausibly large", path);
+	if (h->flags & ~(PG_FLAG_RAW_LAYOUT | PG_FLAG_VERBATIM))
+		return pg_err(EBADMSG, "%s: header.flags has unknown bits 0x%x", path, h->flags);
+	if (h->n_tensors == 0 && !(h->flags & PG_FLAG_VERBATIM))
+		return pg_err(EBADMSG,
+		              "%s: header.n_tensors is 0: the image holds no tensors", path);
 	if (h->n_chunks == 0)
-		return fp_err("%s: header.n_chunks is 0: the image holds no chunks", path);
+		return pg_err(EBADMSG, "%s: header.n_chunks is 0: the image holds no chunks", path);
 	return 0;
 }
 
@@ -88,7 +96,7 @@ static int cmp_u64pair(const void *a, const void *b)
 
 /* Every payload lies in the file before the tables, 4 KiB aligned, and no
  * two payloads overlap. */
-static int check_chunks(struct fp_image *img, const struct fp_disk_header *h)
+static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 {
 	const char *path = img->path;
 	uint64_t table_start = h->tensor_table_offset;
@@ -98,41 +106,46 @@ static int check_chunks(struct fp_image *img, const struct fp_disk_header *h)
 		table_start = h->meta_offset;
 	uint64_t (*span)[2] = malloc(sizeof *span * h->n_chunks);
 	if (!span)
-		return fp_err("%s: out of memory", path);
+		return pg_err(ENOMEM, "%s: out of memory", path);
 	uint32_t nspan = 0;
 	for (uint32_t i = 0; i < h->n_chunks; i++) {
 		struct fp_chunk_desc *c = &img->chunks[i];
 		if (c->logical_offset != (uint64_t)i * h->chunk_size)
 			goto bad_fmt_offset;
 		if (c->logical_len > h->chunk_size) {
-			fp_err("%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: logical_len %u exceeds chunk_size %u", path, i,
 			       c->logical_len, h->chunk_size);
 			goto fail;
 		}
 		if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD) {
-			fp_err("%s: chunk %u: unknown codec %u", path, i, c->codec);
+			pg_err(EBADMSG, "%s: chunk %u: unknown codec %u", path, i, c->codec);
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len) {
-			fp_err("%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
 			       c->stored_len, c->logical_len);
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_ZSTD &&
 		    (c->stored_len == 0 || c->stored_len > ZSTD_compressBound(h->chunk_size))) {
-			fp_err("%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
 			       i, c->stored_len, h->chunk_size);
 			goto fail;
 		}
 		if (c->stored_len == 0)
 			continue;
 		if (c->file_offset % FP_IMAGE_ALIGN) {
-			fp_err("%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
 			       (unsigned long long)c->file_offset);
 			goto fail;
 		}
 		if (c->file_offset < FP_IMAGE_ALIGN || !range_ok(c->file_offset, c->stored_len, table_start)) {
-			fp_err("%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
+			pg_err(EBADMSG,
+			       "%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
 			       (unsigned long long)c->file_offset, c->stored_len);
 			goto fail;
 		}
@@ -145,7 +158,7 @@ static int check_chunks(struct fp_image *img, const struct fp_disk_header *h)
 	qsort(span, nspan, sizeof *span, cmp_u64pair);
 	for (uint32_t i = 1; i < nspan; i++) {
 		if (span[i][0] < span[i - 1][1]) {
-			fp_err("%s: chunk payloads overlap at file offset %llu", path,
+			pg_err(EBADMSG, "%s: chunk payloads overlap at file offset %llu", path,
 			       (unsigned long long)span[i][0]);
 			goto fail;
 		}
@@ -153,10 +166,11 @@ static int check_chunks(struct fp_image *img, const struct fp_disk_header *h)
 	free(span);
 	return 0;
 bad_fmt_offset:
-	fp_err("%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
+	pg_err(EBADMSG,
+	       "%s: chunk table entries are not in logical order (overlapping or unaligned chunks)", path);
 fail:
 	free(span);
-	return -1;
+	return -EBADMSG;
 }
 
 /* A verbatim image's logical bytes are a file's: its tensors may be of any
@@ -165,41 +179,49 @@ static int check_verbatim(const struct fp_image *img)
 {
 	for (uint32_t i = 0; i + 1 < img->info.n_chunks; i++)
 		if (img->chunks[i].logical_len != img->info.chunk_size)
-			return fp_err("%s: chunk %u: logical_len %u, but a verbatim image's chunks are full "
-			              "but for the last", img->path, i, img->chunks[i].logical_len);
+			return pg_err(EBADMSG, "%s: chunk %u: logical_len %u, but a verbatim image's "
+			              "chunks are full but for the last", img->path, i,
+			              img->chunks[i].logical_len);
 	return 0;
 }
 
-static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, uint32_t n)
+static int check_tensors(struct fp_image *img, const struct pg_disk_tensor *dt, uint32_t n)
 {
 	const char *path = img->path;
 	uint64_t prev_end = 0;
 	uint32_t cs = img->info.chunk_size;
 	int verbatim = img->info.kind == FP_IMAGE_VERBATIM;
 	for (uint32_t i = 0; i < n; i++) {
-		const struct fp_disk_tensor *d = &dt[i];
+		const struct pg_disk_tensor *d = &dt[i];
 		struct fp_tensor_desc *t = &img->tensors[i];
 		if (!memchr(d->name, 0, FP_NAME_MAX) || !d->name[0])
-			return fp_err("%s: tensor %u: name is empty or not terminated", path, i);
+			return pg_err(EBADMSG,
+			              "%s: tensor %u: name is empty or not terminated", path, i);
 		memcpy(t->name, d->name, FP_NAME_MAX);
 		if (!fp_type_name(d->type) && !(verbatim && fp_ggml_type_name(d->type)))
-			return fp_err("%s: tensor '%s': unknown type %u", path, t->name, d->type);
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': unknown type %u", path, t->name, d->type);
 		if (d->ndim < 1 || d->ndim > FP_MAX_DIMS)
-			return fp_err("%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': ndim %u out of range", path, t->name, d->ndim);
 		uint64_t bytes = 0;
-		if (verbatim ? fp_verbatim_tensor_bytes(d->type, d->ndim, d->shape, &bytes) ||
+		if (verbatim ? pg_verbatim_tensor_bytes(d->type, d->ndim, d->shape, &bytes) ||
 		                   bytes != d->size
-		             : (bytes = fp_tensor_bytes(d->type, d->ndim, d->shape)) == 0 || bytes != d->size)
-			return fp_err("%s: tensor '%s': size %llu does not match its type and shape",
+		             : (bytes = pg_tensor_bytes(d->type, d->ndim, d->shape)) == 0 || bytes != d->size)
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': size %llu does not match its type and shape",
 			              path, t->name, (unsigned long long)d->size);
 		if (d->offset % FP_TENSOR_ALIGN && !verbatim)
-			return fp_err("%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': offset %llu is not page (%u byte) aligned", path,
 			              t->name, (unsigned long long)d->offset, FP_TENSOR_ALIGN);
 		if (d->offset < prev_end)
-			return fp_err("%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': overlaps the tensor before it (tensors must be in ascending order)",
 			              path, t->name);
 		if (!range_ok(d->offset, d->size, img->info.logical_size))
-			return fp_err("%s: tensor '%s': extends past the logical size", path, t->name);
+			return pg_err(EBADMSG,
+			              "%s: tensor '%s': extends past the logical size", path, t->name);
 		t->type = d->type;
 		t->ndim = d->ndim;
 		memcpy(t->shape, d->shape, sizeof t->shape);
@@ -213,13 +235,15 @@ static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, 
 			const struct fp_chunk_desc *c = &img->chunks[k];
 			uint64_t need = prev_end - k * cs < cs ? prev_end - k * cs : cs;
 			if (c->logical_len < need)
-				return fp_err("%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
+				return pg_err(EBADMSG,
+				              "%s: tensor '%s': chunk %llu holds %u bytes, the tensor needs %llu",
 				              path, t->name, (unsigned long long)k, c->logical_len,
 				              (unsigned long long)need);
 		}
 		for (uint32_t j = 0; j < i; j++)
 			if (!strcmp(img->tensors[j].name, t->name))
-				return fp_err("%s: tensor name '%s' appears twice", path, t->name);
+				return pg_err(EBADMSG,
+				              "%s: tensor name '%s' appears twice", path, t->name);
 	}
 	return 0;
 }
@@ -227,66 +251,69 @@ static int check_tensors(struct fp_image *img, const struct fp_disk_tensor *dt, 
 static fp_image *open_image(const char *path)
 {
 	struct fp_image *img = calloc(1, sizeof *img);
-	struct fp_disk_tensor *dt = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct pg_disk_tensor *dt = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
 	if (!img) {
-		fp_err("%s: out of memory", path);
+		rc = pg_err(ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
 	img->path = strdup(path);
 	if (fd < 0) {
-		fp_err("%s: cannot open: %s", path, strerror(errno));
+		rc = pg_err(pg_errno(), "%s: cannot open: %s", path, strerror(errno));
 		goto fail;
 	}
 	struct stat st;
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		fp_err("%s: not a regular file", path);
+		rc = pg_err(EINVAL, "%s: not a regular file", path);
 		goto fail;
 	}
 	uint64_t fsize = (uint64_t)st.st_size;
-	struct fp_disk_header h;
-	if (fsize < FP_IMAGE_ALIGN || fp_read_full(fd, &h, sizeof h, 0)) {
-		fp_err("%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
-		       (unsigned long long)fsize);
+	struct pg_disk_header h;
+	if (fsize < FP_IMAGE_ALIGN || pg_read_full(fd, &h, sizeof h, 0)) {
+		rc = pg_err(EBADMSG,
+		            "%s: too short to be a flexpage image (%llu bytes; truncated?)", path,
+		            (unsigned long long)fsize);
 		goto fail;
 	}
-	if (check_header(path, &h, fsize))
+	if ((rc = check_header(path, &h, fsize)))
 		goto fail;
 	img->info = (struct fp_image_info){
 		.path = img->path, .file_size = fsize, .logical_size = h.logical_size,
 		.chunk_size = h.chunk_size, .n_tensors = h.n_tensors, .n_chunks = h.n_chunks,
-		.raw_base = (h.flags & FP_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
-		.kind = (h.flags & FP_FLAG_VERBATIM) ? FP_IMAGE_VERBATIM : FP_IMAGE_PACKED,
+		.raw_base = (h.flags & PG_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
+		.kind = (h.flags & PG_FLAG_VERBATIM) ? FP_IMAGE_VERBATIM : FP_IMAGE_PACKED,
 	};
 	img->tensors = calloc(h.n_tensors ? h.n_tensors : 1, sizeof *img->tensors);
 	img->chunks = malloc(h.chunk_table_size);
 	dt = malloc(h.tensor_table_size ? h.tensor_table_size : 1);
 	img->meta = malloc(h.meta_size + 1);
 	if (!img->tensors || !img->chunks || !dt || !img->meta) {
-		fp_err("%s: out of memory for the tables", path);
+		rc = pg_err(ENOMEM, "%s: out of memory for the tables", path);
 		goto fail;
 	}
-	if (fp_read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
-	    fp_read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
-	    fp_read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
-		fp_err("%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
+	if (pg_read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
+	    pg_read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
+	    pg_read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
+		rc = pg_err(EIO,
+		            "%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
 		goto fail;
 	}
 	img->meta[h.meta_size] = 0;
-	uint32_t crc = fp_crc32c(0, dt, h.tensor_table_size);
-	crc = fp_crc32c(crc, img->chunks, h.chunk_table_size);
-	crc = fp_crc32c(crc, img->meta, h.meta_size);
+	uint32_t crc = pg_crc32c(0, dt, h.tensor_table_size);
+	crc = pg_crc32c(crc, img->chunks, h.chunk_table_size);
+	crc = pg_crc32c(crc, img->meta, h.meta_size);
 	if (crc != h.tables_crc) {
-		fp_err("%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
+		rc = pg_err(EBADMSG,
+		            "%s: table checksum mismatch (corrupt tensor table, chunk table or meta)", path);
 		goto fail;
 	}
 	if (strlen(img->meta) != h.meta_size) {
-		fp_err("%s: meta holds a NUL byte", path);
+		rc = pg_err(EBADMSG, "%s: meta holds a NUL byte", path);
 		goto fail;
 	}
 	img->info.meta = img->meta;
-	if (check_chunks(img, &h) || check_tensors(img, dt, h.n_tensors) ||
-	    (img->info.kind == FP_IMAGE_VERBATIM && check_verbatim(img)))
+	if ((rc = check_chunks(img, &h)) || (rc = check_tensors(img, dt, h.n_tensors)) ||
+	    (img->info.kind == FP_IMAGE_VERBATIM && (rc = check_verbatim(img))))
 		goto fail;
 	if (img->info.raw_base) {
 		const struct fp_chunk_desc *c = img->chunks;
@@ -296,16 +323,18 @@ static fp_image *open_image(const char *path)
 		if (h.meta_offset < tables)
 			tables = h.meta_offset;
 		if (!range_ok(h.raw_base, h.logical_size, tables)) {
-			fp_err("%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
-			       "or past the file", path, (unsigned long long)h.raw_base,
-			       (unsigned long long)h.logical_size);
+			rc = pg_err(EBADMSG,
+			            "%s: header.raw_base: the raw layout [%llu, +%llu) runs into the tables "
+			            "or past the file", path, (unsigned long long)h.raw_base,
+			            (unsigned long long)h.logical_size);
 			goto fail;
 		}
 		for (uint32_t i = 0; i < h.n_chunks; i++)
 			if (c[i].stored_len && (c[i].codec != FP_CODEC_RAW ||
 			                        c[i].file_offset != h.raw_base + c[i].logical_offset)) {
-				fp_err("%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
-				       path, i);
+				rc = pg_err(EBADMSG,
+				            "%s: header.flags says raw layout but chunk %u is not at raw_base + offset",
+				            path, i);
 				goto fail;
 			}
 	}
@@ -317,7 +346,7 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	fp_image_close(img);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 int fp_file_is_gguf(const char *path)
@@ -333,9 +362,9 @@ int fp_file_is_gguf(const char *path)
 fp_image *fp_image_open_chunk(const char *path, uint32_t chunk_size)
 {
 	if (fp_file_is_gguf(path))
-		return fp_gguf_image_open(path, chunk_size);
+		return pg_gguf_image_open(path, chunk_size);
 	fp_image *img = open_image(path);
-	if (img && img->info.kind == FP_IMAGE_VERBATIM && fp_gguf_image_attach(img)) {
+	if (img && img->info.kind == FP_IMAGE_VERBATIM && pg_gguf_image_attach(img)) {
 		fp_image_close(img);
 		return NULL;
 	}
@@ -416,10 +445,10 @@ int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n)
 		}
 		p += len + (eol != NULL);
 	}
-	return -1;
+	return -ENOENT;
 }
 
-int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, void *dst,
+int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, void *dst,
                     void *zstd_dctx)
 {
 	const struct fp_chunk_desc *c = &img->chunks[i];
@@ -431,18 +460,21 @@ int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 		    ? ZSTD_decompressDCtx(zstd_dctx, dst, img->info.chunk_size, src, c->stored_len)
 		    : ZSTD_decompress(dst, img->info.chunk_size, src, c->stored_len);
 		if (ZSTD_isError(n))
-			return fp_err("%s: chunk %u: zstd frame does not decode: %s", img->path, i,
+			return pg_err(EBADMSG,
+			              "%s: chunk %u: zstd frame does not decode: %s", img->path, i,
 			              ZSTD_getErrorName(n));
 		if (n != c->logical_len)
-			return fp_err("%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
+			return pg_err(EBADMSG,
+			              "%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
 			              img->path, i, n, c->logical_len);
 	}
 	/* A GGUF paged directly has no checksums: its chunks are unchecked. */
 	if (img->info.kind == FP_IMAGE_DIRECT)
 		return 0;
-	uint32_t crc = fp_crc32c(0, dst, c->logical_len);
+	uint32_t crc = pg_crc32c(0, dst, c->logical_len);
 	if (crc != c->checksum)
-		return fp_err("%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
+		return pg_err(EBADMSG,
+		              "%s: chunk %u: checksum mismatch (stored 0x%08x, computed 0x%08x)",
 		              img->path, i, c->checksum, crc);
 	return 0;
 }
@@ -450,23 +482,23 @@ int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
 {
 	if (i >= img->info.n_chunks)
-		return fp_err("%s: no chunk %u", img->path, i);
+		return pg_err(EINVAL, "%s: no chunk %u", img->path, i);
 	const struct fp_chunk_desc *c = &img->chunks[i];
 	memset(dst, 0, img->info.chunk_size);
 	if (!c->stored_len)
-		return c->checksum == fp_crc32c(0, dst, 0) ? 0
-		       : fp_err("%s: chunk %u: checksum mismatch", img->path, i);
+		return c->checksum == pg_crc32c(0, dst, 0) ? 0
+		       : pg_err(EBADMSG, "%s: chunk %u: checksum mismatch", img->path, i);
 	int fd = open(img->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fp_err("%s: cannot open: %s", img->path, strerror(errno));
+		return pg_err(pg_errno(), "%s: cannot open: %s", img->path, strerror(errno));
 	void *buf = c->codec == FP_CODEC_RAW ? dst : malloc(c->stored_len);
 	int rc = -1;
 	if (!buf)
-		fp_err("%s: out of memory", img->path);
-	else if (fp_read_full(fd, buf, c->stored_len, c->file_offset))
-		fp_err("%s: chunk %u: short read at file offset %llu", img->path, i,
-		       (unsigned long long)c->file_offset);
-	else if (!(rc = fp_decode_chunk(img, i, buf, dst, NULL)))
+		rc = pg_err(ENOMEM, "%s: out of memory", img->path);
+	else if (pg_read_full(fd, buf, c->stored_len, c->file_offset))
+		rc = pg_err(EIO, "%s: chunk %u: short read at file offset %llu", img->path, i,
+		            (unsigned long long)c->file_offset);
+	else if (!(rc = pg_decode_chunk(img, i, buf, dst, NULL)))
 		/* zstd may have used the buffer past the frame as scratch. */
 		memset((char *)dst + c->logical_len, 0, img->info.chunk_size - c->logical_len);
 	if (buf != dst)

@@ -2,7 +2,7 @@
 #ifndef FLEXPAGE_IMAGE_H
 #define FLEXPAGE_IMAGE_H
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 struct fp_image {
 	struct fp_image_info info;
@@ -15,19 +15,19 @@ struct fp_image {
 
 /* pread len bytes at off, in as many reads as it takes; -1 on an error or
  * end of file. */
-int fp_read_full(int fd, void *buf, size_t len, uint64_t off);
+int pg_read_full(int fd, void *buf, size_t len, uint64_t off);
 
 /* gguf_image.c: a GGUF file as a direct image (its chunks carry no
  * checksum), and the GGUF header of a verbatim image packed from one
  * (meta format=gguf), read from its chunks.  NULL / -1 with errno and
  * fp_last_error(). */
-struct fp_image *fp_gguf_image_open(const char *path, uint32_t chunk_size);
-int fp_gguf_image_attach(struct fp_image *img);
+struct fp_image *pg_gguf_image_open(const char *path, uint32_t chunk_size);
+int pg_gguf_image_attach(struct fp_image *img);
 
 /* Decode a stored payload into dst (chunk_size bytes); verifies length and
  * checksum.  src holds c->stored_len bytes.  For zstd, dctx may be NULL.
  * On failure returns -1 with the reason in fp_last_error(). */
-int fp_decode_chunk(const struct fp_image *img, uint32_t i, const void *src,
+int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src,
                     void *dst, void *zstd_dctx);
 
 #endif

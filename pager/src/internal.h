@@ -1,4 +1,18 @@
-/* libflexpage internals: the region, its chunk states and its threads. */
+/* libflexpage internals: a region, made of the parts each step of the data
+ * path owns.  A file touches its own part and calls the others; the fixed
+ * fields at the top are set by fp_open and only read after.
+ *
+ *   image.c          the image: header, tables, decoding a chunk
+ *   region.c         fp_open / fp_close, as their steps
+ *   handler.c        the process-wide fault handler thread
+ *   fault.c          one fault
+ *   load.c           the loader threads: read, verify, decode a chunk
+ *   install.c        hand a loaded chunk to the region
+ *   residency.c      the budget and the policy; evict.c: victims' pages out
+ *   preserve.c       preserved chunks and the lock quota
+ *   readahead*.c     read-ahead: depth, window, order, staging
+ *   poison.c         failed chunks; reporter.c: the SIGBUS reporter
+ *   stats.c          counters and histograms */
 #ifndef FLEXPAGE_INTERNAL_H
 #define FLEXPAGE_INTERNAL_H
 
@@ -8,208 +22,126 @@
 #include <urcu.h>
 #include <urcu/rculist.h>
 
+#include "chunk.h"
 #include "image.h"
+#include "load.h"
 #include "policy.h"
 #include "pool.h"
-#include "queue.h"
+#include "readahead.h"
+#include "residency.h"
+#include "stats.h"
 #include "trace.h"
 #include "uffd.h"
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 #define HUGE_2M (2u << 20)
 
-/* Chunk state word: a state in the low bits, and DEMANDED when a thread
- * faulted on the chunk and waits for it.  Transitions:
- *   EMPTY -> LOADING          the handler (a fault) or read-ahead claims it
- *   LOADING -> RESIDENT       a loader installed it
- *   LOADING -> EMPTY          a read-ahead load abandoned (no one waiting)
- *   LOADING -> POISONED       the load failed for good
- *   RESIDENT -> EVICTING -> EMPTY, or -> LOADING when DEMANDED meanwhile
- *   LOADING -> STAGED         read-ahead in streaming mode (stage.c)
- *   STAGED -> LOADING         a fault installs it, or a misprediction drops it */
-enum chunk_state {
-	CHUNK_EMPTY = 0,
-	CHUNK_LOADING = 1,
-	CHUNK_RESIDENT = 2,
-	CHUNK_EVICTING = 3,
-	CHUNK_POISONED = 4,
-	CHUNK_STAGED = 5,        /* loaded ahead into a buffer, not installed */
-};
-#define CHUNK_STATE_MASK 7u
-#define CHUNK_DEMANDED 8u        /* a thread waits on this chunk */
-#define CHUNK_CLAIMED 16u        /* LOADING: a loader owns the load */
+/* Every flag fp_open knows. */
+#define PG_OPEN_FLAGS (FP_OPEN_BUFFERED | FP_OPEN_NO_HUGE | FP_OPEN_NO_LOCK | FP_OPEN_NO_STAGE | \
+                       FP_OPEN_NO_PREDICT)
 
-/* Settings that change while the loop runs, published with RCU. */
-struct fp_settings {
-	uint64_t budget;
-	const struct fp_policy_ops *policy_ops;
-	void *policy;            /* guarded by the residency lock */
-	struct rcu_head rcu;
-};
-
-struct fp_counters {
-	atomic_uint_fast64_t faults, demand_loads, prefetch_loads, evictions, retries,
-	    poisoned, huge_installs, small_installs, staged_installs, staged_dropped,
-	    bytes_read, bytes_decompressed,
-	    bytes_installed;
-	atomic_uint_fast64_t peak_resident;
-	atomic_uint_fast64_t hist[FP_NSTAGES][FP_HIST_BUCKETS];
-	atomic_uint_fast64_t hist_count[FP_NSTAGES], hist_sum[FP_NSTAGES], hist_max[FP_NSTAGES];
+/* Poisoned chunks (poison.c). */
+struct pg_poison {
+	int can;                     /* UFFDIO_POISON available */
+	char *_Atomic *reason;       /* per chunk, set once */
 };
 
 struct fp_region {
-	struct cds_list_head node;   /* in the handler's region list (RCU) */
+	/* Fixed by fp_open (region.c), read by every step. */
+	struct cds_list_head node;   /* in the handler's region list (RCU; handler.c) */
 	fp_image *img;
 	uint8_t *base;
 	uint64_t size;
 	uint32_t chunk_size, n_chunks;
 	struct fp_options opt;
-	int fd;                      /* payload reads (O_DIRECT unless buffered) */
-	int uffd;
-	_Atomic int huge_ok;         /* UFFDIO_MOVE of 2 MiB pages works here */
-	int can_poison;              /* UFFDIO_POISON available */
-	int direct;                  /* reads bypass the page cache */
-
-	_Atomic uint32_t *state;     /* per chunk */
-	atomic_uint_fast64_t *fault_ns;  /* per chunk: first waiting fault, 0 none */
-	atomic_uint_fast64_t *queued_ns; /* per chunk: when its load was queued */
-	char *_Atomic *poison_reason;/* per chunk, set once */
-	uint32_t *page_len;          /* per chunk: logical_len rounded to pages */
-	uint32_t *res_len;           /* per chunk: the bytes it holds while resident, page_len
-	                              * or, for a streamed tail installed whole, chunk_size */
-
-	struct fp_queue queue;       /* demand first, then read-ahead */
-	int queue_ready;             /* queue initialised: region_free destroys it */
-	struct fp_pool pool;         /* recycled huge pages (huge installs only) */
-	void *loaders;               /* struct loader[n_loaders] (loader.c) */
-	int n_loaders;
-
-	/* Residency: resident bytes and the policy, under res_lock. */
-	pthread_mutex_t res_lock;
-	uint64_t resident;           /* installed + reserved region bytes */
-	struct fp_settings *settings; /* RCU-published; writers hold res_lock */
-
-	struct fp_counters stats;
-	struct fp_tracer *tracer;    /* NULL: no trace */
-
-	/* Streaming: read-ahead stages chunks; the loop's faults install them,
-	 * which tells the pager where the loop is (stage.c). */
-	_Atomic int stage_ahead;
-	uint8_t **staged_buf;        /* per chunk: the buffer a STAGED chunk is in */
-	uint8_t *staged_in_pool;     /* per chunk: that buffer is a pool slot */
-	uint32_t *staged_list, n_staged; /* under res_lock */
-	uint8_t *ahead_reserved;     /* per chunk: read-ahead holds its reservation (res_lock) */
-	uint64_t ahead_bytes;        /* reserved by read-ahead not yet installed (res_lock) */
+	uint32_t *page_len;          /* per chunk: logical_len rounded up to pages */
 	uint64_t data_bytes;         /* sum of page_len: more budget than this streams nothing */
+	int uffd;
 
-	/* The predictor (predict.c); the handler thread's alone. */
-	uint32_t *seq, seq_len;      /* the learned cycle of streamed chunks */
-	uint32_t *pos_of;            /* per chunk: its place in seq, or UINT32_MAX */
-	uint32_t *used_cycle;        /* per chunk: the last cycle that faulted it */
-	uint32_t *window_mark;       /* per chunk: the last fault whose window wanted it */
-	uint32_t frontier;           /* the chunk furthest along this cycle */
-	uint32_t cycle, slack, fault_seq;
-	uint64_t gap_ns;             /* the loop's time per chunk, unblocked (mean) */
-	uint64_t advanced_ns;        /* when the frontier last moved on */
-	int advanced_waits;          /* and that fault waited for a read */
-
-	/* A load's time, as the loaders measure it (read + decode): a mean and
-	 * a mean deviation, as TCP keeps for its round trips (predict.c). */
-	_Atomic uint64_t load_ns, load_dev_ns;
-	_Atomic uint32_t depth;      /* the read-ahead depth of the latest fault */
-
-	uint8_t *preserve;           /* per chunk, or NULL */
-	uint64_t lock_quota;
-	uint64_t preserved_bytes, locked_bytes; /* under res_lock */
-	int lock_warned;
+	/* The parts, each its file's. */
+	pg_chunk_word *state;        /* per chunk: the protocol (chunk.c) */
+	struct pg_loads load;        /* load.c */
+	struct pg_install install;   /* install.c */
+	struct pg_pool pool;         /* pool.c: recycled huge pages */
+	struct pg_residency res;     /* residency.c */
+	struct pg_preservation keep; /* preserve.c */
+	struct pg_readahead ahead;   /* readahead.c */
+	struct pg_order order;       /* readahead_order.c */
+	struct pg_staging stage;     /* readahead_stage.c */
+	struct pg_poison poison;     /* poison.c */
+	struct pg_counters stats;    /* stats.c */
+	struct pg_tracer *tracer;    /* trace.c; NULL: no trace */
 };
-
-/* Which flexpage thread this is, for the trace: 0 the handler, 1.. the
- * loaders, FP_TRACE_OTHER_THREAD for the application's threads. */
-extern _Thread_local uint16_t fp_thread_id;
-
-/* t_ns: when it happened (CLOCK_MONOTONIC), 0 for now. */
-static inline void fp_trace_event(fp_region *r, uint64_t t_ns, uint32_t type, uint32_t flags,
-                                  uint32_t chunk, uint64_t a, uint64_t b)
-{
-	if (r->tracer)
-		fp_tracer_emit(r->tracer, t_ns, type, flags, fp_thread_id, chunk, a, b);
-}
 
 /* handler.c: the process-wide fault handler and its region list. */
 /* Take (start) or drop (stop on the last) the process-wide handler. */
-int fp_handler_get(struct fp_uffd *out);
-void fp_handler_put(void);
+int pg_handler_get(struct pg_uffd *out);
+void pg_handler_put(void);
 /* Route r's faults to it; unpublish returns once the handler cannot see r. */
-void fp_handler_publish(fp_region *r);
-void fp_handler_unpublish(fp_region *r);
-void fp_region_fault(fp_region *r, uint64_t addr, uint32_t tid);
+void pg_handler_publish(fp_region *r);
+void pg_handler_unpublish(fp_region *r);
 
-/* loader.c */
-int fp_loaders_start(fp_region *r);
-void fp_loaders_stop(fp_region *r);
+/* fault.c: the handler serves a fault at addr in r (tid: the thread's). */
+void pg_fault(fp_region *r, uint64_t addr, uint32_t tid);
 
-/* loader.c: install chunk c from buf; 1 if pages were moved out of buf. */
-int fp_install(fp_region *r, uint32_t c, int demand, uint8_t *buf);
-
-/* stage.c: staging, the position signal and the predictor. */
-int fp_stage_init(fp_region *r);
-void fp_stage_free(fp_region *r);
-/* A loader staged chunk c in buf; 0 if a fault got there first (then the
- * caller installs it as a demand load). */
-int fp_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
-/* The handler: a fault on STAGED chunk c installs it at once. */
-void fp_stage_fault(fp_region *r, uint32_t c);
-/* The handler: drop staged chunks no recent fault's window wanted. */
-void fp_stage_drop_stale(fp_region *r);
-/* Streaming is on when the budget holds less than the whole image. */
-void fp_stage_update(fp_region *r, uint64_t budget);
-
-/* predict.c: after a fault on c, learn the order and load ahead. */
-int fp_predict_init(fp_region *r);
-void fp_predict_free(fp_region *r);
-/* A fault on chunk c at now; `waits`: the access waits for a read. */
-void fp_predict(fp_region *r, uint32_t c, uint64_t now, int waits);
-/* A loader's measured load time (read + decode), for the read-ahead depth. */
-void fp_predict_load_time(fp_region *r, uint64_t ns);
-
-/* residency.c */
-/* Make room for bytes more, evicting per the policy, and count them. */
-void fp_reserve(fp_region *r, uint64_t bytes);
-void fp_mark_resident(fp_region *r, uint32_t c, int demand);
-/* Tell the policy of an access to resident chunk c. */
-void fp_touch(fp_region *r, uint32_t c);
-/* Chunks of the budget kept free of read-ahead for the loop's own use:
- * those its threads are on, and one just installed.  A budget with no more
- * room than this after preservation gets no read-ahead at all. */
-#define FP_IN_USE_CHUNKS 4
-
-/* What read-ahead may hold of a budget: what preservation leaves, less
- * FP_IN_USE_CHUNKS chunks. */
-uint64_t fp_ahead_room(const fp_region *r, uint64_t budget);
-/* Read-ahead reserves before it reads, and only within the budget left
- * after preservation and the loop's chunks in use: 1 if there is no room. */
-int fp_reserve_ahead(fp_region *r, uint32_t c);
-/* Chunk c's read-ahead reservation ends: it is installed (release, under
- * res_lock), or its bytes leave the budget too (unreserve: a failed load,
- * or a dropped staged chunk under res_lock). */
-void fp_release_ahead(fp_region *r, uint32_t c);
-void fp_unreserve_ahead(fp_region *r, uint32_t c);
-void fp_unreserve_ahead_locked(fp_region *r, uint32_t c);
-int fp_evict_to(fp_region *r, uint64_t target);
-
-/* stats.c */
-void fp_stat_latency(fp_region *r, int stage, uint64_t ns);
-uint64_t fp_now_ns(void);
+/* poison.c */
+int pg_poison_init(fp_region *r, uint64_t features);
+void pg_poison_free(fp_region *r);
+/* Chunk c failed for good: its waiters wake and their access raises SIGBUS. */
+void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason);
+/* Why chunk c was poisoned, or NULL.  Async-signal-safe. */
+const char *pg_poison_reason(const fp_region *r, uint32_t c);
 
 /* reporter.c */
-void fp_reporter_add(fp_region *r);
-void fp_reporter_remove(fp_region *r);
-void fp_poison_chunk(fp_region *r, uint32_t c, const char *reason);
+/* The reporter can name r's poisoned chunks (-ENOMEM if not). */
+int pg_reporter_add(fp_region *r);
+void pg_reporter_remove(fp_region *r);
+
+/* Which flexpage thread this is, for the trace: 0 the handler, 1.. the
+ * loaders, FP_TRACE_OTHER_THREAD for the application's threads. */
+extern _Thread_local uint16_t pg_thread_id;
+
+/* t_ns: when it happened (CLOCK_MONOTONIC), 0 for now. */
+static inline void pg_trace_event(fp_region *r, uint64_t t_ns, uint32_t type, uint32_t flags,
+                                  uint32_t chunk, uint64_t a, uint64_t b)
+{
+	if (r->tracer)
+		pg_tracer_emit(r->tracer, t_ns, type, flags, pg_thread_id, chunk, a, b);
+}
+
+static inline void pg_count(fp_region *r, enum pg_counter k, uint64_t n)
+{
+	atomic_fetch_add_explicit(&r->stats.n[k], n, memory_order_relaxed);
+}
+
+static inline void pg_uncount(fp_region *r, enum pg_counter k, uint64_t n)
+{
+	atomic_fetch_sub_explicit(&r->stats.n[k], n, memory_order_relaxed);
+}
 
 static inline uint32_t chunk_state(fp_region *r, uint32_t c)
 {
-	return atomic_load(&r->state[c]) & CHUNK_STATE_MASK;
+	return pg_chunk_state(&r->state[c]);
+}
+
+static inline int pg_preserved(const fp_region *r, uint32_t c)
+{
+	return r->keep.preserve && r->keep.preserve[c];
+}
+
+static inline int pg_install_huge(fp_region *r)
+{
+	return atomic_load(&r->install.huge_ok);
+}
+
+static inline int pg_staging(fp_region *r)
+{
+	return atomic_load(&r->stage.on);
+}
+
+static inline uint32_t pg_res_len(const fp_region *r, uint32_t c)
+{
+	return r->res.res_len[c];
 }
 
 #endif

@@ -8,7 +8,10 @@
  * Balanced (FlexInfer's balanced memory locking): every layer keeps the
  * same share of its bytes, so every layer streams about as much and the
  * pipeline runs evenly.  Unbalanced: the first layers are preserved whole,
- * then the next, as a naive pager would end up. */
+ * then the next, as a naive pager would end up.  Which layer a tensor is
+ * in, and whether it is an attention tensor, the caller says
+ * (tensor_layer): the pager knows no model's tensor names. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,21 +21,12 @@
 struct item {
 	uint32_t chunk;
 	int group;               /* layer, or n_layers for everything else */
-	int attention;           /* in an attn_* tensor */
+	int attention;           /* in an attention tensor */
 	uint64_t cost;           /* page-rounded bytes */
 	double weight;           /* of them, read a token (cost x read share) */
 	double benefit;          /* ns saved a token */
 	double stored;           /* stored bytes read a token */
 };
-
-static int layer_of(const char *name)
-{
-	if (strncmp(name, "blk.", 4))
-		return -1;
-	char *end;
-	long l = strtol(name + 4, &end, 10);
-	return end != name + 4 && *end == '.' && l >= 0 && l < 1000000 ? (int)l : -1;
-}
 
 /* The tensor holding most of chunk d's bytes: a chunk may hold the end of
  * one tensor and the start of the next. */
@@ -130,7 +124,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		free(it);
 		free(keep);
 		fp_plan_free(out);
-		return fp_err("plan: out of memory");
+		return pg_err(ENOMEM, "plan: out of memory");
 	}
 	out->n_chunks = info->n_chunks;
 	for (uint32_t c = 0; c < info->n_chunks; c++) {
@@ -142,8 +136,12 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 			continue;
 		struct item *x = &it[n++];
 		x->chunk = c;
-		x->group = layer_of(t->name);
-		x->attention = strstr(t->name, ".attn_") != NULL;
+		int attention = 0;
+		x->group = o->tensor_layer ? o->tensor_layer(t, &attention, o->tensor_layer_ctx)
+		                           : -1;
+		if (x->group < 0 || x->group >= 1000000)
+			x->group = -1; /* outside the layers */
+		x->attention = attention != 0;
 		x->cost = cost;
 		double share = o->read_share ? o->read_share(t, o->read_share_ctx) : 1.0;
 		x->benefit = share * ((double)d->stored_len / read * 1e9 +

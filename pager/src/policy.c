@@ -10,25 +10,24 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct fp_policy_ops *policies[MAX_POLICIES] = {
-	&fp_policy_fifo, &fp_policy_lru, &fp_policy_clock, &fp_policy_stream, &fp_policy_belady,
+	&pg_policy_fifo, &pg_policy_lru, &pg_policy_clock, &pg_policy_stream, &pg_policy_belady,
 };
-static const char *names[MAX_POLICIES + 1];
 
 int fp_policy_register(const struct fp_policy_ops *ops)
 {
 	if (!ops || !ops->name || !ops->create || !ops->destroy || !ops->loaded || !ops->touched ||
 	    !ops->evicted || !ops->victim)
-		return fp_err("policy: every hook but future is required");
+		return pg_err(EINVAL, "policy: every hook but future is required");
 	pthread_mutex_lock(&lock);
 	int i;
 	for (i = 0; i < MAX_POLICIES && policies[i]; i++)
 		if (!strcmp(policies[i]->name, ops->name)) {
 			pthread_mutex_unlock(&lock);
-			return fp_err("policy '%s' is already registered", ops->name);
+			return pg_err(EEXIST, "policy '%s' is already registered", ops->name);
 		}
 	if (i == MAX_POLICIES) {
 		pthread_mutex_unlock(&lock);
-		return fp_err("policy: no room for more than %d policies", MAX_POLICIES);
+		return pg_err(ENOSPC, "policy: no room for more than %d policies", MAX_POLICIES);
 	}
 	policies[i] = ops;
 	pthread_mutex_unlock(&lock);
@@ -46,18 +45,18 @@ const struct fp_policy_ops *fp_policy_find(const char *name)
 	return found;
 }
 
-const char *const *fp_policy_names(void)
+size_t fp_policy_names(const char **names, size_t n)
 {
 	pthread_mutex_lock(&lock);
-	int i;
+	size_t i;
 	for (i = 0; i < MAX_POLICIES && policies[i]; i++)
-		names[i] = policies[i]->name;
-	names[i] = NULL;
+		if (i < n)
+			names[i] = policies[i]->name;
 	pthread_mutex_unlock(&lock);
-	return names;
+	return i;
 }
 
-int fp_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
+int pg_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
                  const uint64_t *resident, uint64_t bytes,
                  void (*evict)(void *ctx, uint32_t c), void *ctx)
 {
@@ -72,15 +71,15 @@ int fp_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
 
 #define NIL UINT32_MAX
 
-void *fp_chunk_list_create(const struct fp_policy_env *env)
+void *pg_chunk_list_create(const struct fp_policy_env *env)
 {
-	struct fp_chunk_list *l = calloc(1, sizeof *l);
+	struct pg_chunk_list *l = calloc(1, sizeof *l);
 	if (!l)
 		return NULL;
 	l->prev = malloc(sizeof *l->prev * env->n_chunks);
 	l->next = malloc(sizeof *l->next * env->n_chunks);
 	if (!l->prev || !l->next) {
-		fp_chunk_list_destroy(l);
+		pg_chunk_list_destroy(l);
 		return NULL;
 	}
 	memset(l->prev, 0xff, sizeof *l->prev * env->n_chunks);
@@ -89,20 +88,20 @@ void *fp_chunk_list_create(const struct fp_policy_env *env)
 	return l;
 }
 
-void fp_chunk_list_destroy(void *p)
+void pg_chunk_list_destroy(void *p)
 {
-	struct fp_chunk_list *l = p;
+	struct pg_chunk_list *l = p;
 	free(l->prev);
 	free(l->next);
 	free(l);
 }
 
-int fp_chunk_list_contains(const struct fp_chunk_list *l, uint32_t c)
+int pg_chunk_list_contains(const struct pg_chunk_list *l, uint32_t c)
 {
 	return l->head == c || l->prev[c] != NIL;
 }
 
-void fp_chunk_list_push(struct fp_chunk_list *l, uint32_t c)
+void pg_chunk_list_push(struct pg_chunk_list *l, uint32_t c)
 {
 	l->prev[c] = l->tail;
 	l->next[c] = NIL;
@@ -114,9 +113,9 @@ void fp_chunk_list_push(struct fp_chunk_list *l, uint32_t c)
 	l->n++;
 }
 
-void fp_chunk_list_remove(struct fp_chunk_list *l, uint32_t c)
+void pg_chunk_list_remove(struct pg_chunk_list *l, uint32_t c)
 {
-	if (!fp_chunk_list_contains(l, c))
+	if (!pg_chunk_list_contains(l, c))
 		return;
 	uint32_t p = l->prev[c], n = l->next[c];
 	if (p != NIL)
@@ -131,19 +130,19 @@ void fp_chunk_list_remove(struct fp_chunk_list *l, uint32_t c)
 	l->n--;
 }
 
-void fp_chunk_list_requeue(void *l, uint32_t c, int demand)
+void pg_chunk_list_requeue(void *l, uint32_t c, int demand)
 {
-	fp_chunk_list_remove(l, c);
-	fp_chunk_list_push(l, c);
+	pg_chunk_list_remove(l, c);
+	pg_chunk_list_push(l, c);
 }
 
-void fp_chunk_list_evicted(void *l, uint32_t c)
+void pg_chunk_list_evicted(void *l, uint32_t c)
 {
-	fp_chunk_list_remove(l, c);
+	pg_chunk_list_remove(l, c);
 }
 
-int64_t fp_chunk_list_oldest(void *p)
+int64_t pg_chunk_list_oldest(void *p)
 {
-	struct fp_chunk_list *l = p;
+	struct pg_chunk_list *l = p;
 	return l->n ? (int64_t)l->head : -1;
 }

@@ -5,37 +5,37 @@
 
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
-extern const struct fp_policy_ops fp_policy_fifo;
-extern const struct fp_policy_ops fp_policy_lru;
-extern const struct fp_policy_ops fp_policy_clock;
-extern const struct fp_policy_ops fp_policy_stream;
-extern const struct fp_policy_ops fp_policy_belady;
+extern const struct fp_policy_ops pg_policy_fifo;
+extern const struct fp_policy_ops pg_policy_lru;
+extern const struct fp_policy_ops pg_policy_clock;
+extern const struct fp_policy_ops pg_policy_stream;
+extern const struct fp_policy_ops pg_policy_belady;
 
 /* The accounting both the live pager and the simulator run: evict the
  * policy's victims until bytes more fit in the budget.  evict() must drop
  * the chunk, call ops->evicted and lower *resident.  Returns 1 if the
  * policy had nothing left to evict and the bytes still do not fit. */
-int fp_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
+int pg_make_room(const struct fp_policy_ops *ops, void *policy, uint64_t budget,
                  const uint64_t *resident, uint64_t bytes,
                  void (*evict)(void *ctx, uint32_t c), void *ctx);
 
 /* An intrusive doubly linked list over chunk indices, oldest at the head.
  * fifo, lru and stream are this list with different update rules. */
-struct fp_chunk_list {
+struct pg_chunk_list {
 	uint32_t *prev, *next;   /* UINT32_MAX: not on the list */
 	uint32_t head, tail;
 	uint32_t n;
 };
-void *fp_chunk_list_create(const struct fp_policy_env *env);
-void fp_chunk_list_destroy(void *l);
-void fp_chunk_list_push(struct fp_chunk_list *l, uint32_t c);   /* at the tail */
-void fp_chunk_list_remove(struct fp_chunk_list *l, uint32_t c);
-int fp_chunk_list_contains(const struct fp_chunk_list *l, uint32_t c);
+void *pg_chunk_list_create(const struct fp_policy_env *env);
+void pg_chunk_list_destroy(void *l);
+void pg_chunk_list_push(struct pg_chunk_list *l, uint32_t c);   /* at the tail */
+void pg_chunk_list_remove(struct pg_chunk_list *l, uint32_t c);
+int pg_chunk_list_contains(const struct pg_chunk_list *l, uint32_t c);
 /* Policy hooks that fit any list policy. */
-void fp_chunk_list_requeue(void *l, uint32_t c, int demand); /* remove, push at tail */
-void fp_chunk_list_evicted(void *l, uint32_t c);
-int64_t fp_chunk_list_oldest(void *l);
+void pg_chunk_list_requeue(void *l, uint32_t c, int demand); /* remove, push at tail */
+void pg_chunk_list_evicted(void *l, uint32_t c);
+int64_t pg_chunk_list_oldest(void *l);
 
 #endif

@@ -142,7 +142,7 @@ static int64_t belady_victim(void *p)
 	return -1;
 }
 
-const struct fp_policy_ops fp_policy_belady = {
+const struct fp_policy_ops pg_policy_belady = {
 	.name = "belady",
 	.summary = "optimal offline (simulator only): evict the chunk used farthest in the future",
 	.create = belady_create,

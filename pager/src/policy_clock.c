@@ -64,7 +64,7 @@ static int64_t clock_victim(void *p)
 	}
 }
 
-const struct fp_policy_ops fp_policy_clock = {
+const struct fp_policy_ops pg_policy_clock = {
 	.name = "clock",
 	.summary = "second chance: evict the next chunk not accessed since the hand passed",
 	.create = clock_create,

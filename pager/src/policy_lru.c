@@ -5,17 +5,17 @@
 
 static void lru_touched(void *p, uint32_t c)
 {
-	if (fp_chunk_list_contains(p, c))
-		fp_chunk_list_requeue(p, c, 0);
+	if (pg_chunk_list_contains(p, c))
+		pg_chunk_list_requeue(p, c, 0);
 }
 
-const struct fp_policy_ops fp_policy_lru = {
+const struct fp_policy_ops pg_policy_lru = {
 	.name = "lru",
 	.summary = "evict the chunk least recently loaded or accessed",
-	.create = fp_chunk_list_create,
-	.destroy = fp_chunk_list_destroy,
-	.loaded = fp_chunk_list_requeue,
+	.create = pg_chunk_list_create,
+	.destroy = pg_chunk_list_destroy,
+	.loaded = pg_chunk_list_requeue,
 	.touched = lru_touched,
-	.evicted = fp_chunk_list_evicted,
-	.victim = fp_chunk_list_oldest,
+	.evicted = pg_chunk_list_evicted,
+	.victim = pg_chunk_list_oldest,
 };

@@ -14,13 +14,13 @@
 
 static void stream_touched(void *p, uint32_t c)
 {
-	if (fp_chunk_list_contains(p, c))
-		fp_chunk_list_requeue(p, c, 0);
+	if (pg_chunk_list_contains(p, c))
+		pg_chunk_list_requeue(p, c, 0);
 }
 
 static int64_t stream_victim(void *p)
 {
-	struct fp_chunk_list *l = p;
+	struct pg_chunk_list *l = p;
 	if (!l->n)
 		return -1;
 	/* In a small budget, fewer: at most half of the others. */
@@ -31,13 +31,13 @@ static int64_t stream_victim(void *p)
 	return c;
 }
 
-const struct fp_policy_ops fp_policy_stream = {
+const struct fp_policy_ops pg_policy_stream = {
 	.name = "stream",
 	.summary = "FlexInfer preserve-and-stream: evict the chunk the loop has just finished with",
-	.create = fp_chunk_list_create,
-	.destroy = fp_chunk_list_destroy,
-	.loaded = fp_chunk_list_requeue,
+	.create = pg_chunk_list_create,
+	.destroy = pg_chunk_list_destroy,
+	.loaded = pg_chunk_list_requeue,
 	.touched = stream_touched,
-	.evicted = fp_chunk_list_evicted,
+	.evicted = pg_chunk_list_evicted,
 	.victim = stream_victim,
 };

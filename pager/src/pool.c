@@ -13,7 +13,7 @@
 
 static void *warmer_main(void *arg)
 {
-	struct fp_pool *p = arg;
+	struct pg_pool *p = arg;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (!p->stop && !(p->n_empty && p->n_full < p->warm_low))
@@ -26,7 +26,7 @@ static void *warmer_main(void *arg)
 		size_t moved = 0;
 		if (madvise(p->scratch, p->chunk_size, MADV_POPULATE_WRITE))
 			memset(p->scratch, 0, p->chunk_size);
-		fp_uffd_move(p->uffd, slot, p->scratch, p->chunk_size, &moved);
+		pg_uffd_move(p->uffd, slot, p->scratch, p->chunk_size, &moved);
 		/* A partial move leaves holes: the scratch keeps the rest and
 		 * the slot still counts as full (the handler answers a touch of
 		 * a hole with a zero page, so nothing can hang on it). */
@@ -43,7 +43,7 @@ static void *warmer_main(void *arg)
 	return NULL;
 }
 
-int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots,
+int pg_pool_init(struct pg_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots,
                  uint32_t warm_low, uint32_t warm_max)
 {
 	memset(p, 0, sizeof *p);
@@ -69,7 +69,7 @@ int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_sl
 	uint64_t ioctls;
 	p->full = malloc(sizeof *p->full * n_slots);
 	p->empty = malloc(sizeof *p->empty * n_slots);
-	if (!p->full || !p->empty || fp_uffd_register(uffd, base, len, &ioctls)) {
+	if (!p->full || !p->empty || pg_uffd_register(uffd, base, len, &ioctls)) {
 		free(p->full);
 		free(p->empty);
 		munmap(base, len);
@@ -106,7 +106,7 @@ int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_sl
 	return 0;
 }
 
-void fp_pool_destroy(struct fp_pool *p, int uffd)
+void pg_pool_destroy(struct pg_pool *p, int uffd)
 {
 	if (!p->base)
 		return;
@@ -118,7 +118,7 @@ void fp_pool_destroy(struct fp_pool *p, int uffd)
 		pthread_join(p->warmer, NULL);
 		munmap(p->scratch_map, (size_t)p->chunk_size + HUGE);
 	}
-	fp_uffd_unregister(uffd, p->base, p->len);
+	pg_uffd_unregister(uffd, p->base, p->len);
 	munmap(p->base, p->len);
 	free(p->full);
 	free(p->empty);
@@ -127,7 +127,7 @@ void fp_pool_destroy(struct fp_pool *p, int uffd)
 	memset(p, 0, sizeof *p);
 }
 
-uint8_t *fp_pool_take_full(struct fp_pool *p)
+uint8_t *pg_pool_take_full(struct pg_pool *p)
 {
 	if (!p->base)
 		return NULL;
@@ -141,7 +141,7 @@ uint8_t *fp_pool_take_full(struct fp_pool *p)
 	return slot;
 }
 
-uint8_t *fp_pool_take_empty(struct fp_pool *p)
+uint8_t *pg_pool_take_empty(struct pg_pool *p)
 {
 	if (!p->base)
 		return NULL;
@@ -153,7 +153,7 @@ uint8_t *fp_pool_take_empty(struct fp_pool *p)
 	return slot;
 }
 
-void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full)
+void pg_pool_put(struct pg_pool *p, uint8_t *slot, int full)
 {
 	if (!p->base)
 		return; /* destroyed: its slots went with it */
@@ -173,7 +173,7 @@ void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full)
 	pthread_mutex_unlock(&p->lock);
 }
 
-int fp_pool_contains(const struct fp_pool *p, uint64_t addr)
+int pg_pool_contains(const struct pg_pool *p, uint64_t addr)
 {
 	return p->base && addr >= (uintptr_t)p->base && addr < (uintptr_t)p->base + p->len;
 }

@@ -18,7 +18,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-struct fp_pool {
+struct pg_pool {
 	uint8_t *base;           /* NULL: no pool (small chunks, no UFFDIO_MOVE) */
 	size_t len;
 	uint32_t chunk_size, n_slots;
@@ -37,17 +37,22 @@ struct fp_pool {
 
 /* Map and register n_slots slots, warm_max of them holding pages.  Returns
  * -1 (and no pool) if any step fails: the caller then goes without. */
-int fp_pool_init(struct fp_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots,
+int pg_pool_init(struct pg_pool *p, int uffd, uint32_t chunk_size, uint32_t n_slots,
                  uint32_t warm_low, uint32_t warm_max);
-void fp_pool_destroy(struct fp_pool *p, int uffd);
+void pg_pool_destroy(struct pg_pool *p, int uffd);
 /* A slot holding a page, or NULL. */
-uint8_t *fp_pool_take_full(struct fp_pool *p);
+uint8_t *pg_pool_take_full(struct pg_pool *p);
 /* Give back a slot: `full` says whether it still holds its page (a page
  * beyond warm_max is freed). */
-void fp_pool_put(struct fp_pool *p, uint8_t *slot, int full);
+void pg_pool_put(struct pg_pool *p, uint8_t *slot, int full);
 /* An empty slot to move an evicted page into, or NULL when the pool has
  * enough pages already. */
-uint8_t *fp_pool_take_empty(struct fp_pool *p);
-int fp_pool_contains(const struct fp_pool *p, uint64_t addr);
+uint8_t *pg_pool_take_empty(struct pg_pool *p);
+int pg_pool_contains(const struct pg_pool *p, uint64_t addr);
+/* The pool exists (pg_pool_init succeeded). */
+static inline int pg_pool_ready(const struct pg_pool *p)
+{
+	return p->base != NULL;
+}
 
 #endif

@@ -11,7 +11,7 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void draw(struct fp_progress *p, uint64_t now)
+static void draw(struct pg_progress *p, uint64_t now)
 {
 	double frac = p->total ? (double)p->done / (double)p->total : 0;
 	if (frac > 1)
@@ -27,14 +27,14 @@ static void draw(struct fp_progress *p, uint64_t now)
 	fflush(stderr);
 }
 
-void fp_progress_start(struct fp_progress *p, const char *label, uint64_t total, int enable)
+void pg_progress_start(struct pg_progress *p, const char *label, uint64_t total, int enable)
 {
-	*p = (struct fp_progress){.label = label, .total = total};
+	*p = (struct pg_progress){.label = label, .total = total};
 	p->active = enable && total && isatty(STDERR_FILENO);
 	p->start_ns = p->last_ns = mono_ns();
 }
 
-void fp_progress_update(struct fp_progress *p, uint64_t done)
+void pg_progress_update(struct pg_progress *p, uint64_t done)
 {
 	p->done = done;
 	if (!p->active)
@@ -46,7 +46,7 @@ void fp_progress_update(struct fp_progress *p, uint64_t done)
 	draw(p, now);
 }
 
-void fp_progress_end(struct fp_progress *p)
+void pg_progress_end(struct pg_progress *p)
 {
 	if (!p->active)
 		return;

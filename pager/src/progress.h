@@ -4,15 +4,15 @@
 
 #include <stdint.h>
 
-struct fp_progress {
+struct pg_progress {
 	const char *label;
 	uint64_t total, done;
 	uint64_t start_ns, last_ns;
 	int active;
 };
 
-void fp_progress_start(struct fp_progress *p, const char *label, uint64_t total, int enable);
-void fp_progress_update(struct fp_progress *p, uint64_t done);
-void fp_progress_end(struct fp_progress *p);
+void pg_progress_start(struct pg_progress *p, const char *label, uint64_t total, int enable);
+void pg_progress_update(struct pg_progress *p, uint64_t done);
+void pg_progress_end(struct pg_progress *p);
 
 #endif

@@ -2,7 +2,7 @@
 
 #include "queue.h"
 
-static int ring_init(struct fp_ring *r, uint32_t cap)
+static int ring_init(struct pg_ring *r, uint32_t cap)
 {
 	r->slot = malloc(sizeof *r->slot * cap);
 	r->cap = cap;
@@ -10,7 +10,7 @@ static int ring_init(struct fp_ring *r, uint32_t cap)
 	return r->slot ? 0 : -1;
 }
 
-static void ring_push(struct fp_ring *r, uint32_t c)
+static void ring_push(struct pg_ring *r, uint32_t c)
 {
 	/* Entries are bounded by the chunk count (see the callers), but a
 	 * full ring drops its oldest entry rather than overflow. */
@@ -22,7 +22,7 @@ static void ring_push(struct fp_ring *r, uint32_t c)
 	r->n++;
 }
 
-static uint32_t ring_pop(struct fp_ring *r)
+static uint32_t ring_pop(struct pg_ring *r)
 {
 	uint32_t c = r->slot[r->head];
 	r->head = (r->head + 1) % r->cap;
@@ -30,11 +30,15 @@ static uint32_t ring_pop(struct fp_ring *r)
 	return c;
 }
 
-int fp_queue_init(struct fp_queue *q, uint32_t n_chunks)
+int pg_queue_init(struct pg_queue *q, uint32_t n_chunks)
 {
 	q->stop = 0;
+	q->busy = 0;
+	atomic_init(&q->outside, 0);
+	atomic_init(&q->waiters, 0);
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->cond, NULL);
+	pthread_cond_init(&q->idle, NULL);
 	/* Twice the chunks: a chunk can be queued again after a stale entry
 	 * for it is still waiting. */
 	if (ring_init(&q->demand, 2 * n_chunks + 1) || ring_init(&q->ahead, 2 * n_chunks + 1))
@@ -42,15 +46,16 @@ int fp_queue_init(struct fp_queue *q, uint32_t n_chunks)
 	return 0;
 }
 
-void fp_queue_destroy(struct fp_queue *q)
+void pg_queue_destroy(struct pg_queue *q)
 {
 	free(q->demand.slot);
 	free(q->ahead.slot);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
+	pthread_cond_destroy(&q->idle);
 }
 
-void fp_queue_push(struct fp_queue *q, uint32_t c, int demand)
+void pg_queue_push(struct pg_queue *q, uint32_t c, int demand)
 {
 	pthread_mutex_lock(&q->lock);
 	ring_push(demand ? &q->demand : &q->ahead, c);
@@ -58,7 +63,7 @@ void fp_queue_push(struct fp_queue *q, uint32_t c, int demand)
 	pthread_mutex_unlock(&q->lock);
 }
 
-int fp_queue_pop(struct fp_queue *q, uint32_t *c, int *demand)
+int pg_queue_pop(struct pg_queue *q, uint32_t *c, int *demand)
 {
 	pthread_mutex_lock(&q->lock);
 	while (!q->stop && !q->demand.n && !q->ahead.n)
@@ -67,16 +72,58 @@ int fp_queue_pop(struct fp_queue *q, uint32_t *c, int *demand)
 	if (!q->stop) {
 		*demand = q->demand.n > 0;
 		*c = ring_pop(*demand ? &q->demand : &q->ahead);
+		q->busy++;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
 }
 
-void fp_queue_stop(struct fp_queue *q)
+void pg_queue_stop(struct pg_queue *q)
 {
 	pthread_mutex_lock(&q->lock);
 	q->stop = 1;
 	pthread_cond_broadcast(&q->cond);
+	pthread_cond_broadcast(&q->idle);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static int idle(struct pg_queue *q)
+{
+	return !q->demand.n && !q->ahead.n && !q->busy && !atomic_load(&q->outside);
+}
+
+void pg_queue_done(struct pg_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->busy--;
+	if (atomic_load(&q->waiters) && idle(q))
+		pthread_cond_broadcast(&q->idle);
+	pthread_mutex_unlock(&q->lock);
+}
+
+void pg_queue_work_begin(struct pg_queue *q)
+{
+	atomic_fetch_add(&q->outside, 1);
+}
+
+/* Either this thread sees the waiter's count or the waiter sees the
+ * decrement (both sequentially consistent): no wakeup is lost. */
+void pg_queue_work_end(struct pg_queue *q)
+{
+	if (atomic_fetch_sub(&q->outside, 1) == 1 && atomic_load(&q->waiters)) {
+		pthread_mutex_lock(&q->lock);
+		pthread_cond_broadcast(&q->idle);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+void pg_queue_wait_idle(struct pg_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	atomic_fetch_add(&q->waiters, 1);
+	while (!q->stop && !idle(q))
+		pthread_cond_wait(&q->idle, &q->lock);
+	atomic_fetch_sub(&q->waiters, 1);
 	pthread_mutex_unlock(&q->lock);
 }

@@ -1,13 +1,11 @@
-/* Regions: open an image as a reserved, userfaultfd-registered address
- * range served by the handler and this region's loaders; settings; close. */
+/* Regions: fp_open opens an image as a reserved, userfaultfd-registered
+ * address range served by the handler and this region's loaders, in the
+ * steps below; fp_close undoes them in reverse.  Settings change here too. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -15,85 +13,77 @@
 
 static void region_free(fp_region *r)
 {
-	if (r->queue_ready)
-		fp_queue_destroy(&r->queue);
-	pthread_mutex_destroy(&r->res_lock);
-	if (r->settings) {
-		if (r->settings->policy)
-			r->settings->policy_ops->destroy(r->settings->policy);
-		free(r->settings);
-	}
-	if (r->poison_reason) {
-		for (uint32_t c = 0; c < r->n_chunks; c++)
-			free(r->poison_reason[c]);
-		free(r->poison_reason);
-	}
+	pg_res_free(r);
+	pg_poison_free(r);
+	pg_preserve_free(r);
+	pg_stage_free(r);
+	pg_order_free(r);
+	pg_ra_free(r);
+	pg_load_free(r);
 	free((void *)r->state);
-	free((void *)r->fault_ns);
-	free((void *)r->queued_ns);
 	free(r->page_len);
-	free(r->res_len);
-	free(r->preserve);
-	fp_stage_free(r);
-	fp_predict_free(r);
-	if (r->fd >= 0)
-		close(r->fd);
 	fp_image_close(r->img);
 	free(r);
 }
 
-static struct fp_settings *settings_new(fp_region *r, uint64_t budget,
-                                        const struct fp_policy_ops *ops)
+/* The options, with their defaults. */
+static fp_region *region_new(const struct fp_options *opt)
 {
-	struct fp_settings *s = calloc(1, sizeof *s);
-	if (!s)
-		return NULL;
-	s->budget = budget;
-	s->policy_ops = ops;
-	struct fp_policy_env env = {
-		.n_chunks = r->n_chunks,
-		.chunk_size = r->chunk_size,
-		.chunks = r->img->chunks,
-		.budget = budget,
-	};
-	s->policy = ops->create(&env);
-	if (!s->policy) {
-		free(s);
-		return NULL;
-	}
-	return s;
+	struct fp_options o = opt ? *opt : (struct fp_options){.retries = -1, .readahead = -1};
+	if (!o.loaders)
+		o.loaders = 4;
+	if (o.loaders < 1 || o.loaders > 64)
+		return pg_err_null(EINVAL, "loaders: %d is out of range [1, 64]", o.loaders);
+	if (o.flags & ~PG_OPEN_FLAGS)
+		return pg_err_null(EINVAL, "flags: unknown bits 0x%x", o.flags & ~PG_OPEN_FLAGS);
+	fp_region *r = calloc(1, sizeof *r);
+	if (!r)
+		return pg_err_null(ENOMEM, "out of memory");
+	r->opt = o;
+	return r;
 }
 
-static const struct fp_policy_ops *policy_or_err(const char *name)
+/* The image and the layout it gives the region. */
+static int open_image(fp_region *r, const char *path)
 {
-	const struct fp_policy_ops *ops = fp_policy_find(name);
-	if (!ops) {
-		char list[256] = "";
-		for (const char *const *n = fp_policy_names(); *n; n++)
-			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-			         list[0] ? ", " : "", *n);
-		fp_err("unknown policy '%s' (known: %s)", name, list);
-	} else if (ops->future) {
-		fp_err("policy '%s' needs the future accesses: it runs in the simulator only", name);
-		return NULL;
+	r->img = fp_image_open_chunk(path, r->opt.chunk_size);
+	if (!r->img)
+		return -errno;
+	r->chunk_size = r->img->info.chunk_size;
+	r->n_chunks = r->img->info.n_chunks;
+	r->size = r->img->info.logical_size;
+	if (r->opt.readahead < 0) {
+		/* 32 MiB ahead keeps the storage busy whatever the chunk size. */
+		r->opt.readahead = (int)((32u << 20) / r->chunk_size);
+		r->opt.readahead = r->opt.readahead < 2 ? 2 : r->opt.readahead > 64 ? 64 : r->opt.readahead;
 	}
-	return ops;
+	r->state = calloc(r->n_chunks, sizeof *r->state);
+	r->page_len = malloc(r->n_chunks * sizeof *r->page_len);
+	if (!r->state || !r->page_len)
+		return pg_err(ENOMEM, "%s: out of memory", path);
+	for (uint32_t c = 0; c < r->n_chunks; c++) {
+		r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
+		r->data_bytes += r->page_len[c];
+	}
+	return 0;
 }
 
-static int open_payload(fp_region *r, const char *path)
+/* Every part's per-chunk state, for this budget and policy. */
+static int make_parts(fp_region *r, const char *path, uint64_t budget,
+                      const struct fp_policy_ops *ops)
 {
-	if (!(r->opt.flags & FP_OPEN_BUFFERED)) {
-		r->fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (r->fd >= 0) {
-			r->direct = 1;
-			return 0;
-		}
-		/* Some file systems (tmpfs) have no O_DIRECT: read buffered. */
-		if (errno != EINVAL)
-			return fp_err("%s: cannot open: %s", path, strerror(errno));
-	}
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	return r->fd < 0 ? fp_err("%s: cannot open: %s", path, strerror(errno)) : 0;
+	if (budget < fp_min_budget(r))
+		return pg_err(EINVAL, "%s: budget %llu bytes is below the minimum working set of %llu "
+		              "bytes (chunks of %u)", path, (unsigned long long)budget,
+		              (unsigned long long)fp_min_budget(r), r->chunk_size);
+	if (pg_res_init(r, budget, ops) || pg_load_init(r) || pg_ra_init(r) || pg_order_init(r) ||
+	    pg_stage_init(r))
+		return pg_err(ENOMEM, "%s: out of memory", path);
+	int rc = pg_preserve_init(r, budget);
+	if (rc)
+		return rc;
+	pg_stage_update(r, budget);
+	return 0;
 }
 
 /* Reserve the region: 2 MiB aligned so that chunks can be huge pages. */
@@ -103,7 +93,7 @@ static int map_region(fp_region *r)
 	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
-		return fp_err("%s: cannot reserve %llu bytes of address space: %s", r->img->path,
+		return pg_err(pg_errno(), "%s: cannot reserve %llu bytes of address space: %s", r->img->path,
 		              (unsigned long long)r->size, strerror(errno));
 	uint8_t *base = (uint8_t *)(((uintptr_t)p + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1));
 	if (base > p)
@@ -117,13 +107,68 @@ static int map_region(fp_region *r)
 	return 0;
 }
 
+/* Take the handler's userfaultfd, map and register the range, and make
+ * the page pool. */
+static int attach(fp_region *r)
+{
+	struct pg_uffd u;
+	int rc = pg_handler_get(&u);
+	if (rc)
+		return rc;
+	r->uffd = u.fd;
+	if ((rc = map_region(r)))
+		goto fail_handler;
+	uint64_t ioctls;
+	rc = pg_uffd_register(r->uffd, r->base, r->size, &ioctls);
+	if (rc) {
+		rc = pg_err(-rc, "%s: cannot register the region with userfaultfd: %s", r->img->path,
+		            strerror(-rc));
+		goto fail_map;
+	}
+	pg_install_setup(r, u.features, ioctls);
+	if (pg_poison_init(r, u.features)) {
+		rc = pg_err(ENOMEM, "%s: out of memory", r->img->path);
+		goto fail_register;
+	}
+	/* Huge pages appear in the region only where a loader moves one in on
+	 * purpose (a missing fault goes to userfaultfd, never to the THP
+	 * allocator).  A region that takes huge pages must say so, or the
+	 * kernel maps a moved huge page as 512 small ones. */
+	madvise(r->base, r->size, pg_install_huge(r) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	/* Slots for the loads in flight, the staged read-ahead and pages to
+	 * spare: up to two per loader and two more wait outside the budget,
+	 * and the warmer makes new ones only below one per loader.  Without
+	 * a pool the loaders stage in fresh pages. */
+	if (pg_install_huge(r))
+		pg_pool_init(&r->pool, r->uffd, r->chunk_size,
+		             3 * (uint32_t)r->opt.loaders + 2 + (uint32_t)r->opt.readahead,
+		             (uint32_t)r->opt.loaders, 2 * (uint32_t)r->opt.loaders + 2);
+	return 0;
+
+fail_register:
+	pg_uffd_unregister(r->uffd, r->base, r->size);
+fail_map:
+	munmap(r->base, r->size);
+fail_handler:
+	pg_handler_put();
+	return rc;
+}
+
+static void detach(fp_region *r)
+{
+	pg_pool_destroy(&r->pool, r->uffd);
+	pg_uffd_unregister(r->uffd, r->base, r->size);
+	munmap(r->base, r->size);
+	pg_handler_put();
+}
+
 static int start_trace(fp_region *r)
 {
 	struct fp_trace_header h = {
 		.version = FP_TRACE_VERSION,
 		.record_size = sizeof(struct fp_trace_event),
-		.start_ns = fp_now_ns(),
-		.budget = r->settings->budget,
+		.start_ns = pg_now_ns(),
+		.budget = pg_res_budget(r),
 		.logical_size = r->size,
 		.chunk_size = r->chunk_size,
 		.n_chunks = r->n_chunks,
@@ -131,10 +176,29 @@ static int start_trace(fp_region *r)
 		.readahead = (uint32_t)r->opt.readahead,
 	};
 	memcpy(h.magic, FP_TRACE_MAGIC, 8);
-	snprintf(h.policy, sizeof h.policy, "%s", r->settings->policy_ops->name);
+	snprintf(h.policy, sizeof h.policy, "%s", pg_res_policy_name(r));
 	snprintf(h.image, sizeof h.image, "%s", r->img->path);
-	r->tracer = fp_tracer_start(r->opt.trace_path, &h);
-	return r->tracer ? 0 : -1;
+	r->tracer = pg_tracer_start(r->opt.trace_path, &h);
+	return r->tracer ? 0 : -errno;
+}
+
+/* Start the trace and the loaders, then let the handler see the region. */
+static int start(fp_region *r)
+{
+	int rc = r->opt.trace_path ? start_trace(r) : 0;
+	if (rc)
+		return rc;
+	if ((rc = pg_loaders_start(r))) {
+		pg_tracer_stop(r->tracer);
+		return rc;
+	}
+	if ((rc = pg_reporter_add(r))) {
+		pg_loaders_stop(r);
+		pg_tracer_stop(r->tracer);
+		return rc;
+	}
+	pg_handler_publish(r);
+	return 0;
 }
 
 void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value)
@@ -144,164 +208,51 @@ void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value)
 		return;
 	if (!tid)
 		tid = gettid();
-	fp_trace_event(r, 0, FP_EV_MARK, kind, 0, value, (uint64_t)tid);
+	pg_trace_event(r, 0, FP_EV_MARK, kind, 0, value, (uint64_t)tid);
+}
+
+/* Once stop returns no thread of the region runs. */
+static void stop(fp_region *r)
+{
+	pg_handler_unpublish(r);
+	pg_loaders_stop(r);
+	pg_tracer_stop(r->tracer);
+	pg_reporter_remove(r);
 }
 
 fp_region *fp_open(const char *path, const struct fp_options *opt)
 {
-	fp_region *r = calloc(1, sizeof *r);
-	if (!r) {
-		fp_err("out of memory");
+	fp_region *r = region_new(opt);
+	if (!r)
 		return NULL;
-	}
-	r->fd = -1;
-	pthread_mutex_init(&r->res_lock, NULL); /* region_free destroys it */
-	r->opt = opt ? *opt : (struct fp_options){.retries = -1, .readahead = -1};
-	if (!r->opt.loaders)
-		r->opt.loaders = 4;
-	if (r->opt.loaders < 1 || r->opt.loaders > 64) {
-		fp_err("loaders: %d is out of range [1, 64]", r->opt.loaders);
+	int rc;
+	const struct fp_policy_ops *ops = pg_res_find_policy(r->opt.policy ? r->opt.policy : "fifo");
+	if (!ops) {
+		rc = -errno;
 		goto fail;
 	}
-	const struct fp_policy_ops *ops = policy_or_err(r->opt.policy ? r->opt.policy : "fifo");
-	if (!ops)
+	if ((rc = open_image(r, path)) ||
+	    (rc = make_parts(r, path, r->opt.budget ? r->opt.budget : r->size, ops)) ||
+	    (rc = pg_load_open(r, path)) || (rc = attach(r)))
 		goto fail;
-	r->img = fp_image_open_chunk(path, r->opt.chunk_size);
-	if (!r->img)
-		goto fail;
-	r->chunk_size = r->img->info.chunk_size;
-	if (r->opt.readahead < 0) {
-		/* 32 MiB ahead keeps the storage busy whatever the chunk size. */
-		r->opt.readahead = (int)((32u << 20) / r->chunk_size);
-		r->opt.readahead = r->opt.readahead < 2 ? 2 : r->opt.readahead > 64 ? 64 : r->opt.readahead;
-	}
-	r->n_chunks = r->img->info.n_chunks;
-	r->size = r->img->info.logical_size;
-	uint64_t budget = r->opt.budget ? r->opt.budget : r->size;
-	if (budget < fp_min_budget(r)) {
-		fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes "
-		       "(chunks of %u)", path, (unsigned long long)budget,
-		       (unsigned long long)fp_min_budget(r), r->chunk_size);
+	if ((rc = start(r))) {
+		detach(r);
 		goto fail;
 	}
-	size_t n = r->n_chunks;
-	r->state = calloc(n, sizeof *r->state);
-	r->fault_ns = calloc(n, sizeof *r->fault_ns);
-	r->queued_ns = calloc(n, sizeof *r->queued_ns);
-	r->poison_reason = calloc(n, sizeof *r->poison_reason);
-	r->page_len = malloc(n * sizeof *r->page_len);
-	r->res_len = malloc(n * sizeof *r->res_len);
-	r->settings = settings_new(r, budget, ops);
-	if (!r->state || !r->fault_ns || !r->queued_ns || !r->poison_reason || !r->page_len ||
-	    !r->res_len || !r->settings || (r->queue_ready = 1, fp_queue_init(&r->queue, r->n_chunks))) {
-		fp_err("%s: out of memory", path);
-		goto fail;
-	}
-	for (uint32_t c = 0; c < n; c++)
-		r->res_len[c] = r->page_len[c] = (r->img->chunks[c].logical_len + 4095u) & ~4095u;
-	if (r->opt.preserve) {
-		r->preserve = malloc(n);
-		if (!r->preserve) {
-			fp_err("%s: out of memory", path);
-			goto fail;
-		}
-		memcpy(r->preserve, r->opt.preserve, n);
-		uint64_t kept = 0, all = 0;
-		for (uint32_t c = 0; c < n; c++) {
-			kept += r->preserve[c] ? r->page_len[c] : 0;
-			all += r->page_len[c];
-		}
-		if (kept + fp_min_budget(r) > budget && kept < all) {
-			fp_err("%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
-			       "than the minimum working set of %llu bytes for the rest", path,
-			       (unsigned long long)kept, (unsigned long long)budget,
-			       (unsigned long long)fp_min_budget(r));
-			goto fail;
-		}
-		struct rlimit rl;
-		r->lock_quota = r->opt.lock_quota ? r->opt.lock_quota
-		                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY
-		                ? UINT64_MAX : rl.rlim_cur;
-	}
-	if (fp_stage_init(r) || fp_predict_init(r)) {
-		fp_err("%s: out of memory", path);
-		goto fail;
-	}
-	fp_stage_update(r, budget);
-	if (open_payload(r, path))
-		goto fail;
-
-	struct fp_uffd u;
-	if (fp_handler_get(&u))
-		goto fail;
-	r->uffd = u.fd;
-	if (map_region(r))
-		goto fail_handler;
-	uint64_t ioctls;
-	int rc = fp_uffd_register(r->uffd, r->base, r->size, &ioctls);
-	if (rc) {
-		fp_err("%s: cannot register the region with userfaultfd: %s", path, strerror(-rc));
-		goto fail_map;
-	}
-	r->huge_ok = !(r->opt.flags & FP_OPEN_NO_HUGE) && (u.features & UFFD_FEATURE_MOVE) &&
-	             (ioctls & (1ull << _UFFDIO_MOVE)) && r->chunk_size % HUGE_2M == 0;
-	r->can_poison = !!(u.features & UFFD_FEATURE_POISON);
-	/* Huge pages appear in the region only where a loader moves one in on
-	 * purpose (a missing fault goes to userfaultfd, never to the THP
-	 * allocator).  A region that takes huge pages must say so, or the
-	 * kernel maps a moved huge page as 512 small ones. */
-	madvise(r->base, r->size, r->huge_ok ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	/* Slots for the loads in flight, the staged read-ahead and pages to
-	 * spare: up to two per loader and two more wait outside the budget,
-	 * and the warmer makes new ones only below one per loader.  Without
-	 * a pool the loaders stage in fresh pages. */
-	if (r->huge_ok)
-		fp_pool_init(&r->pool, r->uffd, r->chunk_size,
-		             3 * (uint32_t)r->opt.loaders + 2 + (uint32_t)r->opt.readahead,
-		             (uint32_t)r->opt.loaders, 2 * (uint32_t)r->opt.loaders + 2);
-	if (r->opt.trace_path && start_trace(r))
-		goto fail_register;
-	if (fp_loaders_start(r))
-		goto fail_trace;
-	fp_reporter_add(r);
-	fp_handler_publish(r);
 	/* Preserved chunks are loaded now, ahead of the loop. */
-	for (uint32_t c = 0; r->preserve && c < r->n_chunks; c++) {
-		uint32_t expect = CHUNK_EMPTY;
-		if (r->preserve[c] && r->page_len[c] &&
-		    atomic_compare_exchange_strong(&r->state[c], &expect, CHUNK_LOADING)) {
-			atomic_store(&r->queued_ns[c], fp_now_ns());
-			fp_queue_push(&r->queue, c, 0);
-		}
-	}
+	pg_preserve_load(r);
 	return r;
-
-fail_trace:
-	fp_tracer_stop(r->tracer);
-fail_register:
-	fp_pool_destroy(&r->pool, r->uffd);
-	fp_uffd_unregister(r->uffd, r->base, r->size);
-fail_map:
-	munmap(r->base, r->size);
-fail_handler:
-	fp_handler_put();
 fail:
 	region_free(r);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 void fp_close(fp_region *r)
 {
 	if (!r)
 		return;
-	fp_handler_unpublish(r);
-	fp_loaders_stop(r);
-	fp_tracer_stop(r->tracer);
-	fp_reporter_remove(r);
-	fp_pool_destroy(&r->pool, r->uffd);
-	fp_uffd_unregister(r->uffd, r->base, r->size);
-	munmap(r->base, r->size);
-	fp_handler_put();
+	stop(r);
+	detach(r);
 	region_free(r);
 }
 
@@ -325,10 +276,8 @@ const void *fp_tensor(const fp_region *r, const char *name, const struct fp_tens
 	const struct fp_tensor_desc *t = fp_image_find(r->img, name);
 	if (desc)
 		*desc = t;
-	if (!t) {
-		fp_err("%s: no tensor named '%s'", r->img->path, name);
-		return NULL;
-	}
+	if (!t)
+		return pg_err_null(ENOENT, "%s: no tensor named '%s'", r->img->path, name);
 	return r->base + t->offset;
 }
 
@@ -338,52 +287,24 @@ uint64_t fp_min_budget(const fp_region *r)
 	return r->n_chunks > 1 ? 2ull * r->chunk_size : r->chunk_size;
 }
 
-/* Publish new settings; the old ones are freed after a grace period, since
- * the handler reads them under RCU without the residency lock. */
-static void publish(fp_region *r, struct fp_settings *s)
-{
-	struct fp_settings *old = r->settings;
-	rcu_assign_pointer(r->settings, s);
-	pthread_mutex_unlock(&r->res_lock);
-	synchronize_rcu();
-	if (old->policy != s->policy)
-		old->policy_ops->destroy(old->policy);
-	free(old);
-}
-
 int fp_set_budget(fp_region *r, uint64_t budget)
 {
 	if (budget < fp_min_budget(r))
-		return fp_err("%s: budget %llu bytes is below the minimum working set of %llu bytes",
-		              r->img->path, (unsigned long long)budget,
+		return pg_err(EINVAL, "%s: budget %llu bytes is below the minimum working set of %llu "
+		              "bytes", r->img->path, (unsigned long long)budget,
 		              (unsigned long long)fp_min_budget(r));
-	struct fp_settings *s = malloc(sizeof *s);
-	if (!s)
-		return fp_err("out of memory");
-	pthread_mutex_lock(&r->res_lock);
-	*s = *r->settings;
-	s->budget = budget;
-	publish(r, s);
-	fp_stage_update(r, budget);
-	fp_trace_event(r, 0, FP_EV_SETTINGS, 0, 0, budget, 0);
-	return fp_evict_to(r, budget);
+	int rc = pg_res_set_budget(r, budget);
+	if (rc)
+		return rc;
+	pg_stage_update(r, budget);
+	pg_trace_event(r, 0, FP_EV_SETTINGS, 0, 0, budget, 0);
+	return pg_evict_to(r, budget);
 }
 
 int fp_set_policy(fp_region *r, const char *name)
 {
-	const struct fp_policy_ops *ops = policy_or_err(name);
+	const struct fp_policy_ops *ops = pg_res_find_policy(name);
 	if (!ops)
-		return -1;
-	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = settings_new(r, r->settings->budget, ops);
-	if (!s) {
-		pthread_mutex_unlock(&r->res_lock);
-		return fp_err("out of memory");
-	}
-	/* The new policy starts from what is resident now. */
-	for (uint32_t c = 0; c < r->n_chunks; c++)
-		if (chunk_state(r, c) == CHUNK_RESIDENT)
-			ops->loaded(s->policy, c, 0);
-	publish(r, s);
-	return 0;
+		return -errno;
+	return pg_res_set_policy(r, ops);
 }

@@ -1,210 +1,219 @@
 /* Residency: resident region bytes stay within the budget.  Every chunk
  * that is installed was first reserved here, and eviction (chosen by the
- * policy) makes the room.  The accounting happens under res_lock, which no
- * path that touches region memory ever holds. */
-#include <errno.h>
+ * policy, evict.c) makes the room.  The ledger is under the residency
+ * lock, which no path that touches region memory ever holds.  The budget
+ * and the policy are published with RCU, so the handler reads them
+ * without the lock. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "error.h"
 #include "internal.h"
 
-/* Evictions are chosen under res_lock but their pages go after it is
- * released: an ioctl under the lock would hold up every fault the handler
- * serves meanwhile.  A chunk stays EVICTING until its pages are gone, so
- * nothing loads it twice, and a fault on it is queued again (finish). */
-#define EVICT_BATCH 8
-
-struct evictions {
-	fp_region *r;
-	uint32_t n, v[EVICT_BATCH];
-};
-
-/* Take chunk v's pages out of the region and end its EVICTING state. */
-static void finish(fp_region *r, uint32_t v)
+const struct fp_policy_ops *pg_res_find_policy(const char *name)
 {
-	uint8_t *p = r->base + (uint64_t)v * r->chunk_size;
-	uint8_t *slot = r->res_len[v] == r->chunk_size ? fp_pool_take_empty(&r->pool) : NULL;
-	if (slot) {
-		/* Keep the page for the next load rather than free it. */
-		size_t moved;
-		int rc = fp_uffd_move(r->uffd, slot, p, r->chunk_size, &moved);
-		fp_pool_put(&r->pool, slot, moved > 0);
-		if (rc)
-			madvise(p, r->chunk_size, MADV_DONTNEED);
-	} else {
-		/* The whole slot: also drops zero pages installed in its padding. */
-		madvise(p, r->chunk_size, MADV_DONTNEED);
+	const struct fp_policy_ops *ops = fp_policy_find(name);
+	if (!ops) {
+		const char *names[32];
+		size_t n = fp_policy_names(names, 32);
+		char list[256] = "";
+		for (size_t i = 0; i < n && i < 32; i++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+			         list[0] ? ", " : "", names[i]);
+		return pg_err_null(ENOENT, "unknown policy '%s' (known: %s)", name, list);
 	}
-	r->res_len[v] = r->page_len[v];
-	uint32_t st = CHUNK_EVICTING;
-	for (;;) {
-		if (st & CHUNK_DEMANDED) {
-			/* A thread faulted while the pages went: load it again. */
-			if (atomic_compare_exchange_weak(&r->state[v], &st,
-			                                 CHUNK_LOADING | CHUNK_DEMANDED)) {
-				atomic_store(&r->queued_ns[v], fp_now_ns());
-				fp_queue_push(&r->queue, v, 1);
-				return;
-			}
-		} else if (atomic_compare_exchange_weak(&r->state[v], &st, CHUNK_EMPTY)) {
-			return;
-		}
+	if (ops->future)
+		return pg_err_null(EINVAL, "policy '%s' needs the future accesses: it runs in the "
+		                   "simulator only", name);
+	return ops;
+}
+
+static struct pg_settings *settings_new(fp_region *r, uint64_t budget,
+                                        const struct fp_policy_ops *ops)
+{
+	struct pg_settings *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->budget = budget;
+	s->policy_ops = ops;
+	struct fp_policy_env env = {
+		.n_chunks = r->n_chunks,
+		.chunk_size = r->chunk_size,
+		.chunks = r->img->chunks,
+		.budget = budget,
+	};
+	s->policy = ops->create(&env);
+	if (!s->policy) {
+		free(s);
+		return NULL;
 	}
+	return s;
 }
 
-/* Evict chunk v, which the policy offered (so it is RESIDENT): its bytes
- * leave the budget now, its pages in finish_all. */
-static void evict_one(void *ctx, uint32_t v)
+int pg_res_init(fp_region *r, uint64_t budget, const struct fp_policy_ops *ops)
 {
-	struct evictions *e = ctx;
-	fp_region *r = e->r;
-	struct fp_settings *s = r->settings;
-	atomic_store(&r->state[v], CHUNK_EVICTING);
-	s->policy_ops->evicted(s->policy, v);
-	r->resident -= r->res_len[v];
-	atomic_fetch_add_explicit(&r->stats.evictions, 1, memory_order_relaxed);
-	fp_trace_event(r, 0, FP_EV_EVICT, 0, v, 0, 0);
-	if (e->n < EVICT_BATCH)
-		e->v[e->n++] = v;
-	else
-		finish(r, v); /* a large budget cut: the rest go under the lock */
-}
-
-/* After res_lock is released. */
-static void finish_all(struct evictions *e)
-{
-	for (uint32_t i = 0; i < e->n; i++)
-		finish(e->r, e->v[i]);
-}
-
-/* Count bytes more as resident (under res_lock). */
-static void add_resident(fp_region *r, uint64_t bytes)
-{
-	r->resident += bytes;
-	if (r->resident > atomic_load(&r->stats.peak_resident))
-		atomic_store(&r->stats.peak_resident, r->resident);
-}
-
-void fp_reserve(fp_region *r, uint64_t bytes)
-{
-	struct evictions e = {.r = r};
-	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = r->settings;
-	/* With everything else in flight a load goes over by its one chunk:
-	 * the documented bound. */
-	fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
-	add_resident(r, bytes);
-	pthread_mutex_unlock(&r->res_lock);
-	finish_all(&e);
-}
-
-/* A preserved chunk is locked so that neither reclaim nor swap (zram) can
- * take it, within the quota; past the quota, or where mlock is refused, it
- * stays resident all the same, and the region says so once. */
-static void lock_preserved(fp_region *r, uint32_t c)
-{
-	uint64_t len = r->page_len[c];
-	if ((r->opt.flags & FP_OPEN_NO_LOCK) || r->locked_bytes + len > r->lock_quota)
-		return;
-	if (!mlock2(r->base + (uint64_t)c * r->chunk_size, len, MLOCK_ONFAULT)) {
-		r->locked_bytes += len;
-	} else if (!r->lock_warned) {
-		r->lock_warned = 1;
-		fprintf(stderr, "flexpage: %s: mlock of preserved chunks failed (%s) after %llu bytes: "
-		        "they stay resident but unlocked (raise RLIMIT_MEMLOCK, ulimit -l)\n",
-		        r->img->path, strerror(errno), (unsigned long long)r->locked_bytes);
-	}
-}
-
-uint64_t fp_ahead_room(const fp_region *r, uint64_t budget)
-{
-	uint64_t room = budget > r->preserved_bytes ? budget - r->preserved_bytes : 0;
-	uint64_t in_use = (uint64_t)FP_IN_USE_CHUNKS * r->chunk_size;
-	return room > in_use ? room - in_use : 0;
-}
-
-int fp_reserve_ahead(fp_region *r, uint32_t c)
-{
-	uint64_t chunk = r->chunk_size;
-	/* A staged tensor tail is installed as the whole huge page, its
-	 * padding zeros, and holds all of it: one move instead of a copy into
-	 * small pages, each of which costs the loop a slow first touch. */
-	uint64_t bytes = r->page_len[c] < chunk && atomic_load(&r->stage_ahead) &&
-	                 atomic_load(&r->huge_ok) && r->pool.base ? chunk : r->page_len[c];
-	struct evictions e = {.r = r};
-	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = r->settings;
-	/* Evicting what the loop is using would make it fault again. */
-	uint64_t cap = fp_ahead_room(r, s->budget);
-	if (cap > (uint64_t)r->opt.readahead * chunk)
-		cap = (uint64_t)r->opt.readahead * chunk; /* what the pool has slots for */
-	int full = r->ahead_bytes + bytes > cap ||
-	           fp_make_room(s->policy_ops, s->policy, s->budget, &r->resident, bytes, evict_one, &e);
-	if (!full) {
-		r->res_len[c] = (uint32_t)bytes;
-		add_resident(r, bytes);
-		r->ahead_bytes += bytes;
-		r->ahead_reserved[c] = 1;
-	}
-	pthread_mutex_unlock(&r->res_lock);
-	finish_all(&e);
-	return full;
-}
-
-void fp_release_ahead(fp_region *r, uint32_t c)
-{
-	if (r->ahead_reserved[c]) {
-		r->ahead_reserved[c] = 0;
-		r->ahead_bytes -= r->res_len[c];
-	}
-}
-
-void fp_unreserve_ahead_locked(fp_region *r, uint32_t c)
-{
-	if (r->ahead_reserved[c])
-		r->resident -= r->res_len[c];
-	fp_release_ahead(r, c);
-	r->res_len[c] = r->page_len[c];
-}
-
-void fp_unreserve_ahead(fp_region *r, uint32_t c)
-{
-	pthread_mutex_lock(&r->res_lock);
-	fp_unreserve_ahead_locked(r, c);
-	pthread_mutex_unlock(&r->res_lock);
-}
-
-void fp_mark_resident(fp_region *r, uint32_t c, int demand)
-{
-	pthread_mutex_lock(&r->res_lock);
-	fp_release_ahead(r, c);
-	atomic_store(&r->state[c], CHUNK_RESIDENT);
-	if (r->preserve && r->preserve[c]) {
-		/* Never shown to the policy: it can never be a victim. */
-		r->preserved_bytes += r->page_len[c];
-		lock_preserved(r, c);
-	} else {
-		r->settings->policy_ops->loaded(r->settings->policy, c, demand);
-	}
-	pthread_mutex_unlock(&r->res_lock);
-}
-
-int fp_evict_to(fp_region *r, uint64_t target)
-{
-	struct evictions e = {.r = r};
-	pthread_mutex_lock(&r->res_lock);
-	struct fp_settings *s = r->settings;
-	fp_make_room(s->policy_ops, s->policy, target, &r->resident, 0, evict_one, &e);
-	pthread_mutex_unlock(&r->res_lock);
-	finish_all(&e);
+	struct pg_residency *res = &r->res;
+	pthread_mutex_init(&res->lock, NULL);
+	res->ready = 1;
+	res->res_len = malloc(r->n_chunks * sizeof *res->res_len);
+	res->settings = settings_new(r, budget, ops);
+	if (!res->res_len || !res->settings)
+		return -1;
+	memcpy(res->res_len, r->page_len, r->n_chunks * sizeof *res->res_len);
 	return 0;
 }
 
-void fp_touch(fp_region *r, uint32_t c)
+void pg_res_free(fp_region *r)
 {
-	pthread_mutex_lock(&r->res_lock);
+	struct pg_residency *res = &r->res;
+	if (res->ready)
+		pthread_mutex_destroy(&res->lock);
+	if (res->settings) {
+		if (res->settings->policy)
+			res->settings->policy_ops->destroy(res->settings->policy);
+		free(res->settings);
+	}
+	free(res->res_len);
+}
+
+void pg_res_lock(fp_region *r)
+{
+	pthread_mutex_lock(&r->res.lock);
+}
+
+void pg_res_unlock(fp_region *r)
+{
+	pthread_mutex_unlock(&r->res.lock);
+}
+
+uint64_t pg_res_budget(fp_region *r)
+{
+	return rcu_dereference(r->res.settings)->budget;
+}
+
+const char *pg_res_policy_name(fp_region *r)
+{
+	return rcu_dereference(r->res.settings)->policy_ops->name;
+}
+
+/* Publish new settings (the lock held, and released here); the old ones
+ * are freed after a grace period, since the handler reads them under RCU
+ * without the lock. */
+static void publish(fp_region *r, struct pg_settings *s)
+{
+	struct pg_settings *old = r->res.settings;
+	rcu_assign_pointer(r->res.settings, s);
+	pthread_mutex_unlock(&r->res.lock);
+	synchronize_rcu();
+	if (old->policy != s->policy)
+		old->policy_ops->destroy(old->policy);
+	free(old);
+}
+
+int pg_res_set_budget(fp_region *r, uint64_t budget)
+{
+	struct pg_settings *s = malloc(sizeof *s);
+	if (!s)
+		return pg_err(ENOMEM, "out of memory");
+	pthread_mutex_lock(&r->res.lock);
+	*s = *r->res.settings;
+	s->budget = budget;
+	publish(r, s);
+	return 0;
+}
+
+int pg_res_set_policy(fp_region *r, const struct fp_policy_ops *ops)
+{
+	pthread_mutex_lock(&r->res.lock);
+	struct pg_settings *s = settings_new(r, r->res.settings->budget, ops);
+	if (!s) {
+		pthread_mutex_unlock(&r->res.lock);
+		return pg_err(ENOMEM, "out of memory");
+	}
+	/* The new policy starts from what is resident now. */
+	for (uint32_t c = 0; c < r->n_chunks; c++)
+		if (chunk_state(r, c) == CHUNK_RESIDENT)
+			ops->loaded(s->policy, c, 0);
+	publish(r, s);
+	return 0;
+}
+
+/* Count bytes more as resident (under the lock). */
+static void add_resident(fp_region *r, uint64_t bytes)
+{
+	r->res.resident += bytes;
+	pg_stat_resident(r, r->res.resident);
+}
+
+int pg_res_make_room_locked(fp_region *r, uint64_t target, uint64_t bytes,
+                            struct pg_evictions *e)
+{
+	struct pg_settings *s = r->res.settings;
+	return pg_make_room(s->policy_ops, s->policy, target, &r->res.resident, bytes,
+	                    pg_evict_chosen, e);
+}
+
+void pg_reserve(fp_region *r, uint64_t bytes)
+{
+	struct pg_evictions e = {.r = r};
+	pthread_mutex_lock(&r->res.lock);
+	/* With everything else in flight a load goes over by its one chunk:
+	 * the documented bound. */
+	pg_res_make_room_locked(r, r->res.settings->budget, bytes, &e);
+	add_resident(r, bytes);
+	pthread_mutex_unlock(&r->res.lock);
+	pg_evict_finish(&e);
+}
+
+void pg_res_hold_locked(fp_region *r, uint32_t c, uint64_t bytes)
+{
+	r->res.res_len[c] = (uint32_t)bytes;
+	add_resident(r, bytes);
+}
+
+void pg_res_unhold_locked(fp_region *r, uint32_t c)
+{
+	r->res.resident -= r->res.res_len[c];
+	r->res.res_len[c] = r->page_len[c];
+}
+
+void pg_res_loaded_locked(fp_region *r, uint32_t c, int demand)
+{
+	struct pg_settings *s = r->res.settings;
+	s->policy_ops->loaded(s->policy, c, demand);
+}
+
+void pg_res_forget_locked(fp_region *r, uint32_t v)
+{
+	struct pg_settings *s = r->res.settings;
+	s->policy_ops->evicted(s->policy, v);
+}
+
+void pg_res_drop_locked(fp_region *r, uint32_t v)
+{
+	pg_res_forget_locked(r, v);
+	r->res.resident -= r->res.res_len[v];
+}
+
+void pg_res_evicted(fp_region *r, uint32_t v)
+{
+	r->res.res_len[v] = r->page_len[v];
+}
+
+void pg_touch(fp_region *r, uint32_t c)
+{
+	pthread_mutex_lock(&r->res.lock);
 	if (chunk_state(r, c) == CHUNK_RESIDENT)
-		r->settings->policy_ops->touched(r->settings->policy, c);
-	pthread_mutex_unlock(&r->res_lock);
+		r->res.settings->policy_ops->touched(r->res.settings->policy, c);
+	pthread_mutex_unlock(&r->res.lock);
+}
+
+void pg_res_stats(fp_region *r, struct fp_stats *o)
+{
+	pthread_mutex_lock(&r->res.lock);
+	o->resident_bytes = r->res.resident;
+	o->budget = r->res.settings->budget;
+	pg_preserve_stats_locked(r, o);
+	pthread_mutex_unlock(&r->res.lock);
 }

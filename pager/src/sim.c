@@ -1,6 +1,7 @@
 /* The simulator: replays a chunk access stream through a policy with the
- * live pager's accounting (fp_make_room, the same policy code), so that an
+ * live pager's accounting (pg_make_room, the same policy code), so that an
  * experiment written once runs offline in seconds. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +38,7 @@ int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *ops
 {
 	memset(out, 0, sizeof *out);
 	if (!env->n_chunks || env->budget < 2ull * env->chunk_size)
-		return fp_err("simulate: budget %llu is below the minimum of two chunks (%llu)",
+		return pg_err(EINVAL, "simulate: budget %llu is below the minimum of two chunks (%llu)",
 		              (unsigned long long)env->budget, 2ull * env->chunk_size);
 	struct sim s = {.env = env, .ops = ops, .out = out};
 	s.resident = calloc(env->n_chunks, 1);
@@ -46,7 +47,7 @@ int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *ops
 		free(s.resident);
 		if (s.policy)
 			ops->destroy(s.policy);
-		return fp_err("simulate: out of memory");
+		return pg_err(ENOMEM, "simulate: out of memory");
 	}
 	if (ops->future)
 		ops->future(s.policy, access, n);
@@ -54,8 +55,8 @@ int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *ops
 	for (uint64_t i = 0; i < n; i++) {
 		uint32_t c = access[i];
 		if (c >= env->n_chunks) {
-			rc = fp_err("simulate: access %llu names chunk %u of %u", (unsigned long long)i, c,
-			            env->n_chunks);
+			rc = pg_err(EINVAL, "simulate: access %llu names chunk %u of %u",
+			            (unsigned long long)i, c, env->n_chunks);
 			break;
 		}
 		if (s.resident[c]) {
@@ -64,7 +65,7 @@ int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *ops
 			continue;
 		}
 		uint64_t len = page_len(env, c);
-		fp_make_room(ops, s.policy, env->budget, &s.bytes, len, sim_evict, &s);
+		pg_make_room(ops, s.policy, env->budget, &s.bytes, len, sim_evict, &s);
 		s.resident[c] = 1;
 		s.bytes += len;
 		if (s.bytes > out->peak_resident)
@@ -92,12 +93,12 @@ int fp_trace_accesses(const fp_trace *t, const fp_image *img, uint32_t **access,
 	uint64_t count = fp_trace_count(t), k = 0;
 	if (img && (fp_image_info(img)->n_chunks != h->n_chunks ||
 	            fp_image_info(img)->chunk_size != h->chunk_size))
-		return fp_err("trace and image %s do not match (chunks %u x %u vs %u x %u)",
+		return pg_err(EINVAL, "trace and image %s do not match (chunks %u x %u vs %u x %u)",
 		              fp_image_info(img)->path, h->n_chunks, h->chunk_size,
 		              fp_image_info(img)->n_chunks, fp_image_info(img)->chunk_size);
 	uint32_t *a = malloc(sizeof *a * (count ? count : 1));
 	if (!a)
-		return fp_err("out of memory for %llu accesses", (unsigned long long)count);
+		return pg_err(ENOMEM, "out of memory for %llu accesses", (unsigned long long)count);
 	for (uint64_t i = 0; i < count; i++) {
 		if (ev[i].type != FP_EV_FAULT)
 			continue;

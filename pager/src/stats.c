@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-uint64_t fp_now_ns(void)
+uint64_t pg_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -33,9 +33,15 @@ static uint64_t bucket_top(int b)
 	return (((uint64_t)SUB + (uint64_t)sub + 1) << (e - SUB_BITS)) - 1;
 }
 
-void fp_stat_latency(fp_region *r, int stage, uint64_t ns)
+void pg_stat_resident(fp_region *r, uint64_t resident)
 {
-	struct fp_counters *s = &r->stats;
+	if (resident > atomic_load(&r->stats.peak_resident))
+		atomic_store(&r->stats.peak_resident, resident);
+}
+
+void pg_stat_latency(fp_region *r, int stage, uint64_t ns)
+{
+	struct pg_counters *s = &r->stats;
 	atomic_fetch_add_explicit(&s->hist[stage][bucket_of(ns)], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->hist_count[stage], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->hist_sum[stage], ns, memory_order_relaxed);
@@ -71,31 +77,25 @@ const char *fp_stage_name(int stage)
 
 void fp_get_stats(const fp_region *r, struct fp_stats *o)
 {
-	const struct fp_counters *s = &r->stats;
-	o->faults = s->faults;
-	o->demand_loads = s->demand_loads;
-	o->prefetch_loads = s->prefetch_loads;
-	o->evictions = s->evictions;
-	o->retries = s->retries;
-	o->poisoned = s->poisoned;
-	o->huge_installs = s->huge_installs;
-	o->staged_installs = s->staged_installs;
-	o->staged_dropped = s->staged_dropped;
-	o->small_installs = s->small_installs;
-	o->bytes_read = s->bytes_read;
-	o->bytes_decompressed = s->bytes_decompressed;
-	o->bytes_installed = s->bytes_installed;
+	const struct pg_counters *s = &r->stats;
+	o->faults = s->n[PG_FAULTS];
+	o->demand_loads = s->n[PG_DEMAND_LOADS];
+	o->prefetch_loads = s->n[PG_PREFETCH_LOADS];
+	o->evictions = s->n[PG_EVICTIONS];
+	o->retries = s->n[PG_RETRIES];
+	o->poisoned = s->n[PG_POISONED];
+	o->huge_installs = s->n[PG_HUGE_INSTALLS];
+	o->staged_installs = s->n[PG_STAGED_INSTALLS];
+	o->staged_dropped = s->n[PG_STAGED_DROPPED];
+	o->small_installs = s->n[PG_SMALL_INSTALLS];
+	o->bytes_read = s->n[PG_BYTES_READ];
+	o->bytes_decompressed = s->n[PG_BYTES_DECOMPRESSED];
+	o->bytes_installed = s->n[PG_BYTES_INSTALLED];
 	o->peak_resident_bytes = s->peak_resident;
-	o->trace_events = fp_tracer_written(r->tracer);
-	o->trace_dropped = fp_tracer_dropped(r->tracer);
-	o->readahead_depth = atomic_load_explicit(&r->depth, memory_order_relaxed);
-	fp_region *w = (fp_region *)r;
-	pthread_mutex_lock(&w->res_lock);
-	o->resident_bytes = r->resident;
-	o->budget = r->settings->budget;
-	o->preserved_bytes = r->preserved_bytes;
-	o->locked_bytes = r->locked_bytes;
-	pthread_mutex_unlock(&w->res_lock);
+	o->trace_events = pg_tracer_written(r->tracer);
+	o->trace_dropped = pg_tracer_dropped(r->tracer);
+	o->readahead_depth = pg_ra_depth(r);
+	pg_res_stats((fp_region *)r, o);
 	for (int st = 0; st < FP_NSTAGES; st++) {
 		struct fp_hist *h = &o->lat[st];
 		h->count = s->hist_count[st];

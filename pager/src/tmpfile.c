@@ -11,23 +11,18 @@
 #include "error.h"
 #include "tmpfile.h"
 
-int fp_tmpfile_create(const char *path, char **tmp)
+int pg_tmpfile_create(const char *path, char **tmp)
 {
 	*tmp = malloc(strlen(path) + 16);
-	if (!*tmp) {
-		fp_err("%s: out of memory", path);
-		errno = ENOMEM;
-		return -1;
-	}
+	if (!*tmp)
+		return pg_err(ENOMEM, "%s: out of memory", path);
 	sprintf(*tmp, "%s.tmp.XXXXXX", path);
 	int fd = mkostemp(*tmp, O_CLOEXEC);
 	if (fd < 0) {
-		int e = errno;
-		fp_err("%s: cannot create a temporary file beside it: %s", path, strerror(e));
+		const int e = pg_errno();
 		free(*tmp);
 		*tmp = NULL;
-		errno = e;
-		return -1;
+		return pg_err(e, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
 	}
 	fchmod(fd, 0644);
 	return fd;
@@ -46,19 +41,15 @@ static void fsync_dir(const char *path)
 	}
 }
 
-int fp_tmpfile_commit(int fd, const char *tmp, const char *path)
+int pg_tmpfile_commit(int fd, const char *tmp, const char *path)
 {
 	if (fsync(fd)) {
-		int e = errno;
-		fp_err("%s: cannot finish the file: %s", tmp, strerror(e));
-		errno = e;
-		return -1;
+		const int e = pg_errno();
+		return pg_err(e, "%s: cannot finish the file: %s", tmp, strerror(e));
 	}
 	if (rename(tmp, path)) {
-		int e = errno;
-		fp_err("%s: cannot rename %s over it: %s", path, tmp, strerror(e));
-		errno = e;
-		return -1;
+		const int e = pg_errno();
+		return pg_err(e, "%s: cannot rename %s over it: %s", path, tmp, strerror(e));
 	}
 	fsync_dir(path);
 	return 0;

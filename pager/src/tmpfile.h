@@ -4,10 +4,10 @@
 #define FLEXPAGE_TMPFILE_H
 
 /* Create "PATH.tmp.XXXXXX" (mode 0644): its descriptor, and its name in
- * *tmp (malloc'd).  -1 with fp_last_error() and errno. */
-int fp_tmpfile_create(const char *path, char **tmp);
-/* fsync fd, rename tmp over path, fsync the directory.  -1 with
- * fp_last_error() and errno; tmp is still there then. */
-int fp_tmpfile_commit(int fd, const char *tmp, const char *path);
+ * *tmp (malloc'd).  A negative errno with fp_last_error() on failure. */
+int pg_tmpfile_create(const char *path, char **tmp);
+/* fsync fd, rename tmp over path, fsync the directory.  A negative errno
+ * with fp_last_error() on failure; tmp is still there then. */
+int pg_tmpfile_commit(int fd, const char *tmp, const char *path);
 
 #endif

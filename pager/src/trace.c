@@ -24,7 +24,7 @@ struct ring {
 	struct fp_trace_event ev[RING_RECORDS];
 };
 
-struct fp_tracer {
+struct pg_tracer {
 	uint64_t id;                /* unique per process: thread caches key on it */
 	FILE *f;
 	char *path;
@@ -48,7 +48,7 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static struct ring *my_ring(struct fp_tracer *t)
+static struct ring *my_ring(struct pg_tracer *t)
 {
 	if (cache.id == t->id)
 		return cache.r;
@@ -71,7 +71,7 @@ static struct ring *my_ring(struct fp_tracer *t)
 	return r;
 }
 
-void fp_tracer_emit(struct fp_tracer *t, uint64_t t_ns, uint32_t type, uint32_t flags,
+void pg_tracer_emit(struct pg_tracer *t, uint64_t t_ns, uint32_t type, uint32_t flags,
                     uint32_t thread, uint32_t chunk, uint64_t a, uint64_t b)
 {
 	struct ring *r = my_ring(t);
@@ -95,7 +95,7 @@ void fp_tracer_emit(struct fp_tracer *t, uint64_t t_ns, uint32_t type, uint32_t 
 	atomic_store_explicit(&r->head, h + 1, memory_order_release);
 }
 
-static void drain(struct fp_tracer *t)
+static void drain(struct pg_tracer *t)
 {
 	for (struct ring *r = atomic_load(&t->rings); r; r = r->next) {
 		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -115,7 +115,7 @@ static void drain(struct fp_tracer *t)
 
 static void *writer_main(void *arg)
 {
-	struct fp_tracer *t = arg;
+	struct pg_tracer *t = arg;
 	while (!atomic_load(&t->stop)) {
 		drain(t);
 		usleep(2000);
@@ -124,33 +124,32 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-struct fp_tracer *fp_tracer_start(const char *path, const struct fp_trace_header *h)
+struct pg_tracer *pg_tracer_start(const char *path, const struct fp_trace_header *h)
 {
-	struct fp_tracer *t = calloc(1, sizeof *t);
-	if (!t) {
-		fp_err("out of memory");
-		return NULL;
-	}
+	struct pg_tracer *t = calloc(1, sizeof *t);
+	if (!t)
+		return pg_err_null(ENOMEM, "out of memory");
 	t->f = fopen(path, "wb");
 	if (!t->f) {
-		fp_err("%s: cannot create the trace: %s", path, strerror(errno));
+		int e = pg_errno();
 		free(t);
-		return NULL;
+		return pg_err_null(e, "%s: cannot create the trace: %s", path, strerror(e));
 	}
 	t->id = atomic_fetch_add(&next_id, 1);
 	t->path = strdup(path);
 	t->start_ns = h->start_ns;
-	if (fwrite(h, sizeof *h, 1, t->f) != 1 || pthread_create(&t->writer, NULL, writer_main, t)) {
-		fp_err("%s: cannot start the trace", path);
+	int e = fwrite(h, sizeof *h, 1, t->f) != 1 ? pg_errno()
+	        : pthread_create(&t->writer, NULL, writer_main, t);
+	if (e) {
 		fclose(t->f);
 		free(t->path);
 		free(t);
-		return NULL;
+		return pg_err_null(e, "%s: cannot start the trace: %s", path, strerror(e));
 	}
 	return t;
 }
 
-int fp_tracer_stop(struct fp_tracer *t)
+int pg_tracer_stop(struct pg_tracer *t)
 {
 	if (!t)
 		return 0;
@@ -170,12 +169,12 @@ int fp_tracer_stop(struct fp_tracer *t)
 	return rc;
 }
 
-uint64_t fp_tracer_dropped(const struct fp_tracer *t)
+uint64_t pg_tracer_dropped(const struct pg_tracer *t)
 {
-	return t ? atomic_load(&((struct fp_tracer *)t)->dropped) : 0;
+	return t ? atomic_load(&((struct pg_tracer *)t)->dropped) : 0;
 }
 
-uint64_t fp_tracer_written(const struct fp_tracer *t)
+uint64_t pg_tracer_written(const struct pg_tracer *t)
 {
-	return t ? atomic_load(&((struct fp_tracer *)t)->written) : 0;
+	return t ? atomic_load(&((struct pg_tracer *)t)->written) : 0;
 }

@@ -6,9 +6,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
-#include <flexpage/flexpage.h>
-
-#define CHUNK_STATE_MAX 5u /* staged: see internal.h */
+#include <flexpage/flexpage_experimental.h>
 
 struct fp_trace {
 	struct fp_trace_header h;
@@ -40,40 +38,46 @@ fp_trace *fp_trace_open(const char *path)
 	fp_trace *t = calloc(1, sizeof *t);
 	FILE *f = fopen(path, "rb");
 	struct stat st;
+	int rc;
 	if (!t || !f || fstat(fileno(f), &st)) {
-		fp_err("%s: cannot open the trace: %s", path, strerror(errno));
+		int e = pg_errno();
+		rc = !t ? pg_err(ENOMEM, "%s: out of memory", path)
+		        : pg_err(e, "%s: cannot open the trace: %s", path, strerror(e));
 		goto fail;
 	}
 	if (fread(&t->h, sizeof t->h, 1, f) != 1) {
-		fp_err("%s: too short for a trace header (truncated?)", path);
+		rc = pg_err(EBADMSG, "%s: too short for a trace header (truncated?)", path);
 		goto fail;
 	}
 	if (memcmp(t->h.magic, FP_TRACE_MAGIC, 8)) {
-		fp_err("%s: not a flexpage trace (bad magic)", path);
+		rc = pg_err(EBADMSG, "%s: not a flexpage trace (bad magic)", path);
 		goto fail;
 	}
 	if (t->h.version != FP_TRACE_VERSION || t->h.record_size != sizeof(struct fp_trace_event)) {
-		fp_err("%s: trace version %u / record size %u not supported (want %u / %zu)", path,
-		       t->h.version, t->h.record_size, FP_TRACE_VERSION, sizeof(struct fp_trace_event));
+		rc = pg_err(ENOTSUP, "%s: trace version %u / record size %u not supported (want %u / %zu)",
+		            path, t->h.version, t->h.record_size, FP_TRACE_VERSION,
+		            sizeof(struct fp_trace_event));
 		goto fail;
 	}
 	if (!t->h.chunk_size || !t->h.n_chunks ||
 	    t->h.logical_size != (uint64_t)t->h.n_chunks * t->h.chunk_size ||
 	    !memchr(t->h.policy, 0, sizeof t->h.policy) ||
 	    !memchr(t->h.image, 0, sizeof t->h.image)) {
-		fp_err("%s: corrupt trace header", path);
+		rc = pg_err(EBADMSG, "%s: corrupt trace header", path);
 		goto fail;
 	}
 	uint64_t body = (uint64_t)st.st_size - sizeof t->h;
 	if (body % sizeof(struct fp_trace_event)) {
-		fp_err("%s: truncated trace: %llu bytes after the last whole record", path,
-		       (unsigned long long)(body % sizeof(struct fp_trace_event)));
+		rc = pg_err(EBADMSG, "%s: truncated trace: %llu bytes after the last whole record",
+		            path, (unsigned long long)(body % sizeof(struct fp_trace_event)));
 		goto fail;
 	}
 	t->n = body / sizeof(struct fp_trace_event);
 	t->ev = malloc(t->n ? t->n * sizeof *t->ev : 1);
 	if (!t->ev || fread(t->ev, sizeof *t->ev, t->n, f) != t->n) {
-		fp_err("%s: cannot read %llu trace records", path, (unsigned long long)t->n);
+		rc = !t->ev ? pg_err(ENOMEM, "%s: out of memory", path)
+		            : pg_err(EIO, "%s: cannot read %llu trace records", path,
+		                     (unsigned long long)t->n);
 		goto fail;
 	}
 	for (uint64_t i = 0; i < t->n; i++) {
@@ -82,16 +86,17 @@ fp_trace *fp_trace_open(const char *path)
 		          (e->type != FP_EV_MARK && e->type != FP_EV_SETTINGS && e->chunk >= t->h.n_chunks);
 		if (e->type == FP_EV_FAULT)
 			bad |= e->b / t->h.chunk_size != e->chunk ||
-			       (e->flags > CHUNK_STATE_MAX && e->flags != FP_FAULT_PADDING);
+			       (e->flags > FP_FAULT_SEEN_MAX && e->flags != FP_FAULT_PADDING);
 		if (bad) {
-			fp_err("%s: corrupt trace: record %llu has type %u, chunk %u", path,
-			       (unsigned long long)i, e->type, e->chunk);
+			rc = pg_err(EBADMSG,
+			            "%s: corrupt trace: record %llu has type %u, chunk %u", path,
+			            (unsigned long long)i, e->type, e->chunk);
 			goto fail;
 		}
 	}
 	struct fp_trace_event *tmp = malloc(t->n ? t->n * sizeof *tmp : 1);
 	if (!tmp) {
-		fp_err("%s: out of memory", path);
+		rc = pg_err(ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
 	sort_by_time(t->ev, tmp, t->n);
@@ -102,7 +107,7 @@ fail:
 	if (f)
 		fclose(f);
 	fp_trace_close(t);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 const struct fp_trace_header *fp_trace_header(const fp_trace *t)

@@ -1,4 +1,5 @@
 /* Tensor element types and codecs: names and sizes. */
+#include <errno.h>
 #include <string.h>
 
 #include "format.h"
@@ -28,7 +29,7 @@ int fp_type_parse(const char *name)
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
 		if (!strcmp(types[i].name, name))
 			return (int)types[i].type;
-	return -1;
+	return -EINVAL;
 }
 
 const char *fp_codec_name(uint32_t codec)
@@ -40,7 +41,7 @@ const char *fp_codec_name(uint32_t codec)
 	}
 }
 
-uint64_t fp_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape)
+uint64_t pg_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape)
 {
 	size_t i;
 	for (i = 0; i < sizeof types / sizeof types[0]; i++)

@@ -40,7 +40,7 @@ static int handshake(int fd, uint64_t want, uint64_t *granted)
 	return 0;
 }
 
-int fp_uffd_open(struct fp_uffd *u)
+int pg_uffd_open(struct pg_uffd *u)
 {
 	const int base = O_CLOEXEC | O_NONBLOCK;
 	memset(u, 0, sizeof *u);
@@ -52,9 +52,9 @@ int fp_uffd_open(struct fp_uffd *u)
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOSYS)
-			return fp_err("userfaultfd is not available: this kernel was built without "
+			return pg_err(ENOSYS, "userfaultfd is not available: this kernel was built without "
 			              "CONFIG_USERFAULTFD");
-		return fp_err("userfaultfd is not available (%s): run as root, or allow it with "
+		return pg_err(e, "userfaultfd is not available (%s): run as root, or allow it with "
 		              "'sysctl vm.unprivileged_userfaultfd=1', or give this user access to "
 		              "/dev/userfaultfd", strerror(e));
 	}
@@ -73,13 +73,13 @@ int fp_uffd_open(struct fp_uffd *u)
 	int rc = handshake(fd, want & avail, &u->features);
 	if (rc) {
 		close(fd);
-		return fp_err("userfaultfd: UFFDIO_API handshake failed: %s", strerror(-rc));
+		return pg_err(-rc, "userfaultfd: UFFDIO_API handshake failed: %s", strerror(-rc));
 	}
 	u->fd = fd;
 	return 0;
 }
 
-int fp_uffd_register(int fd, void *addr, size_t len, uint64_t *ioctls)
+int pg_uffd_register(int fd, void *addr, size_t len, uint64_t *ioctls)
 {
 	struct uffdio_register reg = {
 		.range = {.start = (uintptr_t)addr, .len = len},
@@ -91,13 +91,13 @@ int fp_uffd_register(int fd, void *addr, size_t len, uint64_t *ioctls)
 	return 0;
 }
 
-int fp_uffd_unregister(int fd, void *addr, size_t len)
+int pg_uffd_unregister(int fd, void *addr, size_t len)
 {
 	struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
 	return ioctl(fd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
 }
 
-int fp_uffd_wake(int fd, void *addr, size_t len)
+int pg_uffd_wake(int fd, void *addr, size_t len)
 {
 	struct uffdio_range r = {.start = (uintptr_t)addr, .len = len};
 	return ioctl(fd, UFFDIO_WAKE, &r) ? -errno : 0;
@@ -137,18 +137,18 @@ static int fill(int fd, void *dst, const void *src, size_t len,
 			continue;
 		if (rc != EEXIST)
 			return -rc;
-		fp_uffd_wake(fd, (char *)dst + done, page);
+		pg_uffd_wake(fd, (char *)dst + done, page);
 		done += page;
 	}
 	return 0;
 }
 
-int fp_uffd_copy(int fd, void *dst, const void *src, size_t len)
+int pg_uffd_copy(int fd, void *dst, const void *src, size_t len)
 {
 	return fill(fd, dst, src, len, copy_once);
 }
 
-int fp_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
+int pg_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
 {
 	size_t done = 0;
 	*moved = 0;
@@ -172,17 +172,17 @@ int fp_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
 	return 0;
 }
 
-int fp_uffd_zeropage(int fd, void *dst, size_t len)
+int pg_uffd_zeropage(int fd, void *dst, size_t len)
 {
 	return fill(fd, dst, NULL, len, zero_once);
 }
 
-int fp_uffd_poison(int fd, void *addr, size_t len)
+int pg_uffd_poison(int fd, void *addr, size_t len)
 {
 	struct uffdio_poison p = {.range = {.start = (uintptr_t)addr, .len = len}};
 	if (!ioctl(fd, UFFDIO_POISON, &p))
 		return 0;
 	if (errno == EEXIST)
-		return fp_uffd_wake(fd, addr, len);
+		return pg_uffd_wake(fd, addr, len);
 	return -errno;
 }

@@ -38,7 +38,7 @@ struct uffdio_poison {
 #define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
 #endif
 
-struct fp_uffd {
+struct pg_uffd {
 	int fd;
 	uint64_t features;       /* what UFFDIO_API granted */
 	int user_mode_only;      /* opened with UFFD_USER_MODE_ONLY */
@@ -46,17 +46,17 @@ struct fp_uffd {
 
 /* Open a userfaultfd with the features flexpage uses (as many as the kernel
  * has).  On failure, fp_last_error() says why and how to enable it. */
-int fp_uffd_open(struct fp_uffd *u);
-int fp_uffd_register(int fd, void *addr, size_t len, uint64_t *ioctls);
-int fp_uffd_unregister(int fd, void *addr, size_t len);
+int pg_uffd_open(struct pg_uffd *u);
+int pg_uffd_register(int fd, void *addr, size_t len, uint64_t *ioctls);
+int pg_uffd_unregister(int fd, void *addr, size_t len);
 /* Copy len bytes into missing pages at dst.  Pages that already exist are
  * skipped (and their waiters woken); a partial copy is resumed. */
-int fp_uffd_copy(int fd, void *dst, const void *src, size_t len);
+int pg_uffd_copy(int fd, void *dst, const void *src, size_t len);
 /* Move the pages at src to dst (zero-copy); waiters are woken.  *moved
  * counts the bytes moved, also on failure. */
-int fp_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved);
-int fp_uffd_zeropage(int fd, void *dst, size_t len);
-int fp_uffd_wake(int fd, void *addr, size_t len);
-int fp_uffd_poison(int fd, void *addr, size_t len);
+int pg_uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved);
+int pg_uffd_zeropage(int fd, void *dst, size_t len);
+int pg_uffd_wake(int fd, void *addr, size_t len);
+int pg_uffd_poison(int fd, void *addr, size_t len);
 
 #endif

@@ -33,13 +33,13 @@ struct fp_writer {
 	uint64_t cursor;         /* next free file offset (zstd layout) */
 	int in_tensor;
 	uint64_t tensor_left;
-	struct fp_disk_tensor *tensors;
+	struct pg_disk_tensor *tensors;
 	uint32_t n_tensors, cap_tensors;
 	struct fp_chunk_desc *chunks;
 	uint32_t n_chunks, cap_chunks;
 	char *meta;
 	uint64_t written;        /* tensor bytes taken in, for the progress bar */
-	struct fp_progress progress;
+	struct pg_progress progress;
 };
 
 static int write_full(fp_writer *w, const void *buf, size_t len, uint64_t off)
@@ -50,7 +50,8 @@ static int write_full(fp_writer *w, const void *buf, size_t len, uint64_t off)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return fp_err("%s: write failed: %s", w->tmp_path, strerror(n < 0 ? errno : ENOSPC));
+			return pg_err(n < 0 ? errno : ENOSPC, "%s: write failed: %s", w->tmp_path,
+			              strerror(n < 0 ? errno : ENOSPC));
 		done += (size_t)n;
 	}
 	return 0;
@@ -64,33 +65,34 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *opt)
 {
 	fp_writer *w = calloc(1, sizeof *w);
-	if (!w) {
-		fp_err("%s: out of memory", path);
-		return NULL;
-	}
+	if (!w)
+		return pg_err_null(ENOMEM, "%s: out of memory", path);
+	int rc;
 	w->fd = -1;
 	w->opt = opt ? *opt : (struct fp_writer_options){0};
 	if (!w->opt.chunk_size)
 		w->opt.chunk_size = 2u << 20;
 	uint32_t cs = w->opt.chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1))) {
-		fp_err("%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
+		rc = pg_err(EINVAL,
+		            "%s: chunk size %u is not a power of two from 64K to 4M", path, cs);
 		goto fail;
 	}
 	if (w->opt.verbatim && w->opt.align_tensors) {
-		fp_err("%s: a verbatim image keeps the file's offsets: it cannot align tensors", path);
+		rc = pg_err(EINVAL, "%s: a verbatim image keeps the file's offsets: it cannot align "
+		            "tensors", path);
 		goto fail;
 	}
 	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD) {
-		fp_err("%s: unknown codec %u", path, w->opt.codec);
+		rc = pg_err(EINVAL, "%s: unknown codec %u", path, w->opt.codec);
 		goto fail;
 	}
 	if (w->opt.codec == FP_CODEC_ZSTD) {
 		if (!w->opt.zstd_level)
 			w->opt.zstd_level = 3;
 		if (w->opt.zstd_level < ZSTD_minCLevel() || w->opt.zstd_level > ZSTD_maxCLevel()) {
-			fp_err("%s: zstd level %d out of range [%d, %d]", path, w->opt.zstd_level,
-			       ZSTD_minCLevel(), ZSTD_maxCLevel());
+			rc = pg_err(EINVAL, "%s: zstd level %d out of range [%d, %d]", path,
+			            w->opt.zstd_level, ZSTD_minCLevel(), ZSTD_maxCLevel());
 			goto fail;
 		}
 		w->cctx = ZSTD_createCCtx();
@@ -100,24 +102,26 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 	w->path = strdup(path);
 	w->buf = aligned_alloc(FP_IMAGE_ALIGN, cs);
 	if (!w->path || !w->buf || (w->opt.codec == FP_CODEC_ZSTD && (!w->cctx || !w->zbuf))) {
-		fp_err("%s: out of memory", path);
+		rc = pg_err(ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
-	if ((w->fd = fp_tmpfile_create(path, &w->tmp_path)) < 0)
+	if ((w->fd = pg_tmpfile_create(path, &w->tmp_path)) < 0) {
+		rc = w->fd;
 		goto fail;
+	}
 	w->cursor = FP_IMAGE_ALIGN;
-	fp_progress_start(&w->progress, "pack", w->opt.expected_bytes, w->opt.progress);
+	pg_progress_start(&w->progress, "pack", w->opt.expected_bytes, w->opt.progress);
 	return w;
 fail:
 	fp_writer_abort(w);
-	return NULL;
+	return pg_fail_null(rc);
 }
 
 int fp_writer_set_meta(fp_writer *w, const char *meta)
 {
 	free(w->meta);
 	w->meta = strdup(meta ? meta : "");
-	return w->meta ? 0 : fp_err("out of memory");
+	return w->meta ? 0 : pg_err(ENOMEM, "out of memory");
 }
 
 static int flush_chunk(fp_writer *w)
@@ -127,7 +131,7 @@ static int flush_chunk(fp_writer *w)
 		uint32_t cap = w->cap_chunks ? w->cap_chunks * 2 : 256;
 		void *p = realloc(w->chunks, sizeof *w->chunks * cap);
 		if (!p)
-			return fp_err("%s: out of memory", w->path);
+			return pg_err(ENOMEM, "%s: out of memory", w->path);
 		w->chunks = p;
 		w->cap_chunks = cap;
 	}
@@ -137,7 +141,7 @@ static int flush_chunk(fp_writer *w)
 		.logical_len = w->fill,
 		.stored_len = w->fill,
 		.codec = FP_CODEC_RAW,
-		.checksum = fp_crc32c(0, w->buf, w->fill),
+		.checksum = pg_crc32c(0, w->buf, w->fill),
 	};
 	const void *payload = w->buf;
 	if (w->opt.codec == FP_CODEC_RAW) {
@@ -146,7 +150,7 @@ static int flush_chunk(fp_writer *w)
 		size_t n = ZSTD_compressCCtx(w->cctx, w->zbuf, w->zcap, w->buf, w->fill,
 		                             w->opt.zstd_level);
 		if (ZSTD_isError(n))
-			return fp_err("%s: zstd: %s", w->path, ZSTD_getErrorName(n));
+			return pg_err(EIO, "%s: zstd: %s", w->path, ZSTD_getErrorName(n));
 		/* A chunk that does not shrink is stored raw: decoding it would
 		 * cost time and save nothing. */
 		if (n < w->fill) {
@@ -156,8 +160,9 @@ static int flush_chunk(fp_writer *w)
 		}
 		c->file_offset = w->cursor;
 	}
-	if (c->stored_len && write_full(w, payload, c->stored_len, c->file_offset))
-		return -1;
+	int rc = c->stored_len ? write_full(w, payload, c->stored_len, c->file_offset) : 0;
+	if (rc)
+		return rc;
 	if (w->opt.codec != FP_CODEC_RAW)
 		w->cursor = align_up(c->file_offset + c->stored_len, FP_IMAGE_ALIGN);
 	else
@@ -167,21 +172,22 @@ static int flush_chunk(fp_writer *w)
 	return 0;
 }
 
-/* A new entry at the end of the tensor table, its name, type and shape set. */
-static struct fp_disk_tensor *new_tensor(fp_writer *w, const char *name, uint32_t type,
+/* A new entry at the end of the tensor table, its name, type and shape set;
+ * NULL with pg_err's errno when out of memory. */
+static struct pg_disk_tensor *new_tensor(fp_writer *w, const char *name, uint32_t type,
                                          uint32_t ndim, const uint64_t *shape)
 {
 	if (w->n_tensors == w->cap_tensors) {
 		uint32_t cap = w->cap_tensors ? w->cap_tensors * 2 : 64;
 		void *p = realloc(w->tensors, sizeof *w->tensors * cap);
 		if (!p) {
-			fp_err("%s: out of memory", w->path);
+			pg_err(ENOMEM, "%s: out of memory", w->path);
 			return NULL;
 		}
 		w->tensors = p;
 		w->cap_tensors = cap;
 	}
-	struct fp_disk_tensor *t = &w->tensors[w->n_tensors++];
+	struct pg_disk_tensor *t = &w->tensors[w->n_tensors++];
 	memset(t, 0, sizeof *t);
 	strcpy(t->name, name);
 	t->type = type;
@@ -193,11 +199,12 @@ static struct fp_disk_tensor *new_tensor(fp_writer *w, const char *name, uint32_
 static int check_name(fp_writer *w, const char *name)
 {
 	if (!name[0] || strlen(name) >= FP_NAME_MAX)
-		return fp_err("%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
+		return pg_err(EINVAL,
+		              "%s: tensor name '%s' is empty or longer than %d bytes", w->path, name,
 		              FP_NAME_MAX - 1);
 	for (uint32_t i = 0; i < w->n_tensors; i++)
 		if (!strcmp(w->tensors[i].name, name))
-			return fp_err("%s: tensor name '%s' used twice", w->path, name);
+			return pg_err(EEXIST, "%s: tensor name '%s' used twice", w->path, name);
 	return 0;
 }
 
@@ -205,19 +212,20 @@ int fp_writer_add_tensor_at(fp_writer *w, const char *name, uint32_t type, uint3
                             const uint64_t *shape, uint64_t offset)
 {
 	if (!w->opt.verbatim)
-		return fp_err("%s: tensor '%s': only a verbatim writer places tensors at offsets",
-		              w->path, name);
-	if (check_name(w, name))
-		return -1;
+		return pg_err(EINVAL, "%s: tensor '%s': only a verbatim writer places tensors at "
+		              "offsets", w->path, name);
+	int rc = check_name(w, name);
+	if (rc)
+		return rc;
 	uint64_t bytes, end;
-	if (fp_verbatim_tensor_bytes(type, ndim, shape, &bytes))
-		return fp_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
+	if (pg_verbatim_tensor_bytes(type, ndim, shape, &bytes))
+		return pg_err(EINVAL, "%s: tensor '%s': invalid type %u or shape", w->path, name, type);
 	if (__builtin_add_overflow(offset, bytes, &end))
-		return fp_err("%s: tensor '%s': offset %llu + %llu bytes overflows", w->path, name,
-		              (unsigned long long)offset, (unsigned long long)bytes);
-	struct fp_disk_tensor *t = new_tensor(w, name, type, ndim, shape);
+		return pg_err(EOVERFLOW, "%s: tensor '%s': offset %llu + %llu bytes overflows", w->path,
+		              name, (unsigned long long)offset, (unsigned long long)bytes);
+	struct pg_disk_tensor *t = new_tensor(w, name, type, ndim, shape);
 	if (!t)
-		return -1;
+		return -ENOMEM;
 	t->offset = offset;
 	t->size = bytes;
 	return 0;
@@ -227,29 +235,34 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
                            const uint64_t *shape)
 {
 	if (w->opt.verbatim)
-		return fp_err("%s: tensor '%s': a verbatim writer places tensors with "
+		return pg_err(EINVAL, "%s: tensor '%s': a verbatim writer places tensors with "
 		              "fp_writer_add_tensor_at", w->path, name);
 	if (w->in_tensor)
-		return fp_err("%s: tensor '%s' begun before the previous one ended", w->path, name);
-	if (check_name(w, name))
-		return -1;
-	uint64_t bytes = fp_tensor_bytes(type, ndim, shape);
+		return pg_err(EINVAL,
+		              "%s: tensor '%s' begun before the previous one ended", w->path, name);
+	int rc = check_name(w, name);
+	if (rc)
+		return rc;
+	uint64_t bytes = pg_tensor_bytes(type, ndim, shape);
 	if (!bytes)
-		return fp_err("%s: tensor '%s': invalid type %u or shape", w->path, name, type);
+		return pg_err(EINVAL,
+		              "%s: tensor '%s': invalid type %u or shape", w->path, name, type);
 	/* Zeros up to the next page (or chunk); a chunk filled by them goes out. */
 	if (w->opt.align_tensors) {
-		if (w->fill && flush_chunk(w))
-			return -1;
+		if (w->fill)
+			rc = flush_chunk(w);
 	} else {
 		uint32_t pad = (uint32_t)(align_up(w->fill, FP_TENSOR_ALIGN) - w->fill);
 		memset(w->buf + w->fill, 0, pad);
 		w->fill += pad;
-		if (w->fill == w->opt.chunk_size && flush_chunk(w))
-			return -1;
+		if (w->fill == w->opt.chunk_size)
+			rc = flush_chunk(w);
 	}
-	struct fp_disk_tensor *t = new_tensor(w, name, type, ndim, shape);
+	if (rc)
+		return rc;
+	struct pg_disk_tensor *t = new_tensor(w, name, type, ndim, shape);
 	if (!t)
-		return -1;
+		return -ENOMEM;
 	t->offset = (uint64_t)w->n_chunks * w->opt.chunk_size + w->fill;
 	t->size = bytes;
 	w->tensor_left = bytes;
@@ -260,9 +273,10 @@ int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type, uint32
 int fp_writer_write(fp_writer *w, const void *data, size_t n)
 {
 	if (!w->in_tensor && !w->opt.verbatim)
-		return fp_err("%s: data written outside a tensor", w->path);
+		return pg_err(EINVAL, "%s: data written outside a tensor", w->path);
 	if (w->in_tensor && n > w->tensor_left)
-		return fp_err("%s: tensor '%s': %zu bytes more than its shape holds", w->path,
+		return pg_err(EINVAL,
+		              "%s: tensor '%s': %zu bytes more than its shape holds", w->path,
 		              w->tensors[w->n_tensors - 1].name, n - (size_t)w->tensor_left);
 	const uint8_t *p = data;
 	if (w->in_tensor)
@@ -276,19 +290,20 @@ int fp_writer_write(fp_writer *w, const void *data, size_t n)
 		w->fill += (uint32_t)take;
 		p += take;
 		n -= take;
-		if (w->fill == w->opt.chunk_size && flush_chunk(w))
-			return -1;
+		int rc = w->fill == w->opt.chunk_size ? flush_chunk(w) : 0;
+		if (rc)
+			return rc;
 	}
-	fp_progress_update(&w->progress, w->written);
+	pg_progress_update(&w->progress, w->written);
 	return 0;
 }
 
 int fp_writer_end_tensor(fp_writer *w)
 {
 	if (!w->in_tensor)
-		return fp_err("%s: end of a tensor that was not begun", w->path);
+		return pg_err(EINVAL, "%s: end of a tensor that was not begun", w->path);
 	if (w->tensor_left)
-		return fp_err("%s: tensor '%s' is %llu bytes short of its shape", w->path,
+		return pg_err(EINVAL, "%s: tensor '%s' is %llu bytes short of its shape", w->path,
 		              w->tensors[w->n_tensors - 1].name, (unsigned long long)w->tensor_left);
 	w->in_tensor = 0;
 	return 0;
@@ -296,7 +311,7 @@ int fp_writer_end_tensor(fp_writer *w)
 
 static int by_offset(const void *a, const void *b)
 {
-	const struct fp_disk_tensor *x = a, *y = b;
+	const struct pg_disk_tensor *x = a, *y = b;
 	return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
@@ -305,16 +320,16 @@ static int check_placement(fp_writer *w)
 {
 	uint64_t written = (uint64_t)w->n_chunks * w->opt.chunk_size + w->fill;
 	if (!written)
-		return fp_err("%s: no bytes to write", w->path);
+		return pg_err(EINVAL, "%s: no bytes to write", w->path);
 	qsort(w->tensors, w->n_tensors, sizeof *w->tensors, by_offset);
 	for (uint32_t i = 0; i < w->n_tensors; i++) {
-		const struct fp_disk_tensor *t = &w->tensors[i];
+		const struct pg_disk_tensor *t = &w->tensors[i];
 		if (t->offset + t->size > written)
-			return fp_err("%s: tensor '%s' ends at %llu, past the %llu bytes written", w->path,
-			              t->name, (unsigned long long)(t->offset + t->size),
+			return pg_err(EINVAL, "%s: tensor '%s' ends at %llu, past the %llu bytes written",
+			              w->path, t->name, (unsigned long long)(t->offset + t->size),
 			              (unsigned long long)written);
 		if (i && t->offset < w->tensors[i - 1].offset + w->tensors[i - 1].size)
-			return fp_err("%s: tensors '%s' and '%s' overlap at offset %llu", w->path,
+			return pg_err(EINVAL, "%s: tensors '%s' and '%s' overlap at offset %llu", w->path,
 			              w->tensors[i - 1].name, t->name, (unsigned long long)t->offset);
 	}
 	return 0;
@@ -322,62 +337,64 @@ static int check_placement(fp_writer *w)
 
 int fp_writer_finish(fp_writer *w)
 {
-	int rc = -1;
+	int rc;
 	if (w->in_tensor) {
-		fp_err("%s: tensor '%s' not ended", w->path, w->tensors[w->n_tensors - 1].name);
+		rc = pg_err(EINVAL, "%s: tensor '%s' not ended", w->path,
+		            w->tensors[w->n_tensors - 1].name);
 		goto out;
 	}
 	if (!w->n_tensors && !w->opt.verbatim) {
-		fp_err("%s: no tensors to write", w->path);
+		rc = pg_err(EINVAL, "%s: no tensors to write", w->path);
 		goto out;
 	}
-	if (w->opt.verbatim && check_placement(w))
+	if (w->opt.verbatim && (rc = check_placement(w)))
 		goto out;
-	if (w->fill && flush_chunk(w)) /* the last, partial chunk */
+	if (w->fill && (rc = flush_chunk(w))) /* the last, partial chunk */
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
-	struct fp_disk_header h = {
+	struct pg_disk_header h = {
 		.version = FP_IMAGE_VERSION,
-		.header_size = FP_HEADER_BYTES,
+		.header_size = PG_HEADER_BYTES,
 		.logical_size = (uint64_t)w->n_chunks * w->opt.chunk_size,
 		.chunk_size = w->opt.chunk_size,
 		.n_tensors = w->n_tensors,
 		.n_chunks = w->n_chunks,
-		.tensor_table_size = (uint64_t)w->n_tensors * sizeof(struct fp_disk_tensor),
+		.tensor_table_size = (uint64_t)w->n_tensors * sizeof(struct pg_disk_tensor),
 		.chunk_table_size = (uint64_t)w->n_chunks * sizeof(struct fp_chunk_desc),
 		.meta_size = strlen(meta),
 	};
 	memcpy(h.magic, FP_IMAGE_MAGIC, 8);
 	if (w->opt.codec == FP_CODEC_RAW) {
-		h.flags = FP_FLAG_RAW_LAYOUT;
+		h.flags = PG_FLAG_RAW_LAYOUT;
 		h.raw_base = FP_IMAGE_ALIGN;
 	}
 	if (w->opt.verbatim)
-		h.flags |= FP_FLAG_VERBATIM;
+		h.flags |= PG_FLAG_VERBATIM;
 	h.tensor_table_offset = align_up(w->cursor, FP_IMAGE_ALIGN);
 	h.chunk_table_offset = h.tensor_table_offset + h.tensor_table_size;
 	h.meta_offset = h.chunk_table_offset + h.chunk_table_size;
 	h.file_size = h.meta_offset + h.meta_size;
-	uint32_t crc = fp_crc32c(0, w->tensors, h.tensor_table_size);
-	crc = fp_crc32c(crc, w->chunks, h.chunk_table_size);
-	h.tables_crc = fp_crc32c(crc, meta, h.meta_size);
-	h.header_crc = fp_crc32c(0, &h, offsetof(struct fp_disk_header, header_crc));
-	if (write_full(w, w->tensors, h.tensor_table_size, h.tensor_table_offset) ||
-	    write_full(w, w->chunks, h.chunk_table_size, h.chunk_table_offset) ||
-	    write_full(w, meta, h.meta_size, h.meta_offset) ||
-	    write_full(w, &h, sizeof h, 0))
+	uint32_t crc = pg_crc32c(0, w->tensors, h.tensor_table_size);
+	crc = pg_crc32c(crc, w->chunks, h.chunk_table_size);
+	h.tables_crc = pg_crc32c(crc, meta, h.meta_size);
+	h.header_crc = pg_crc32c(0, &h, offsetof(struct pg_disk_header, header_crc));
+	if ((rc = write_full(w, w->tensors, h.tensor_table_size, h.tensor_table_offset)) ||
+	    (rc = write_full(w, w->chunks, h.chunk_table_size, h.chunk_table_offset)) ||
+	    (rc = write_full(w, meta, h.meta_size, h.meta_offset)) ||
+	    (rc = write_full(w, &h, sizeof h, 0)))
 		goto out;
 	if (ftruncate(w->fd, (off_t)h.file_size)) {
-		fp_err("%s: cannot finish the file: %s", w->tmp_path, strerror(errno));
+		rc = pg_err(pg_errno(), "%s: cannot finish the file: %s", w->tmp_path,
+		            strerror(errno));
 		goto out;
 	}
-	if (fp_tmpfile_commit(w->fd, w->tmp_path, w->path))
+	if ((rc = pg_tmpfile_commit(w->fd, w->tmp_path, w->path)))
 		goto out;
 	free(w->tmp_path);
 	w->tmp_path = NULL; /* nothing left to remove */
 	rc = 0;
 out:
-	fp_progress_end(&w->progress);
+	pg_progress_end(&w->progress);
 	fp_writer_abort(w);
 	return rc;
 }

@@ -59,6 +59,18 @@ double llama_read_share(const struct fp_tensor_desc *t, void *img)
 	return one_chunk < 1.0 ? one_chunk : 1.0;
 }
 
+int llama_tensor_layer(const struct fp_tensor_desc *t, int *attention, void *ctx)
+{
+	if (strncmp(t->name, "blk.", 4))
+		return -1;
+	char *end;
+	long l = strtol(t->name + 4, &end, 10);
+	if (end == t->name + 4 || *end != '.' || l < 0 || l >= 1000000)
+		return -1;
+	*attention = strstr(t->name, ".attn_") != NULL;
+	return (int)l;
+}
+
 int cmd_plan(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -116,6 +128,7 @@ int cmd_plan(int argc, char **argv)
 	}
 	po.read_share = llama_read_share;
 	po.read_share_ctx = img;
+	po.tensor_layer = llama_tensor_layer;
 	struct fp_plan p;
 	if (fp_plan_make(img, &po, &p)) {
 		fprintf(stderr, "flexpage plan: %s\n", fp_last_error());

@@ -172,7 +172,8 @@ int cmd_sim(int argc, char **argv)
 	       m.compute_ns_per_token / 1e6, m.loaders);
 	print_header();
 	static const int pct[] = {25, 35, 50, 75, 100};
-	const char *const *names = fp_policy_names();
+	const char *names[33] = {0}; /* NULL-terminated */
+	fp_policy_names(names, 32);
 	uint64_t events = 0, t0 = now_ns();
 	for (int bi = 0; bi < (sweep ? 5 : 1); bi++) {
 		if (sweep)

@@ -141,16 +141,16 @@ static int match_faults(struct tt_model *m)
 				m->faults_padding++;
 				break;
 			}
-			if (e->flags == TT_ST_POISONED) {
+			if (e->flags == FP_FAULT_POISONED) {
 				m->faults_poisoned++;
 				break;
 			}
-			if (e->flags != TT_ST_EMPTY && e->flags != TT_ST_LOADING &&
-			    e->flags != TT_ST_EVICTING) {
+			if (e->flags != FP_FAULT_EMPTY && e->flags != FP_FAULT_LOADING &&
+			    e->flags != FP_FAULT_EVICTING) {
 				m->faults_resident++;
 				break;
 			}
-			if (e->flags == TT_ST_EMPTY) {
+			if (e->flags == FP_FAULT_EMPTY) {
 				/* The chunk was empty, so no earlier fault on it is
 				 * still waiting for a load: those were on padding
 				 * (only possible when the image is unknown). */
@@ -190,7 +190,7 @@ static int match_faults(struct tt_model *m)
 			int64_t *link = &head[c];
 			while (*link >= 0) {
 				struct pending *p = &pool[*link];
-				if (p->s.state == TT_ST_EVICTING && !p->evict_seen) {
+				if (p->s.state == FP_FAULT_EVICTING && !p->evict_seen) {
 					p->evict_seen = 1;
 					link = &p->next;
 				} else {
@@ -395,7 +395,7 @@ static int account(struct tt_model *m)
 				tk->faults++;
 			break;
 		case FP_EV_LOAD: {
-			int demand = e->flags & 1;
+			int demand = !!(e->flags & FP_LOAD_DEMAND);
 			if (demand)
 				m->demand_loads++;
 			else

@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 int cmd_pack(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -36,6 +36,9 @@ uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint3
 /* The share of tensor t a Llama decode reads every token (cmd_plan.c);
  * img is the fp_image, for fp_plan_options.read_share. */
 double llama_read_share(const struct fp_tensor_desc *t, void *img);
+/* The planner's tensor_layer for Llama images: "blk.N.*" is layer N, its
+ * "attn_*" tensors attention; the rest is outside the layers. */
+int llama_tensor_layer(const struct fp_tensor_desc *t, int *attention, void *ctx);
 
 /* A GGUF header for flexpage inspect (gguf_print.c): every key with its
  * type and value, arrays summarised; and the tensor infos. */

@@ -33,6 +33,7 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 		.order = p->attention_first ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT,
 		.read_share = llama_read_share,
 		.read_share_ctx = img,
+		.tensor_layer = llama_tensor_layer,
 	};
 	int rc = -1;
 	if (p->stream &&

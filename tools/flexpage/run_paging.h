@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 struct run_paging {
 	/* options */

@@ -19,7 +19,11 @@
 #define PAGER_TID(thread) (0x40000000ull + (thread))
 #define UNKNOWN_TID PAGER_TID(0xfffeu)
 
-static const char *const state_names[] = {"empty", "loading", "resident", "evicting", "poisoned"};
+static const char *const state_names[] = {
+	[FP_FAULT_EMPTY] = "empty",       [FP_FAULT_LOADING] = "loading",
+	[FP_FAULT_RESIDENT] = "resident", [FP_FAULT_EVICTING] = "evicting",
+	[FP_FAULT_POISONED] = "poisoned", [FP_FAULT_STAGED] = "staged",
+};
 
 static const char *state_name(unsigned s)
 {
@@ -163,9 +167,9 @@ static void load_event(struct out *o, const struct tt_model *m, const struct fp_
 	uint64_t tid = PAGER_TID(e->thread);
 	uint64_t s = tt_load_start(e), t = e->t_ns;
 	uint64_t r = tt_read_ns(e), d = tt_decomp_ns(e), in = tt_install_ns(e);
-	complete(o, e->flags & 1 ? "demand load" : "read-ahead load", "load", tid, s, t);
+	complete(o, e->flags & FP_LOAD_DEMAND ? "demand load" : "read-ahead load", "load", tid, s, t);
 	fprintf(f, ",\"args\":{\"chunk\":%u,\"bytes\":%u,\"demand\":%s,\"wait_us\":", e->chunk,
-	        m->chunk_bytes[e->chunk], e->flags & 1 ? "true" : "false");
+	        m->chunk_bytes[e->chunk], e->flags & FP_LOAD_DEMAND ? "true" : "false");
 	us(f, tt_wait_ns(e));
 	fputs("}", f);
 	end(o);

@@ -9,13 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include <flexpage/flexpage.h>
+#include <flexpage/flexpage_experimental.h>
 
 /* The trace's thread field: 0 the handler, 1.. loaders, this for others. */
-#define TT_OTHER_THREAD 0xffffu
-
-/* Fault states as the fault record's flags give them. */
-enum { TT_ST_EMPTY, TT_ST_LOADING, TT_ST_RESIDENT, TT_ST_EVICTING, TT_ST_POISONED };
+#define TT_OTHER_THREAD FP_TRACE_OTHER_THREAD
 
 /* A load record's stage times. */
 static inline uint64_t tt_read_ns(const struct fp_trace_event *e) { return e->a & 0xffffffffu; }

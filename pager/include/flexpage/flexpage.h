@@ -1,15 +1,27 @@
 /* libflexpage: a userfaultfd pager for model weights.
  *
- * An image file (see docs/format.md) holds named tensors cut into chunks,
- * each stored raw or zstd-compressed with a checksum.  fp_open() reserves a
+ * An image file (docs/format.md) holds named tensors cut into chunks, each
+ * stored raw or zstd-compressed with a checksum.  fp_open() reserves a
  * virtual region the size of the image's logical layout and serves every
  * page of it on demand: a fault loads the chunk that holds it, verifies and
  * decompresses it and installs it whole, within a budget of resident bytes.
  * The loop that reads the weights sees only plain pointers.
  *
- * Errors: a function that fails returns NULL or -1 and leaves a message that
- * names the file and the field in fp_last_error() (per thread).
- */
+ * Errors.  A function that can fail returns a negative errno (int
+ * functions) or NULL with errno set (pointer functions), and leaves a
+ * message for people, naming the file and the field, in fp_last_error().
+ * The codes each function returns are listed with it; a code from a
+ * system call (open(2), mmap(2), userfaultfd(2)...) is passed on as it is.
+ *
+ * Threads.  Unless a function says otherwise it may be called from any
+ * thread, and calls on different objects never interfere.  The pager's own
+ * threads (one fault handler per process, loaders per region) never call
+ * back into the application except through the options' hooks.
+ *
+ * Stable API.  This header is the interface that keeps its meaning across
+ * releases.  Test hooks, the technique switches, the trace record layout
+ * and the planner are in <flexpage/flexpage_experimental.h>, which may
+ * change in any release. */
 #ifndef FLEXPAGE_FLEXPAGE_H
 #define FLEXPAGE_FLEXPAGE_H
 
@@ -23,7 +35,13 @@
 extern "C" {
 #endif
 
-/* The message of the calling thread's last failure. */
+/**
+ * fp_last_error() - the message of the calling thread's last failure.
+ *
+ * @return a NUL-terminated string owned by the library, valid until the
+ *         thread's next failing call ("no error" if none failed yet).
+ * Per thread: another thread's failures never change it.
+ */
 const char *fp_last_error(void);
 
 /* ------------------------------------------------------------------ */
@@ -52,8 +70,22 @@ enum fp_codec {
 	FP_CODEC_ZSTD = 1,
 };
 
-const char *fp_type_name(uint32_t type);      /* "f32", ... or NULL */
-int fp_type_parse(const char *name);          /* -1 if unknown */
+/**
+ * fp_type_name() - the name of an element type ("f32", "q8_0", ...).
+ * @return a static string, or NULL if type is not an enum fp_type.
+ */
+const char *fp_type_name(uint32_t type);
+
+/**
+ * fp_type_parse() - the element type a name stands for.
+ * @return the enum fp_type value, or -EINVAL if the name is unknown.
+ */
+int fp_type_parse(const char *name);
+
+/**
+ * fp_codec_name() - the name of a codec ("raw", "zstd").
+ * @return a static string, or NULL if codec is not an enum fp_codec.
+ */
 const char *fp_codec_name(uint32_t codec);
 
 struct fp_tensor_desc {
@@ -75,7 +107,6 @@ struct fp_chunk_desc {
 };
 
 typedef struct fp_image fp_image;
-typedef struct fp_trace fp_trace;
 
 struct fp_image_info {
 	const char *path;
@@ -107,26 +138,94 @@ enum fp_image_kind {
 	FP_IMAGE_DIRECT = 2,
 };
 
-/* Read and validate an image's header and tables (not the payloads).  A
- * GGUF file opens as a direct image (FP_IMAGE_DIRECT) of 2 MiB chunks:
- * its tensors under the file's names, with ggml's type numbers, at their
- * file offsets.  NULL on failure, with errno and fp_last_error(). */
+/**
+ * fp_image_open() - read and validate an image's header and tables.
+ * @path: the image file.
+ *
+ * Every field a later step trusts (offsets, lengths, codecs, types, the
+ * table checksums) is checked; the payloads are not read.  A GGUF file
+ * opens as a direct image (FP_IMAGE_DIRECT) of 2 MiB chunks: its tensors
+ * under the file's names, with ggml's type numbers, at their file offsets
+ * (the GGUF reader's errors are listed in docs/gguf.md).
+ *
+ * @return the image, to be closed with fp_image_close(); NULL with errno:
+ *   errno of open(2) (ENOENT, EACCES, ...)  the file cannot be opened
+ *   EINVAL     not a regular file
+ *   EBADMSG    not an image, or a field or checksum is wrong (the message
+ *              names the field)
+ *   ENOTSUP    an image version this library does not read
+ *   EIO        reading the tables failed
+ *   ENOMEM
+ * An image is immutable: any number of threads may use one at once.
+ */
 fp_image *fp_image_open(const char *path);
-/* fp_image_open, cutting a GGUF into chunks of chunk_size bytes (a power of
- * two from FP_CHUNK_MIN to FP_CHUNK_MAX; 0: 2 MiB).  An image keeps its own
- * chunk size.  Thread-safe (each call opens its own file). */
+
+/**
+ * fp_image_open_chunk() - fp_image_open(), cutting a GGUF into chunks of
+ * chunk_size bytes (a power of two from FP_CHUNK_MIN to FP_CHUNK_MAX; 0:
+ * 2 MiB).  An image keeps its own chunk size.
+ * @return as fp_image_open(); -EINVAL for a chunk size out of range.
+ * Thread-safe (each call opens its own file).
+ */
 fp_image *fp_image_open_chunk(const char *path, uint32_t chunk_size);
+
+/**
+ * fp_image_close() - free an image.  NULL is ignored.
+ * Precondition: no region opened from it is open (a region holds its own).
+ */
 void fp_image_close(fp_image *img);
+
+/**
+ * fp_image_info() - the image's sizes and meta.
+ * @return a pointer into img, valid until fp_image_close().
+ */
 const struct fp_image_info *fp_image_info(const fp_image *img);
+
+/**
+ * fp_image_tensor() - tensor i, in ascending logical offset.
+ * @return a pointer into img, or NULL if i >= n_tensors (not an error).
+ */
 const struct fp_tensor_desc *fp_image_tensor(const fp_image *img, uint32_t i);
+
+/**
+ * fp_image_find() - the tensor of this name.
+ * @return a pointer into img, or NULL if there is none (not an error:
+ *         errno and fp_last_error() are left alone).
+ */
 const struct fp_tensor_desc *fp_image_find(const fp_image *img, const char *name);
+
+/**
+ * fp_image_chunk() - chunk i's table entry.
+ * @return a pointer into img, or NULL if i >= n_chunks (not an error).
+ */
 const struct fp_chunk_desc *fp_image_chunk(const fp_image *img, uint32_t i);
-/* The tensor that holds logical offset off, or NULL (padding). */
+
+/**
+ * fp_image_tensor_at() - the tensor that holds logical offset off.
+ * @return a pointer into img, or NULL if off lies in padding or past the
+ *         end (not an error).  Async-signal-safe.
+ */
 const struct fp_tensor_desc *fp_image_tensor_at(const fp_image *img, uint64_t off);
-/* Value of a meta key, copied into buf; -1 if absent. */
+
+/**
+ * fp_image_meta() - the value of a meta key, copied into buf.
+ * @n: buf's size; a longer value is cut to n - 1 bytes, NUL-terminated.
+ * @return 0, or -ENOENT if the key is absent (not a failure: no message).
+ */
 int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n);
-/* Read, verify and decode chunk i into dst (chunk_size bytes; the part past
- * logical_len is zeroed).  Buffered I/O; for tools, not the pager. */
+
+/**
+ * fp_image_read_chunk() - read, verify and decode chunk i into dst.
+ * @dst: chunk_size bytes; the part past the chunk's logical_len is zeroed.
+ *
+ * Buffered I/O with a file descriptor of its own: for tools, not the
+ * pager.  Blocks on the read.
+ * @return 0, or
+ *   -EINVAL    no chunk i
+ *   -EBADMSG   the checksum does not match, or the zstd frame is bad
+ *   -EIO       the file is shorter than the chunk table says
+ *   -ENOMEM, or errno of open(2)
+ */
 int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst);
 
 /* ------------------------------------------------------------------ */
@@ -150,23 +249,86 @@ struct fp_writer_options {
 
 typedef struct fp_writer fp_writer;
 
-/* Writes go to a temporary file beside path; only fp_writer_finish()
- * renames it over path, so a failure never harms an existing file. */
+/**
+ * fp_writer_create() - start writing an image to path.
+ * @opt: NULL for the defaults.
+ *
+ * Writes go to a temporary file beside path; only fp_writer_finish()
+ * renames it over path, so a failure never harms an existing file.  The
+ * tensors follow as fp_writer_begin_tensor(), fp_writer_write()...,
+ * fp_writer_end_tensor(); each full chunk is compressed and written as it
+ * fills, so a model never sits whole in memory.
+ *
+ * @return the writer; NULL with errno:
+ *   EINVAL     a chunk size that is not a power of two in
+ *              [FP_CHUNK_MIN, FP_CHUNK_MAX], an unknown codec, a zstd level
+ *              out of range
+ *   ENOMEM, or errno of creating the temporary file (EACCES, ENOENT, ...)
+ * A writer is used by one thread at a time.
+ */
 fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *opt);
+
+/**
+ * fp_writer_set_meta() - the image's meta: "key=value\n" lines.
+ * @meta: copied; NULL for none.  May be called at any time before finish.
+ * @return 0, or -ENOMEM.
+ */
 int fp_writer_set_meta(fp_writer *w, const char *meta);
+
+/**
+ * fp_writer_begin_tensor() - start the next tensor.
+ * @type: enum fp_type; @shape: ndim sizes, shape[0] the row length.
+ *
+ * The tensor starts on the next page of the logical layout (or the next
+ * chunk with align_tensors); a chunk filled by the padding is written.
+ * @return 0, or
+ *   -EINVAL    a tensor is still open, the name is empty or too long
+ *              (FP_NAME_MAX), or the type and shape give no valid size
+ *   -EEXIST    a tensor of this name was written already
+ *   -ENOMEM, or the errno of a failed write (ENOSPC, EFBIG, EIO, ...)
+ */
 int fp_writer_begin_tensor(fp_writer *w, const char *name, uint32_t type,
                            uint32_t ndim, const uint64_t *shape);
+
+/**
+ * fp_writer_write() - the next n bytes of the open tensor.
+ * Blocks while full chunks are compressed and written.
+ * @return 0, or
+ *   -EINVAL    no tensor is open, or n is more than it has left
+ *   -EIO       zstd failed; or the errno of a failed write
+ */
 int fp_writer_write(fp_writer *w, const void *data, size_t n);
+
+/**
+ * fp_writer_end_tensor() - end the open tensor.
+ * @return 0, or -EINVAL if none is open or it is short of its shape.
+ */
 int fp_writer_end_tensor(fp_writer *w);
 /* Verbatim writers only: a tensor of the file at logical offset `offset`
  * (its bytes come with fp_writer_write, in file order, before or after the
  * call).  Any order; fp_writer_finish sorts them and fails on overlaps or
  * tensors past the bytes written.  type: a ggml type (fp_ggml_type_size)
- * or FP_TYPE_U8.  Returns 0, or -1 with fp_last_error(). */
+ * or FP_TYPE_U8.  @return 0, or a negative errno (-EINVAL for a writer that is not
+ * verbatim or a bad type or shape) with fp_last_error(). */
 int fp_writer_add_tensor_at(fp_writer *w, const char *name, uint32_t type, uint32_t ndim,
                             const uint64_t *shape, uint64_t offset);
-int fp_writer_finish(fp_writer *w);   /* frees w */
-void fp_writer_abort(fp_writer *w);   /* removes the temporary file, frees w */
+
+/**
+ * fp_writer_finish() - write the tables, fsync, rename over the path.
+ *
+ * Frees w whatever happens; on failure the temporary file is removed and
+ * an existing file at the path is left as it was.  Blocks on fsync.
+ * @return 0, or
+ *   -EINVAL    a tensor is still open, or there is none
+ *   the errno of a failed write, fsync(2) or rename(2)
+ */
+int fp_writer_finish(fp_writer *w);
+
+/**
+ * fp_writer_abort() - give up: remove the temporary file, free w.
+ * NULL is ignored.
+ */
+void fp_writer_abort(fp_writer *w);
 
 /* ------------------------------------------------------------------ */
 /* GGUF (docs/gguf.md)                                                  */
@@ -377,57 +539,126 @@ void fp_gguf_writer_abort(fp_gguf_writer *w);
 /* Regions: the pager                                                   */
 
 enum fp_open_flags {
-	FP_OPEN_NO_HUGE = 1u << 0,   /* install with UFFDIO_COPY of 4 KiB pages only */
 	FP_OPEN_BUFFERED = 1u << 1,  /* read through the page cache, not O_DIRECT */
-	FP_OPEN_NO_LOCK = 1u << 2,   /* keep preserved chunks resident without mlock */
-	FP_OPEN_NO_STAGE = 1u << 3,  /* read-ahead installs at once (no position signal) */
-	FP_OPEN_NO_PREDICT = 1u << 4,/* read-ahead in file order, not the learned order */
+	/* Bits 0, 2, 3 and 4 are the technique switches of
+	 * <flexpage/flexpage_experimental.h>. */
 };
 
-/* Fault injection seam: called after every payload read with the bytes
- * read; it may change them, or the result (e.g. -EIO, a short count). */
-typedef void (*fp_read_hook)(void *ctx, uint32_t chunk, void *buf,
-                             size_t len, long *result);
+struct fp_hooks;                 /* <flexpage/flexpage_experimental.h> */
 
 struct fp_options {
 	uint64_t budget;             /* max resident bytes; 0: the whole image */
-	int loaders;                 /* loader threads; 0: 4 */
+	int loaders;                 /* loader threads, 1 to 64; 0: 4 */
 	const char *policy;          /* eviction policy; NULL: "fifo" */
 	unsigned flags;              /* enum fp_open_flags */
 	int retries;                 /* extra attempts of a failed load; <0: 2 */
 	int readahead;               /* the most read-ahead, in chunks (the depth used
 	                                follows the measured load time and the loop's
 	                                pace); 0: none; <0: 32 MiB worth (2-64) */
-	fp_read_hook read_hook;
-	void *read_hook_ctx;
 	const char *trace_path;      /* record an event trace there; NULL: none */
 	/* Per chunk, 1 = preserve: loaded at open, never evicted, mlocked
-	 * within lock_quota (fp_plan_make chooses them).  NULL: none. */
+	 * within lock_quota.  NULL: none.  Copied by fp_open. */
 	const uint8_t *preserve;
 	uint64_t lock_quota;         /* 0: what RLIMIT_MEMLOCK allows (all, for root) */
 	/* A GGUF file opened directly: its chunk size (a power of two from
 	 * 64K to 4M); 0: 2 MiB.  Images keep their own. */
 	uint32_t chunk_size;
+	const struct fp_hooks *hooks; /* test hooks (experimental); NULL: none */
 };
 
 typedef struct fp_region fp_region;
 
+/**
+ * fp_open() - serve an image as a region of memory.
+ * @opt: NULL for the defaults (a zeroed struct is not: its retries and
+ *       readahead would be 0).
+ *
+ * Reserves and registers the region, starts its loaders (and the
+ * process's fault handler thread, with the first region), and queues the
+ * loads of the preserved chunks; it does not wait for them (fp_quiesce
+ * does).  Every page of the region reads as the image's logical bytes:
+ * a thread that touches a page not yet resident blocks until its chunk is
+ * installed.
+ *
+ * @return the region; NULL with errno:
+ *   EINVAL     loaders out of range, unknown flag bits, a budget below
+ *              fp_min_budget(), preserved chunks that leave less than it,
+ *              or a policy that runs in the simulator only
+ *   ENOENT     no policy of that name (or no such file)
+ *   EPERM, ENOSYS...  userfaultfd is not available (the message says how
+ *              to enable it)
+ *   the errors of fp_image_open(), of open(2) for the payload reads, of
+ *   mmap(2), of registering with userfaultfd, of creating the trace file,
+ *   of starting a thread (EAGAIN), and ENOMEM.
+ * Any thread.  Blocks only on file and memory set-up.
+ */
 fp_region *fp_open(const char *path, const struct fp_options *opt);
-/* Stop the loaders, unregister and unmap.  The caller must have stopped
- * every thread that reads the region: a read after close is a crash. */
+
+/**
+ * fp_close() - stop the loaders, unregister and unmap.  NULL is ignored.
+ *
+ * Precondition: the caller has stopped every thread that reads the region:
+ * a read during or after close is not served (the kernel would map zero
+ * pages, then the address is unmapped).  Blocks for an RCU grace period
+ * and for the loads in flight to end.  Not from a policy or a hook.
+ */
 void fp_close(fp_region *r);
 
+/**
+ * fp_quiesce() - wait until r's loads in flight have settled.
+ *
+ * Returns at a moment when no load of r is queued or being loaded and the
+ * handler is serving none of r's faults: every load started so far has
+ * installed, staged, given up or poisoned its chunk, and its counters and
+ * trace records are written.  Loads that later faults start are not
+ * waited for.  Blocks.  From any thread but the pager's own (not from a
+ * policy or a hook).
+ */
+void fp_quiesce(fp_region *r);
+
+/** fp_region_image() - the image r serves; valid until fp_close(). */
 const fp_image *fp_region_image(const fp_region *r);
+/** fp_region_base() - the region's first byte (2 MiB aligned). */
 const void *fp_region_base(const fp_region *r);
+/** fp_region_size() - the region's size: the image's logical size. */
 uint64_t fp_region_size(const fp_region *r);
-/* Pointer to a tensor's first byte in the region; NULL if no such name. */
+
+/**
+ * fp_tensor() - a tensor's first byte in the region.
+ * @desc: if not NULL, set to the tensor's description (NULL if none).
+ * @return the pointer, or NULL with errno ENOENT if there is no tensor of
+ *         that name.  Does not touch the region (no fault).
+ */
 const void *fp_tensor(const fp_region *r, const char *name,
                       const struct fp_tensor_desc **desc);
 
-/* Change settings while the loop runs.  A smaller budget evicts down to it. */
+/**
+ * fp_set_budget() - change the budget while the loop runs.
+ *
+ * The new budget is published with RCU (the handler reads it without a
+ * lock); a smaller one evicts down to it before returning.  Streaming
+ * (staged read-ahead) turns on when the budget holds less than the image.
+ * Blocks for an RCU grace period and for the evictions.
+ * @return 0, or -EINVAL (below fp_min_budget()), -ENOMEM.
+ * Any thread but the pager's own; calls on one region are serialised.
+ */
 int fp_set_budget(fp_region *r, uint64_t budget);
+
+/**
+ * fp_set_policy() - change the eviction policy while the loop runs.
+ *
+ * The new policy is told of every resident chunk, then published with RCU.
+ * Blocks for an RCU grace period.
+ * @return 0, or -ENOENT (no such policy), -EINVAL (it runs in the
+ *         simulator only), -ENOMEM (its create hook failed).
+ * Any thread but the pager's own.
+ */
 int fp_set_policy(fp_region *r, const char *name);
-/* The smallest budget fp_open accepts for this image and options. */
+
+/**
+ * fp_min_budget() - the smallest budget r accepts: two chunks (the one a
+ * thread reads and the one it faults on next), one for a one-chunk image.
+ */
 uint64_t fp_min_budget(const fp_region *r);
 
 /* ------------------------------------------------------------------ */
@@ -443,12 +674,14 @@ struct fp_policy_env {
 
 /* A policy sees what the pager sees: loads, faults and evictions of
  * chunks, never reads of resident pages.  The live pager and the
- * simulator make the same calls in the same order; calls are serialised.
- * Preserved (locked) chunks are never shown to the policy. */
+ * simulator make the same calls in the same order; calls are serialised
+ * (under the region's residency lock, from the handler and the loaders):
+ * a hook must not block nor call back into the region.  Preserved
+ * (locked) chunks are never shown to the policy. */
 struct fp_policy_ops {
 	const char *name;
 	const char *summary;
-	void *(*create)(const struct fp_policy_env *env);
+	void *(*create)(const struct fp_policy_env *env);  /* NULL: out of memory */
 	void (*destroy)(void *p);
 	/* Chunk c became resident; demand: a thread was waiting on it. */
 	void (*loaded)(void *p, uint32_t c, int demand);
@@ -463,12 +696,28 @@ struct fp_policy_ops {
 	void (*future)(void *p, const uint32_t *access, uint64_t n);
 };
 
-/* Make a policy available by its name, to fp_open, fp_set_policy and the
- * simulator.  The ops must outlive every use; -1 if the name is taken. */
+/**
+ * fp_policy_register() - make a policy available by its name, to
+ * fp_open(), fp_set_policy() and the simulator.
+ * @ops: must outlive every use (a static struct).
+ * @return 0, or -EINVAL (a hook but future is missing), -EEXIST (the name
+ *         is taken), -ENOSPC (32 policies are registered).
+ */
 int fp_policy_register(const struct fp_policy_ops *ops);
+
+/**
+ * fp_policy_find() - the policy of this name.
+ * @return its ops, or NULL if none is registered (not an error).
+ */
 const struct fp_policy_ops *fp_policy_find(const char *name);
-/* Registered policy names, NULL-terminated. */
-const char *const *fp_policy_names(void);
+
+/**
+ * fp_policy_names() - the registered policies' names.
+ * @names: filled with up to n names (the ops' own strings), in
+ *         registration order; may be NULL when n is 0.
+ * @return how many policies are registered (more than n: some left out).
+ */
+size_t fp_policy_names(const char **names, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Simulator                                                            */
@@ -480,58 +729,16 @@ struct fp_sim_result {
 	uint64_t peak_resident;
 };
 
-/* Replay an access stream (chunk indices) through a policy under a budget,
- * with the live pager's accounting (a chunk takes its data rounded up to
- * pages).  Returns -1 with fp_last_error() on bad arguments. */
+/**
+ * fp_simulate() - replay an access stream (chunk indices) through a
+ * policy under a budget, with the live pager's accounting (a chunk takes
+ * its data rounded up to pages).
+ * @env: chunks may be NULL (every chunk then takes chunk_size).
+ * @return 0 with *out, or -EINVAL (a budget below two chunks, an access
+ *         past n_chunks), -ENOMEM.
+ */
 int fp_simulate(const struct fp_policy_env *env, const struct fp_policy_ops *policy,
                 const uint32_t *access, uint64_t n, struct fp_sim_result *out);
-/* The chunk access stream of a trace: its faults in time order, padding
- * faults and immediate repeats dropped.  img (may be NULL) tells padding;
- * the caller frees *access. */
-int fp_trace_accesses(const fp_trace *t, const fp_image *img, uint32_t **access, uint64_t *n);
-
-/* ------------------------------------------------------------------ */
-/* Preservation planning (FlexInfer's tensor preservation)              */
-
-enum fp_plan_order {
-	FP_PLAN_BY_BENEFIT = 0,      /* most I/O and decode time saved per resident byte */
-	FP_PLAN_ATTENTION_FIRST = 1, /* attention tensors before the feed-forward ones */
-};
-
-struct fp_plan_options {
-	uint64_t budget;             /* resident bytes in all */
-	uint64_t stream_bytes;       /* of it, kept for streaming the rest (at least two chunks) */
-	double read_bytes_per_s;     /* measured storage rate; 0: 2e9 */
-	double decode_bytes_per_s;   /* measured zstd rate; 0: 1.2e9 */
-	int balanced;                /* same share of every layer (balanced locking);
-	                                0: the first layers first */
-	int order;                   /* enum fp_plan_order, within a layer */
-	/* The share of a tensor the loop reads every token (default 1): an
-	 * embedding table looked up one row a token reads one chunk of it;
-	 * 0 means never worth preserving.  It weighs both the benefit of a
-	 * chunk and, when balanced, its group's share of the capacity.
-	 * NULL: every tensor is read whole. */
-	double (*read_share)(const struct fp_tensor_desc *t, void *ctx);
-	void *read_share_ctx;
-};
-
-struct fp_plan {
-	uint32_t n_chunks, n_preserved;
-	uint8_t *preserve;           /* per chunk: 1 = keep resident */
-	uint64_t preserved_bytes;    /* resident bytes the preserved chunks take */
-	uint64_t stream_bytes;       /* of the budget, left for streaming (0: it
-	                                holds every chunk, all kept) */
-	uint64_t streamed_stored;    /* stored bytes read a token for the others */
-	double saved_ns;             /* read + decode time a token the plan saves */
-	double streamed_ns;          /* read + decode time a token left to stream */
-};
-
-/* Choose the chunks to preserve within budget - stream_bytes, or within
- * the whole budget when it holds every chunk (nothing then streams).
- * Layers are the tensors named "blk.N.*"; other tensors form one more
- * group. */
-int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp_plan *out);
-void fp_plan_free(struct fp_plan *p);
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                           */
@@ -570,86 +777,63 @@ struct fp_stats {
 	struct fp_hist lat[FP_NSTAGES];
 };
 
+/**
+ * fp_get_stats() - r's counters and latency histograms, now.
+ *
+ * The counters of a load are raised before its install wakes the waiting
+ * threads, so a thread that read a page sees its load counted.  Takes the
+ * residency lock briefly.  Any thread but the pager's own.
+ */
 void fp_get_stats(const fp_region *r, struct fp_stats *out);
-uint64_t fp_hist_quantile(const struct fp_hist *h, double q); /* ns */
+
+/** fp_hist_quantile() - the q-quantile (0..1) of a histogram, in ns (0 if empty). */
+uint64_t fp_hist_quantile(const struct fp_hist *h, double q);
+
+/** fp_stage_name() - "fault", "wait", ... for an enum fp_stage; "?" otherwise. */
 const char *fp_stage_name(int stage);
+
+/** fp_print_stats() - the statistics as a few lines of text and a latency table. */
 void fp_print_stats(FILE *f, const struct fp_stats *s);
 
 /* ------------------------------------------------------------------ */
-/* Event trace (docs/trace.md)                                          */
-
-#define FP_TRACE_MAGIC "FPTRACE1"
-#define FP_TRACE_VERSION 1u
-
-enum fp_event_type {
-	FP_EV_FAULT = 1,     /* flags: chunk state seen, or FP_FAULT_PADDING; a: faulting tid;
-	                        b: logical offset */
-	FP_EV_LOAD = 2,      /* at install; flags bit 0: demand, FP_LOAD_FROM_STAGE: a fault
-	                        installed a chunk read-ahead had staged; a: read_ns |
-	                        decompress_ns << 32; b: install_ns | wait_ns << 32 */
-	FP_EV_EVICT = 3,
-	FP_EV_POISON = 4,
-	FP_EV_MARK = 5,      /* fp_trace_mark(): flags: kind; a: value; thread: the caller's tid */
-	FP_EV_SETTINGS = 6,  /* a: new budget */
-	FP_EV_STAGE = 7,     /* read-ahead staged a chunk (loaded, not installed);
-	                        a: read_ns | decompress_ns << 32; b: wait_ns << 32 */
-	FP_EV_DROP = 8,      /* a staged chunk dropped: the loop went elsewhere */
-	FP_EV_TYPES
-};
-
-#define FP_LOAD_FROM_STAGE 4u
-
-/* A fault in a chunk's padding, answered with zero pages. */
-#define FP_FAULT_PADDING 8u
+/* Event trace (docs/trace.md; the record layout and the reader are in  */
+/* <flexpage/flexpage_experimental.h>)                                  */
 
 enum fp_mark_kind {
 	FP_MARK_TOKEN = 1,   /* a token's forward pass begins; value: token index */
 	FP_MARK_TOKEN_END = 2,
 };
 
-struct fp_trace_header {
-	char magic[8];
-	uint32_t version;
-	uint32_t record_size;        /* 32 */
-	uint64_t start_ns;           /* CLOCK_MONOTONIC of t = 0 */
-	uint64_t budget;
-	uint64_t logical_size;
-	uint32_t chunk_size;
-	uint32_t n_chunks;
-	uint32_t loaders;
-	uint32_t readahead;
-	char policy[32];
-	char image[192];
-};
-
-struct fp_trace_event {
-	uint64_t t_ns;               /* since start_ns */
-	uint8_t type;                /* enum fp_event_type */
-	uint8_t flags;
-	uint16_t thread;             /* 0 handler, 1.. loaders, 0xffff other */
-	uint32_t chunk;
-	uint64_t a, b;
-};
-
-/* Record a mark (for example a token boundary) in r's trace, if any. */
+/**
+ * fp_trace_mark() - record a mark (for example a token boundary) in r's
+ * trace; nothing if r records none.  Lock-free: a record in the calling
+ * thread's own ring (a full ring drops it and counts it).  Any thread.
+ */
 void fp_trace_mark(fp_region *r, uint32_t kind, uint64_t value);
-
-/* Read a trace: validates the header and the records' framing and types. */
-fp_trace *fp_trace_open(const char *path);
-const struct fp_trace_header *fp_trace_header(const fp_trace *t);
-uint64_t fp_trace_count(const fp_trace *t);
-/* All events, sorted by time. */
-const struct fp_trace_event *fp_trace_events(const fp_trace *t);
-void fp_trace_close(fp_trace *t);
 
 /* ------------------------------------------------------------------ */
 /* Failure reporting                                                    */
 
-/* Install a SIGBUS handler that, for an access to a poisoned chunk, prints
- * the image, tensor, chunk and reason on stderr, then lets the signal kill
- * the process.  Other SIGBUS and SIGSEGV are left to the default action. */
-void fp_install_fault_reporter(void);
-/* Describe why the chunk holding addr was poisoned; -1 if it was not. */
+/**
+ * fp_install_fault_reporter() - report accesses to poisoned data.
+ *
+ * Installs a SIGBUS (and SIGSEGV, which a poisoned chunk raises on kernels
+ * without UFFDIO_POISON) handler that, for an access to a chunk that
+ * failed for good, writes the image, tensor, chunk and reason on stderr.
+ * Then, and for every other signal, it calls the handler that was
+ * installed before, or lets the default action kill the process.  The
+ * handler is async-signal-safe and knows every open region.  Calling it
+ * again does nothing.
+ * @return 0, or the errno of sigaction(2), negated.
+ */
+int fp_install_fault_reporter(void);
+
+/**
+ * fp_describe_poison() - why the chunk holding addr was poisoned, as the
+ * reporter writes it (a line ending in a newline, cut to n bytes).
+ * @return 0, or -ENOENT if addr is in no open region or its chunk is not
+ *         poisoned (not a failure: no message).  Async-signal-safe.
+ */
 int fp_describe_poison(const void *addr, char *buf, size_t n);
 
 #ifdef __cplusplus

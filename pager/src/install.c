@@ -1,0 +1,63 @@
+/* Installing: a loaded chunk goes into the region whole, in one ioctl that
+ * wakes every thread waiting on any of its pages.  A chunk that fills its
+ * slot moves in as huge pages with UFFDIO_MOVE (no copy); anything else,
+ * or where the kernel refuses a move, is copied with UFFDIO_COPY. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void pg_install_setup(fp_region *r, uint64_t features, uint64_t ioctls)
+{
+	atomic_store(&r->install.huge_ok, !(r->opt.flags & FP_OPEN_NO_HUGE) &&
+	                                      (features & UFFD_FEATURE_MOVE) &&
+	                                      (ioctls & (1ull << _UFFDIO_MOVE)) &&
+	                                      r->chunk_size % HUGE_2M == 0);
+}
+
+/* Counters are raised before the ioctl: the install wakes the waiting
+ * threads, and what they read next (fp_get_stats) must include it. */
+int pg_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
+{
+	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
+	size_t len = pg_res_len(r, c), moved = 0;
+	pg_count(r, demand ? PG_DEMAND_LOADS : PG_PREFETCH_LOADS, 1);
+	pg_count(r, PG_BYTES_INSTALLED, r->page_len[c]);
+	if (pg_install_huge(r) && len == r->chunk_size) {
+		pg_count(r, PG_HUGE_INSTALLS, 1);
+		int rc = pg_uffd_move(r->uffd, dst, buf, len, &moved);
+		if (!rc)
+			return 1;
+		pg_uncount(r, PG_HUGE_INSTALLS, 1);
+		/* A busy page (pinned for a moment, under migration) is copied
+		 * this once; a refusal of the mapping itself means copying from
+		 * now on. */
+		if (rc != -EBUSY && rc != -EAGAIN && atomic_exchange(&r->install.huge_ok, 0))
+			fprintf(stderr, "flexpage: %s: UFFDIO_MOVE failed (%s); installing by copy\n",
+			        r->img->path, strerror(-rc));
+	}
+	pg_count(r, PG_SMALL_INSTALLS, 1);
+	int rc = pg_uffd_copy(r->uffd, dst + moved, buf + moved, len - moved);
+	if (rc) {
+		/* Nothing sane is left: the region can no longer be served. */
+		fprintf(stderr, "flexpage: %s: chunk %u: UFFDIO_COPY failed: %s\n", r->img->path, c,
+		        strerror(-rc));
+		abort();
+	}
+	return moved > 0;
+}
+
+void pg_installed(fp_region *r, uint32_t c, int demand)
+{
+	pg_res_lock(r);
+	pg_ra_release_locked(r, c);
+	if (!pg_chunk_install(&r->state[c]))
+		abort(); /* only the claimant installs: the protocol is broken */
+	if (pg_preserved(r, c))
+		pg_preserve_installed_locked(r, c); /* never shown to the policy: never a victim */
+	else
+		pg_res_loaded_locked(r, c, demand);
+	pg_res_unlock(r);
+}

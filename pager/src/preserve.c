@@ -1,0 +1,82 @@
+/* Preservation: chunks chosen to stay resident (fp_options.preserve,
+ * chosen by fp_plan_make) are loaded at open, never shown to the policy
+ * (so never evicted), and locked with mlock2(MLOCK_ONFAULT) after their
+ * install, so that neither reclaim nor swap (zram) takes them, within the
+ * lock quota.  Past the quota, or where mlock is refused, they stay
+ * resident all the same, and the region says so once. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "internal.h"
+
+int pg_preserve_init(fp_region *r, uint64_t budget)
+{
+	struct pg_preservation *k = &r->keep;
+	if (!r->opt.preserve)
+		return 0;
+	uint32_t n = r->n_chunks;
+	k->preserve = malloc(n);
+	if (!k->preserve)
+		return pg_err(ENOMEM, "%s: out of memory", r->img->path);
+	memcpy(k->preserve, r->opt.preserve, n);
+	uint64_t kept = 0;
+	for (uint32_t c = 0; c < n; c++)
+		kept += k->preserve[c] ? r->page_len[c] : 0;
+	if (kept + fp_min_budget(r) > budget && kept < r->data_bytes)
+		return pg_err(EINVAL,
+		              "%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
+		              "than the minimum working set of %llu bytes for the rest", r->img->path,
+		              (unsigned long long)kept, (unsigned long long)budget,
+		              (unsigned long long)fp_min_budget(r));
+	struct rlimit rl;
+	k->lock_quota = r->opt.lock_quota ? r->opt.lock_quota
+	                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY
+	                ? UINT64_MAX : rl.rlim_cur;
+	return 0;
+}
+
+void pg_preserve_free(fp_region *r)
+{
+	free(r->keep.preserve);
+}
+
+void pg_preserve_load(fp_region *r)
+{
+	for (uint32_t c = 0; r->keep.preserve && c < r->n_chunks; c++)
+		if (r->keep.preserve[c] && r->page_len[c] && pg_chunk_load_ahead(&r->state[c]))
+			pg_load_queue(r, c, 0, pg_now_ns());
+}
+
+void pg_preserve_installed_locked(fp_region *r, uint32_t c)
+{
+	struct pg_preservation *k = &r->keep;
+	uint64_t len = r->page_len[c];
+	k->preserved_bytes += len;
+	if ((r->opt.flags & FP_OPEN_NO_LOCK) || k->locked_bytes + len > k->lock_quota)
+		return;
+	if (!mlock2(r->base + (uint64_t)c * r->chunk_size, len, MLOCK_ONFAULT)) {
+		k->locked_bytes += len;
+	} else if (!k->lock_warned) {
+		k->lock_warned = 1;
+		fprintf(stderr, "flexpage: %s: mlock of preserved chunks failed (%s) after %llu bytes: "
+		        "they stay resident but unlocked (raise RLIMIT_MEMLOCK, ulimit -l)\n",
+		        r->img->path, strerror(errno), (unsigned long long)k->locked_bytes);
+	}
+}
+
+uint64_t pg_preserved_bytes(const fp_region *r)
+{
+	return r->keep.preserved_bytes;
+}
+
+void pg_preserve_stats_locked(const fp_region *r, struct fp_stats *o)
+{
+	o->preserved_bytes = r->keep.preserved_bytes;
+	o->locked_bytes = r->keep.locked_bytes;
+}
