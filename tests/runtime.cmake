@@ -28,3 +28,7 @@ add_dependencies(test_models flexpage)
 flexpage_test(test_gguf_models test_gguf_models.c)
 target_link_libraries(test_gguf_models PRIVATE flexpage_rt_testutil)
 add_dependencies(test_gguf_models flexpage)
+
+flexpage_test(test_defaults test_defaults.c)
+target_link_libraries(test_defaults PRIVATE flexpage_rt_testutil)
+add_dependencies(test_defaults flexpage)

@@ -38,7 +38,7 @@
 
 /* Every flag fp_open knows. */
 #define PG_OPEN_FLAGS (FP_OPEN_BUFFERED | FP_OPEN_NO_HUGE | FP_OPEN_NO_LOCK | FP_OPEN_NO_STAGE | \
-                       FP_OPEN_NO_PREDICT)
+                       FP_OPEN_NO_PREDICT | FP_OPEN_NO_PRESERVE)
 
 /* Poisoned chunks (poison.c). */
 struct pg_poison {

@@ -15,16 +15,44 @@
 #include "error.h"
 #include "internal.h"
 
+/* Chunks kept for streaming by fp_open's own plan, as the tools keep them. */
+#define DEFAULT_STREAM_CHUNKS 16
+
+/* With no plan given, a budget below the image preserves what a balanced
+ * plan of the pager's own chooses: the default that measured best.  A
+ * budget too small for any plan preserves nothing. */
+static uint8_t *default_plan(fp_region *r, uint64_t budget)
+{
+	if ((r->opt.flags & FP_OPEN_NO_PRESERVE) || budget >= r->data_bytes)
+		return NULL;
+	const struct fp_plan_options po = {
+		.budget = budget,
+		.stream_bytes = (uint64_t)DEFAULT_STREAM_CHUNKS * r->chunk_size,
+		.balanced = 1,
+	};
+	struct fp_plan plan;
+	if (fp_plan_make(r->img, &po, &plan))
+		return NULL;
+	uint8_t *keep = plan.n_preserved ? plan.preserve : NULL;
+	if (!keep)
+		fp_plan_free(&plan);
+	return keep; /* the plan's own array, malloc'd: freed with the region */
+}
+
 int pg_preserve_init(fp_region *r, uint64_t budget)
 {
 	struct pg_preservation *k = &r->keep;
-	if (!r->opt.preserve)
-		return 0;
 	uint32_t n = r->n_chunks;
-	k->preserve = malloc(n);
-	if (!k->preserve)
-		return pg_err(ENOMEM, "%s: out of memory", r->img->path);
-	memcpy(k->preserve, r->opt.preserve, n);
+	if (!r->opt.preserve) {
+		k->preserve = default_plan(r, budget);
+		if (!k->preserve)
+			return 0;
+	} else {
+		k->preserve = malloc(n);
+		if (!k->preserve)
+			return pg_err(ENOMEM, "%s: out of memory", r->img->path);
+		memcpy(k->preserve, r->opt.preserve, n);
+	}
 	uint64_t kept = 0;
 	for (uint32_t c = 0; c < n; c++)
 		kept += k->preserve[c] ? r->page_len[c] : 0;

@@ -12,8 +12,10 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 	/* balanced preservation is the default: it measured best in
 	 * bench/sweep at every budget below the model (bench/README.md) */
 	const char *preserve = p->preserve ? p->preserve : "balanced";
-	if (!strcmp(preserve, "none"))
+	if (!strcmp(preserve, "none")) {
+		o->flags |= FP_OPEN_NO_PRESERVE; /* nor a plan of fp_open's own */
 		return 0;
+	}
 	int balanced = !strcmp(preserve, "balanced");
 	if (!balanced && strcmp(preserve, "first")) {
 		snprintf(err, errlen, "--preserve: '%s' is not balanced, first or none", p->preserve);
@@ -124,5 +126,4 @@ void run_paging_stop(struct run_paging *p)
 		pthread_mutex_destroy(&p->lock);
 		pthread_cond_destroy(&p->cond);
 	}
-	fp_plan_free(&p->plan);
 }

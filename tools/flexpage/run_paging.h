@@ -31,6 +31,8 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 void run_paging_start(struct run_paging *p, fp_region *r);
 /* A token is done (pos); marks the trace. */
 void run_paging_token(struct run_paging *p, int pos);
+/* The live statistics end; the plan stays for the report until
+ * run_options_free. */
 void run_paging_stop(struct run_paging *p);
 
 #endif

@@ -557,7 +557,11 @@ struct fp_options {
 	                                pace); 0: none; <0: 32 MiB worth (2-64) */
 	const char *trace_path;      /* record an event trace there; NULL: none */
 	/* Per chunk, 1 = preserve: loaded at open, never evicted, mlocked
-	 * within lock_quota.  NULL: none.  Copied by fp_open. */
+	 * within lock_quota.  Copied by fp_open.  NULL: when the budget holds
+	 * less than the image, fp_open preserves the chunks a balanced plan of
+	 * its own chooses (fp_plan_make with no layer or read-share callbacks,
+	 * 16 chunks kept for streaming), the configuration that measured best
+	 * (bench/README.md); FP_OPEN_NO_PRESERVE preserves none. */
 	const uint8_t *preserve;
 	uint64_t lock_quota;         /* 0: what RLIMIT_MEMLOCK allows (all, for root) */
 	/* A GGUF file opened directly: its chunk size (a power of two from

@@ -21,6 +21,8 @@ enum fp_open_technique_flags {
 	FP_OPEN_NO_LOCK = 1u << 2,   /* keep preserved chunks resident without mlock */
 	FP_OPEN_NO_STAGE = 1u << 3,  /* read-ahead installs at once (no position signal) */
 	FP_OPEN_NO_PREDICT = 1u << 4,/* read-ahead in file order, not the learned order */
+	FP_OPEN_NO_PRESERVE = 1u << 5,/* no preservation plan of fp_open's own when
+	                                fp_options.preserve is NULL */
 };
 
 /* ------------------------------------------------------------------ */
