@@ -7,11 +7,20 @@
 
 #include "internal.h"
 
+static int drop_run(fp_region *r, uint8_t *p, size_t len, void *ctx)
+{
+	madvise(p, len, MADV_DONTNEED);
+	return 0;
+}
+
 /* Take chunk v's pages out of the region and end its EVICTING state. */
 static void drop_pages(fp_region *r, uint32_t v)
 {
-	uint8_t *p = r->base + (uint64_t)v * r->chunk_size;
-	uint8_t *slot = pg_res_len(r, v) == r->chunk_size ? pg_pool_take_empty(&r->pool) : NULL;
+	uint64_t off = (uint64_t)v * r->chunk_size;
+	uint8_t *p = r->base + off;
+	pg_map_hold(r);
+	int whole = pg_map_whole(r, off, r->chunk_size);
+	uint8_t *slot = whole && pg_res_len(r, v) == r->chunk_size ? pg_pool_take_empty(&r->pool) : NULL;
 	if (slot) {
 		/* Keep the page for the next load rather than free it. */
 		size_t moved;
@@ -20,9 +29,11 @@ static void drop_pages(fp_region *r, uint32_t v)
 		if (rc)
 			madvise(p, r->chunk_size, MADV_DONTNEED);
 	} else {
-		/* The whole slot: also drops zero pages installed in its padding. */
-		madvise(p, r->chunk_size, MADV_DONTNEED);
+		/* The whole slot: also drops zero pages installed in its padding;
+		 * only its live pages if some were given back. */
+		pg_map_each_live(r, off, r->chunk_size, drop_run, NULL);
 	}
+	pg_map_unhold(r);
 	pg_res_evicted(r, v);
 	if (pg_chunk_end_eviction(&r->state[v]) == 1) {
 		/* A thread faulted while the pages went: load it again. */

@@ -14,6 +14,12 @@ static const uint8_t seen[CHUNK_NSTATES] = {
 	[CHUNK_STAGED] = FP_FAULT_STAGED,
 };
 
+static int zero_run(fp_region *r, uint8_t *p, size_t len, void *ctx)
+{
+	pg_uffd_zeropage(r->uffd, p, len);
+	return 0;
+}
+
 void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 {
 	if (pg_pool_contains(&r->pool, addr)) {
@@ -31,8 +37,10 @@ void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 		/* Padding after a tensor's last byte reads as zeros: map zero
 		 * pages over all of it at once. */
 		pg_trace_event(r, now, FP_EV_FAULT, FP_FAULT_PADDING, c, tid, off);
-		uint8_t *pad = r->base + (uint64_t)c * r->chunk_size + r->page_len[c];
-		pg_uffd_zeropage(r->uffd, pad, r->chunk_size - r->page_len[c]);
+		pg_map_hold(r);
+		pg_map_each_live(r, (uint64_t)c * r->chunk_size + r->page_len[c],
+		                 r->chunk_size - r->page_len[c], zero_run, NULL);
+		pg_map_unhold(r);
 		return;
 	}
 	/* Whether this access waits for a read (for the loop's pace). */

@@ -30,7 +30,9 @@ static fp_region *find_region(uint64_t addr)
 {
 	fp_region *r;
 	cds_list_for_each_entry_rcu(r, &H.regions, node) {
-		if ((addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size) ||
+		/* A page given back may lie in a region opened since. */
+		if ((addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size &&
+		     !pg_map_gone_at(r, addr)) ||
 		    pg_pool_contains(&r->pool, addr))
 			return r;
 	}

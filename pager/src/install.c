@@ -17,14 +17,31 @@ void pg_install_setup(fp_region *r, uint64_t features, uint64_t ioctls)
 	                                      r->chunk_size % HUGE_2M == 0);
 }
 
-/* Counters are raised before the ioctl: the install wakes the waiting
- * threads, and what they read next (fp_get_stats) must include it. */
-int pg_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
+static void copy_failed(fp_region *r, uint32_t c, int rc)
 {
-	uint8_t *dst = r->base + (uint64_t)c * r->chunk_size;
-	size_t len = pg_res_len(r, c), moved = 0;
-	pg_count(r, demand ? PG_DEMAND_LOADS : PG_PREFETCH_LOADS, 1);
-	pg_count(r, PG_BYTES_INSTALLED, r->page_len[c]);
+	/* Nothing sane is left: the region can no longer be served. */
+	fprintf(stderr, "flexpage: %s: chunk %u: UFFDIO_COPY failed: %s\n", r->img->path, c,
+	        strerror(-rc));
+	abort();
+}
+
+/* A chunk some of whose pages were given back (fp_region_unmap): only the
+ * live runs are copied, each from its place in buf. */
+struct live_copy {
+	uint8_t *dst;
+	const uint8_t *buf;
+};
+
+static int copy_live(fp_region *r, uint8_t *p, size_t len, void *ctx)
+{
+	const struct live_copy *lc = ctx;
+	return pg_uffd_copy(r->uffd, p, lc->buf + (p - lc->dst), len);
+}
+
+/* A chunk with every page live: one move, or a copy. */
+static int install_whole(fp_region *r, uint32_t c, uint8_t *dst, uint8_t *buf, size_t len)
+{
+	size_t moved = 0;
 	if (pg_install_huge(r) && len == r->chunk_size) {
 		pg_count(r, PG_HUGE_INSTALLS, 1);
 		int rc = pg_uffd_move(r->uffd, dst, buf, len, &moved);
@@ -40,13 +57,34 @@ int pg_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
 	}
 	pg_count(r, PG_SMALL_INSTALLS, 1);
 	int rc = pg_uffd_copy(r->uffd, dst + moved, buf + moved, len - moved);
-	if (rc) {
-		/* Nothing sane is left: the region can no longer be served. */
-		fprintf(stderr, "flexpage: %s: chunk %u: UFFDIO_COPY failed: %s\n", r->img->path, c,
-		        strerror(-rc));
-		abort();
-	}
+	if (rc)
+		copy_failed(r, c, rc);
 	return moved > 0;
+}
+
+/* Counters are raised before the ioctl: the install wakes the waiting
+ * threads, and what they read next (fp_get_stats) must include it. */
+int pg_install(fp_region *r, uint32_t c, int demand, uint8_t *buf)
+{
+	uint64_t off = (uint64_t)c * r->chunk_size;
+	uint8_t *dst = r->base + off;
+	size_t len = pg_res_len(r, c);
+	pg_count(r, demand ? PG_DEMAND_LOADS : PG_PREFETCH_LOADS, 1);
+	pg_count(r, PG_BYTES_INSTALLED, r->page_len[c]);
+	pg_map_hold(r);
+	int moved;
+	if (pg_map_whole(r, off, len)) {
+		moved = install_whole(r, c, dst, buf, len);
+	} else {
+		pg_count(r, PG_SMALL_INSTALLS, 1);
+		struct live_copy lc = {dst, buf};
+		int rc = pg_map_each_live(r, off, len, copy_live, &lc);
+		if (rc)
+			copy_failed(r, c, rc);
+		moved = 0;
+	}
+	pg_map_unhold(r);
+	return moved;
 }
 
 void pg_installed(fp_region *r, uint32_t c, int demand)

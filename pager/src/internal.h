@@ -40,6 +40,14 @@
 #define PG_OPEN_FLAGS (FP_OPEN_BUFFERED | FP_OPEN_NO_HUGE | FP_OPEN_NO_LOCK | FP_OPEN_NO_STAGE | \
                        FP_OPEN_NO_PREDICT | FP_OPEN_NO_PRESERVE)
 
+/* Pages given back by fp_region_unmap (unmap.c): a bit per page, NULL
+ * until the first.  Whoever maps or drops region pages holds the lock for
+ * reading; fp_region_unmap holds it for writing. */
+struct pg_unmapped {
+	pthread_rwlock_t lock;
+	_Atomic uint64_t *_Atomic gone;
+};
+
 /* Poisoned chunks (poison.c). */
 struct pg_poison {
 	int can;                     /* UFFDIO_POISON available */
@@ -69,6 +77,7 @@ struct fp_region {
 	struct pg_order order;       /* readahead_order.c */
 	struct pg_staging stage;     /* readahead_stage.c */
 	struct pg_poison poison;     /* poison.c */
+	struct pg_unmapped unmapped; /* unmap.c */
 	struct pg_counters stats;    /* stats.c */
 	struct pg_tracer *tracer;    /* trace.c; NULL: no trace */
 };
@@ -91,6 +100,24 @@ void pg_poison_free(fp_region *r);
 void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason);
 /* Why chunk c was poisoned, or NULL.  Async-signal-safe. */
 const char *pg_poison_reason(const fp_region *r, uint32_t c);
+
+/* unmap.c: pages given back.  Callers of the run functions hold the lock
+ * (pg_map_hold) for as long as they act on the pages. */
+void pg_map_init(fp_region *r);
+void pg_map_free(fp_region *r);
+void pg_map_hold(fp_region *r);
+void pg_map_unhold(fp_region *r);
+/* 1 if no page of [off, off+len) was given back. */
+int pg_map_whole(const fp_region *r, uint64_t off, uint64_t len);
+/* Call fn on each run of live pages of [off, off+len) (clipped to the
+ * region); stops at and returns the first non-zero result. */
+typedef int (*pg_live_fn)(fp_region *r, uint8_t *p, size_t len, void *ctx);
+int pg_map_each_live(fp_region *r, uint64_t off, uint64_t len, pg_live_fn fn, void *ctx);
+/* Whether the page at addr was given back; without the lock (the handler,
+ * the SIGBUS reporter: async-signal-safe). */
+int pg_map_gone_at(const fp_region *r, uint64_t addr);
+/* fp_close: unregister and unmap the live pages. */
+void pg_map_close(fp_region *r);
 
 /* reporter.c */
 /* The reporter can name r's poisoned chunks (-ENOMEM if not). */

@@ -25,13 +25,8 @@ void pg_poison_free(fp_region *r)
 	free(r->poison.reason);
 }
 
-void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason)
+static int poison_run(fp_region *r, uint8_t *p, size_t len, void *ctx)
 {
-	char *copy = strdup(reason), *expect = NULL;
-	if (!atomic_compare_exchange_strong(&r->poison.reason[c], &expect, copy))
-		free(copy);
-	uint8_t *p = r->base + (uint64_t)c * r->chunk_size;
-	size_t len = r->page_len[c];
 	int rc = r->poison.can ? pg_uffd_poison(r->uffd, p, len) : -1;
 	if (rc) {
 		/* No UFFDIO_POISON: replace the range with an inaccessible
@@ -39,6 +34,17 @@ void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason)
 		mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 		pg_uffd_wake(r->uffd, p, len);
 	}
+	return 0;
+}
+
+void pg_poison_chunk(fp_region *r, uint32_t c, const char *reason)
+{
+	char *copy = strdup(reason), *expect = NULL;
+	if (!atomic_compare_exchange_strong(&r->poison.reason[c], &expect, copy))
+		free(copy);
+	pg_map_hold(r); /* pages given back are someone else's now */
+	pg_map_each_live(r, (uint64_t)c * r->chunk_size, r->page_len[c], poison_run, NULL);
+	pg_map_unhold(r);
 	if (!pg_chunk_poison(&r->state[c]))
 		abort(); /* only the claimant poisons: the protocol is broken */
 	pg_trace_event(r, 0, FP_EV_POISON, 0, c, 0, 0);

@@ -81,6 +81,11 @@ void pg_preserve_load(fp_region *r)
 			pg_load_queue(r, c, 0, pg_now_ns());
 }
 
+static int lock_run(fp_region *r, uint8_t *p, size_t len, void *ctx)
+{
+	return mlock2(p, len, MLOCK_ONFAULT) ? -1 : 0;
+}
+
 void pg_preserve_installed_locked(fp_region *r, uint32_t c)
 {
 	struct pg_preservation *k = &r->keep;
@@ -88,7 +93,10 @@ void pg_preserve_installed_locked(fp_region *r, uint32_t c)
 	k->preserved_bytes += len;
 	if ((r->opt.flags & FP_OPEN_NO_LOCK) || k->locked_bytes + len > k->lock_quota)
 		return;
-	if (!mlock2(r->base + (uint64_t)c * r->chunk_size, len, MLOCK_ONFAULT)) {
+	pg_map_hold(r);
+	int rc = pg_map_each_live(r, (uint64_t)c * r->chunk_size, len, lock_run, NULL);
+	pg_map_unhold(r);
+	if (!rc) {
 		k->locked_bytes += len;
 	} else if (!k->lock_warned) {
 		k->lock_warned = 1;

@@ -13,6 +13,7 @@
 
 static void region_free(fp_region *r)
 {
+	pg_map_free(r);
 	pg_res_free(r);
 	pg_poison_free(r);
 	pg_preserve_free(r);
@@ -40,6 +41,7 @@ static fp_region *region_new(const struct fp_options *opt)
 	if (!r)
 		return pg_err_null(ENOMEM, "out of memory");
 	r->opt = o;
+	pg_map_init(r);
 	return r;
 }
 
@@ -157,8 +159,7 @@ fail_handler:
 static void detach(fp_region *r)
 {
 	pg_pool_destroy(&r->pool, r->uffd);
-	pg_uffd_unregister(r->uffd, r->base, r->size);
-	munmap(r->base, r->size);
+	pg_map_close(r); /* the pages not given back (fp_region_unmap) */
 	pg_handler_put();
 }
 

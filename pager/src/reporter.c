@@ -53,7 +53,8 @@ static fp_region *region_at(uintptr_t a)
 {
 	for (struct node *n = atomic_load(&regions); n; n = n->next) {
 		fp_region *r = atomic_load(&n->r);
-		if (r && a >= (uintptr_t)r->base && a < (uintptr_t)r->base + r->size)
+		if (r && a >= (uintptr_t)r->base && a < (uintptr_t)r->base + r->size &&
+		    !pg_map_gone_at(r, a))
 			return r;
 	}
 	return NULL;

@@ -665,6 +665,25 @@ int fp_set_policy(fp_region *r, const char *name);
  */
 uint64_t fp_min_budget(const fp_region *r);
 
+/**
+ * fp_region_unmap() - give part of the region back, as munmap(2) would.
+ * @offset: a multiple of 4096 inside the region.
+ * @len: bytes from offset, rounded up to pages, inside the region.
+ *
+ * The pages are unmapped at once, so the kernel may place other mappings
+ * there, and the pager never maps, evicts, locks or poisons them again;
+ * the rest of the region is served as before (a chunk with pages given
+ * back is installed by copying its other pages, never moved).  Pages given
+ * back before are skipped.  A thread waiting on one of the pages is woken
+ * and meets the hole.  Reading a page given back is the caller's bug, as
+ * after munmap.  fp_close() unmaps only what is left.
+ * @return 0, or -EINVAL (not a page-aligned range of the region), -ENOMEM,
+ *         or the errno of munmap(2).
+ * Any thread, while the loop and the pager's threads run; not from a
+ * policy or a hook.
+ */
+int fp_region_unmap(fp_region *r, uint64_t offset, uint64_t len);
+
 /* ------------------------------------------------------------------ */
 /* Eviction policies (docs/policies.md)                                 */
 
