@@ -176,6 +176,44 @@ Test(plan, looked_up_tensor_kept_last_and_a_whole_budget_keeps_all)
 	unlink(path);
 }
 
+Test(plan, a_whole_budget_keeps_the_bytes_of_no_tensor_too, .timeout = 60)
+{
+	/* A verbatim image of a file whose last 10000 bytes are no tensor's
+	 * (a llama2.c checkpoint's RoPE tables): a budget of every page keeps
+	 * every chunk, so that fp_open takes the plan. */
+	const uint64_t chunk = 64u << 10, len = 3 * chunk + 10000;
+	uint8_t *data = ru_data(len, 9);
+	char path[512];
+	snprintf(path, sizeof path, "%s/tail.img", ru_tmpdir());
+	struct fp_writer_options wo = {.chunk_size = (uint32_t)chunk, .verbatim = 1};
+	fp_writer *w = fp_writer_create(path, &wo);
+	uint64_t shape[1] = {3 * chunk};
+	cr_assert_not_null(w);
+	cr_assert_eq(fp_writer_add_tensor_at(w, "blk.0.ffn_up.weight", FP_TYPE_U8, 1, shape, 0), 0);
+	cr_assert_eq(fp_writer_write(w, data, len), 0);
+	cr_assert_eq(fp_writer_finish(w), 0, "%s", fp_last_error());
+	fp_image *img = fp_image_open(path);
+	cr_assert_not_null(img, "%s", fp_last_error());
+	cr_assert_eq(fp_image_info(img)->n_chunks, 4);
+	uint64_t pages = (len + 4095) / 4096 * 4096;
+	struct fp_plan_options o = {.budget = pages, .stream_bytes = 2 * chunk, .balanced = 1};
+	struct fp_plan p;
+	cr_assert_eq(fp_plan_make(img, &o, &p), 0);
+	cr_expect_eq(p.n_preserved, 4, "%u of 4 chunks kept", p.n_preserved);
+	cr_expect_eq(p.preserved_bytes, pages);
+	cr_expect_eq(p.stream_bytes, 0);
+	fp_image_close(img);
+	struct fp_options ro = ru_options(pages);
+	ro.preserve = p.preserve;
+	fp_region *r = fp_open(path, &ro);
+	cr_assert_not_null(r, "fp_open refused the plan: %s", fp_last_error());
+	cr_expect_eq(memcmp(fp_region_base(r), data, len), 0);
+	fp_close(r);
+	fp_plan_free(&p);
+	free(data);
+	unlink(path);
+}
+
 Test(plan, preserved_chunks_load_at_open_stay_and_are_locked, .timeout = 60)
 {
 	const uint32_t chunk = 64u << 10;

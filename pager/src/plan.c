@@ -172,7 +172,12 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	double total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += it[i].weight;
-	if (!o->balanced) {
+	if (!stream) {
+		/* Every chunk, those of no tensor too (a file's bytes past its
+		 * last tensor, packed verbatim): fp_open keeps all or streams. */
+		for (uint32_t c = 0; c < info->n_chunks; c++)
+			out->preserve[c] = fp_image_chunk(img, c)->logical_len > 0;
+	} else if (!o->balanced) {
 		/* First layers first: by group, then by preference inside it. */
 		uint64_t used = 0;
 		for (int g = 0; g <= n_layers; g++) {
@@ -220,10 +225,13 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 			}
 		}
 	}
+	for (uint32_t c = 0; c < info->n_chunks; c++)
+		if (out->preserve[c]) {
+			out->n_preserved++;
+			out->preserved_bytes += (fp_image_chunk(img, c)->logical_len + 4095ull) & ~4095ull;
+		}
 	for (size_t i = 0; i < n; i++)
 		if (out->preserve[it[i].chunk]) {
-			out->n_preserved++;
-			out->preserved_bytes += it[i].cost;
 			out->saved_ns += it[i].benefit;
 			out->streamed_ns -= it[i].benefit;
 			out->streamed_stored -= (uint64_t)it[i].stored;
