@@ -52,6 +52,13 @@ for name in flexpage flexrt flexkern; do
 	[ -f "$lib/pkgconfig/$name.pc" ] || fail "$libdir/pkgconfig/$name.pc is not installed"
 done
 
+# The preload library exports the functions it stands in for, nothing else.
+preload=$lib/libflexpage-preload.so
+[ -f "$preload" ] || fail "$libdir/libflexpage-preload.so is not installed"
+exported=$(nm -D --defined-only "$preload" | awk '{ print $3 }' | sort | paste -sd' ')
+want="madvise mlock mlock2 mlockall mmap mmap64 mprotect mremap munlock munlockall munmap posix_madvise"
+[ "$exported" = "$want" ] || fail "libflexpage-preload.so exports '$exported', not '$want'"
+
 # ---- pkg-config, from the prefix alone
 export PKG_CONFIG_PATH=$lib/pkgconfig
 for name in flexpage flexrt flexkern; do
