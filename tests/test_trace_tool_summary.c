@@ -144,13 +144,7 @@ static const char *write_synthetic(void)
 		ev(151, FP_EV_EVICT, 0, 0xffff, 1, 0, 0),
 		ev_fault(200, 7, 0, 103), ev(210, FP_EV_POISON, 0, 1, 7, 0, 0),
 	};
-	struct fp_trace_header h = {
-		.version = FP_TRACE_VERSION, .record_size = sizeof(struct fp_trace_event),
-		.budget = 3 * SYN_CHUNK, .logical_size = 8 * SYN_CHUNK, .chunk_size = SYN_CHUNK,
-		.n_chunks = 8, .loaders = 1, .readahead = 0,
-	};
-	memcpy(h.magic, FP_TRACE_MAGIC, 8);
-	strcpy(h.policy, "fifo");
+	struct fp_trace_header h = synthetic_header(SYN_CHUNK, 8, 3 * SYN_CHUNK, 1, 0);
 	const char *path = tmp("synthetic.trace");
 	FILE *f = fopen(path, "wb");
 	cr_assert_not_null(f);

@@ -214,6 +214,19 @@ struct jval *load_json(const char *path)
 	return v;
 }
 
+struct fp_trace_header synthetic_header(uint32_t chunk, uint32_t n_chunks, uint64_t budget,
+                                        uint32_t loaders, uint32_t readahead)
+{
+	struct fp_trace_header h = {
+		.version = FP_TRACE_VERSION, .record_size = sizeof(struct fp_trace_event),
+		.budget = budget, .logical_size = (uint64_t)n_chunks * chunk, .chunk_size = chunk,
+		.n_chunks = n_chunks, .loaders = loaders, .readahead = readahead,
+	};
+	memcpy(h.magic, FP_TRACE_MAGIC, 8);
+	strcpy(h.policy, "fifo");
+	return h;
+}
+
 int have_gnuplot(void)
 {
 	return !system("command -v gnuplot >/dev/null 2>&1");

@@ -39,6 +39,10 @@ struct recorded {
 uint8_t *make_data(size_t len);
 void record(struct recorded *rec);
 
+/* The header of a hand-made trace: n_chunks of chunk bytes, policy fifo. */
+struct fp_trace_header synthetic_header(uint32_t chunk, uint32_t n_chunks, uint64_t budget,
+                                        uint32_t loaders, uint32_t readahead);
+
 /* The JSON in a file, parsed (json_util.h); not JSON fails the test. */
 struct jval *load_json(const char *path);
 /* gnuplot is on PATH. */

@@ -23,7 +23,8 @@ static void trace_usage(FILE *f)
 	        "  --hist             latency histograms: fault service, read, decompress,\n"
 	        "                     install, queue wait (p50/p90/p99/max)\n"
 	        "  --chrome OUT.json  write Chrome trace-event JSON (Perfetto, chrome://tracing)\n"
-	        "  --plot PREFIX      write PREFIX-latency.png and PREFIX-resident.png (gnuplot)\n"
+	        "  --plot PREFIX      write PREFIX-latency.png, PREFIX-resident.png and\n"
+	        "                     PREFIX-inflight.png (reads in flight over time; gnuplot)\n"
 	        "  --tokens N         per-token rows to print before mean and max (default 5)\n"
 	        "  --image PATH       image to take chunk sizes from (default: the trace's)\n"
 	        "  -q, --quiet        no summary on stdout\n"
@@ -172,6 +173,7 @@ static int match_faults(struct tt_model *m)
 			for (int64_t k = head[c]; k >= 0 && !rc; k = pool[k].next) {
 				struct tt_stall s = pool[k].s;
 				s.end = e->t_ns;
+				s.load = i;
 				s.service = e->t_ns - s.start;
 				s.poisoned = e->type == FP_EV_POISON;
 				if (s.poisoned)
@@ -313,7 +315,7 @@ static int merge_stalls(struct tt_model *m)
 {
 	if (m->n_stalls)
 		qsort(m->stalls, m->n_stalls, sizeof *m->stalls, cmp_stall);
-	uint64_t *iv = malloc((2 * m->n_stalls + 1) * sizeof *iv);
+	uint64_t *iv = m->merged = malloc((2 * m->n_stalls + 1) * sizeof *iv);
 	size_t ni = 0;
 	if (!iv)
 		return -1;
@@ -344,7 +346,7 @@ static int merge_stalls(struct tt_model *m)
 				tk->stall += b - a;
 		}
 	}
-	free(iv);
+	m->n_merged = ni;
 	return 0;
 }
 
@@ -479,7 +481,8 @@ int tt_build(struct tt_model *m, const fp_trace *t, const char *path, const char
 		return -1;
 	/* The header's image path is NUL-terminated: fp_trace_open checks. */
 	load_image(m, image ? image : m->h->image);
-	if (match_faults(m) || clip_stalls(m) || find_tokens(m) || merge_stalls(m) || account(m))
+	if (match_faults(m) || clip_stalls(m) || find_tokens(m) || merge_stalls(m) || account(m) ||
+	    tt_why_build(m))
 		return -1;
 	return 0;
 }
@@ -493,6 +496,8 @@ void tt_free(struct tt_model *m)
 	free(m->tokens);
 	free(m->res);
 	free(m->app_tids);
+	free(m->inflight);
+	free(m->merged);
 	*m = (struct tt_model){0};
 }
 

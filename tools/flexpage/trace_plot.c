@@ -1,7 +1,7 @@
 /* flexpage trace --plot PREFIX: PREFIX-latency.png (the distribution of
- * fault service latency, log-scale x) and PREFIX-resident.png (resident
- * bytes and the budget over time), drawn by gnuplot from data files in a
- * temporary directory. */
+ * fault service latency, log-scale x), PREFIX-resident.png (resident
+ * bytes and the budget over time) and PREFIX-inflight.png (reads in flight
+ * over time), drawn by gnuplot from data files in a temporary directory. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -83,6 +83,18 @@ static int write_resident(const char *file, const struct tt_model *m)
 	return fclose(f) ? -1 : 0;
 }
 
+static int write_inflight(const char *file, const struct tt_model *m)
+{
+	FILE *f = fopen(file, "w");
+	if (!f)
+		return -1;
+	for (size_t i = 0; i < m->n_inflight; i++)
+		fprintf(f, "%.6f %u\n", (double)m->inflight[i].t / 1e6, m->inflight[i].depth);
+	fprintf(f, "%.6f %u\n", (double)m->t_last / 1e6,
+	        m->n_inflight ? m->inflight[m->n_inflight - 1].depth : 0);
+	return fclose(f) ? -1 : 0;
+}
+
 static void latency_script(FILE *g, const struct tt_model *m, const char *png, const char *data,
                            const uint64_t *v, size_t n, double xmin, double xmax)
 {
@@ -151,6 +163,25 @@ static void resident_script(FILE *g, const struct tt_model *m, const char *png, 
 	                                         : "");
 }
 
+static void inflight_script(FILE *g, const struct tt_model *m, const char *png, const char *data)
+{
+	char title[512];
+	fprintf(g, "unset arrow\nunset label\nunset logscale\nset autoscale\nset grid\n"
+	           "set yrange [0:%d]\nset output ", m->why.max_depth + 1);
+	gp_str(g, png);
+	snprintf(title, sizeof title, "reads in flight over time (%s, %u loaders; mean %.2f)",
+	         m->path, m->h->loaders, m->t_last ? m->why.depth_area / (double)m->t_last : 0.0);
+	fprintf(g, "\nset title ");
+	gp_str(g, title);
+	fprintf(g, "\nset xlabel 'time since the region opened (ms)'\nset ylabel 'reads in flight'\n"
+	           "set key top right\n");
+	if (!m->t_last)
+		fprintf(g, "set xrange [0:1]\n");
+	fprintf(g, "plot ");
+	gp_str(g, data);
+	fprintf(g, " using 1:2 with steps lw 1 lc rgb '#4477aa' title 'reads in flight'\n");
+}
+
 static int nonempty(const char *path)
 {
 	struct stat st;
@@ -165,29 +196,34 @@ int tt_plot(const struct tt_model *m, const char *prefix)
 		return -1;
 	}
 	size_t plen = strlen(prefix) + 32;
-	char *lat_png = malloc(plen), *res_png = malloc(plen);
+	char *lat_png = malloc(plen), *res_png = malloc(plen), *fly_png = malloc(plen);
 	const char *tmp = getenv("TMPDIR");
-	char dir[4096], lat_dat[4200], res_dat[4200];
+	char dir[4096], lat_dat[4200], res_dat[4200], fly_dat[4200];
 	snprintf(dir, sizeof dir, "%s/flexpage-plot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!lat_png || !res_png || !mkdtemp(dir)) {
+	if (!lat_png || !res_png || !fly_png || !mkdtemp(dir)) {
 		fprintf(stderr, "flexpage trace: cannot make a temporary directory: %s\n",
 		        strerror(errno));
 		free(lat_png);
 		free(res_png);
+		free(fly_png);
 		return -1;
 	}
 	snprintf(lat_png, plen, "%s-latency.png", prefix);
 	snprintf(res_png, plen, "%s-resident.png", prefix);
+	snprintf(fly_png, plen, "%s-inflight.png", prefix);
 	snprintf(lat_dat, sizeof lat_dat, "%s/latency.dat", dir);
 	snprintf(res_dat, sizeof res_dat, "%s/resident.dat", dir);
+	snprintf(fly_dat, sizeof fly_dat, "%s/inflight.dat", dir);
 	remove(lat_png);
 	remove(res_png);
+	remove(fly_png);
 
 	int rc = -1;
 	size_t n = 0;
 	uint64_t *v = tt_latencies(m, TT_LAT_SERVICE, &n);
 	double xmin = 1, xmax = 1000;
-	if ((n && write_latency(lat_dat, v, n, &xmin, &xmax)) || write_resident(res_dat, m)) {
+	if ((n && write_latency(lat_dat, v, n, &xmin, &xmax)) || write_resident(res_dat, m) ||
+	    write_inflight(fly_dat, m)) {
 		fprintf(stderr, "flexpage trace: cannot write plot data in %s: %s\n", dir,
 		        strerror(errno));
 		goto out;
@@ -201,6 +237,7 @@ int tt_plot(const struct tt_model *m, const char *prefix)
 	fprintf(g, "set terminal pngcairo size 1000,560 noenhanced font 'sans,10'\n");
 	latency_script(g, m, lat_png, lat_dat, v, n, xmin, xmax);
 	resident_script(g, m, res_png, res_dat);
+	inflight_script(g, m, fly_png, fly_dat);
 	fprintf(g, "unset output\n");
 	int st = pclose(g);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
@@ -209,9 +246,9 @@ int tt_plot(const struct tt_model *m, const char *prefix)
 		        st == -1 ? -1 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 		goto out;
 	}
-	if (!nonempty(lat_png) || !nonempty(res_png)) {
+	if (!nonempty(lat_png) || !nonempty(res_png) || !nonempty(fly_png)) {
 		fprintf(stderr, "flexpage trace: gnuplot wrote no %s\n",
-		        nonempty(lat_png) ? res_png : lat_png);
+		        !nonempty(lat_png) ? lat_png : !nonempty(res_png) ? res_png : fly_png);
 		goto out;
 	}
 	rc = 0;
@@ -219,8 +256,10 @@ out:
 	free(v);
 	remove(lat_dat);
 	remove(res_dat);
+	remove(fly_dat);
 	rmdir(dir);
 	free(lat_png);
 	free(res_png);
+	free(fly_png);
 	return rc;
 }

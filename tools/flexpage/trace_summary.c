@@ -215,6 +215,7 @@ void tt_print_summary(FILE *f, const struct tt_model *m, int rows)
 	if (m->count[FP_EV_LOAD])
 		fprintf(f, "  queue wait  %9s  mean per load\n",
 		        tt_fmt_ns(m->busy_wait / m->count[FP_EV_LOAD], a, sizeof a));
+	tt_print_why(f, m);
 	print_tokens(f, m, rows);
 }
 

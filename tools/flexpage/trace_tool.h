@@ -35,6 +35,7 @@ struct tt_stall {
 	uint64_t fault;              /* index of the fault record */
 	uint64_t tid;                /* the faulting thread */
 	uint32_t chunk;
+	uint64_t load;               /* index of the record that ended the wait */
 	uint8_t state;               /* chunk state the fault saw */
 	uint8_t poisoned;            /* ended by a poison, not a load */
 };
@@ -53,6 +54,29 @@ struct tt_point {
 	uint64_t t;
 	int64_t resident;
 	uint64_t budget;
+};
+
+/* Why the loop waited (trace_why.c; docs/trace-tool.md). */
+enum { TT_WHY_IN_FLIGHT, TT_WHY_QUEUED, TT_WHY_EVICTING, TT_WHY_REREAD, TT_WHY_COLD, TT_NWHY };
+enum { TT_PART_BEFORE, TT_PART_READ, TT_PART_DECODE, TT_PART_INSTALL, TT_NPART };
+#define TT_DEPTH_MAX 8           /* the last depth row holds this many and more */
+
+struct tt_why {
+	uint64_t faults[TT_NWHY];    /* demand faults by reason */
+	uint64_t stall[TT_NWHY];     /* their (clipped) stalls, summed */
+	uint64_t part[TT_NPART];     /* the stalls split by what the load was doing */
+	uint64_t stall_sum;
+	uint64_t reads;              /* reads seen (loads and stages) */
+	uint64_t depth_time[TT_DEPTH_MAX + 1];  /* time with d reads in flight */
+	uint64_t depth_stall[TT_DEPTH_MAX + 1]; /* of that, within the fault stall */
+	double depth_area;           /* integral of the depth over time (ns) */
+	int max_depth;
+};
+
+/* The reads-in-flight curve: depth from t on. */
+struct tt_depth {
+	uint64_t t;
+	uint32_t depth;
 };
 
 struct tt_model {
@@ -86,6 +110,8 @@ struct tt_model {
 	struct tt_stall *stalls;
 	size_t n_stalls;
 	uint64_t stall_union;        /* merged wall time of all stalls */
+	uint64_t *merged;            /* the merged stalls: start, end pairs, sorted */
+	size_t n_merged;             /* entries (twice the intervals) */
 
 	struct tt_token *tokens;
 	size_t n_tokens;
@@ -97,6 +123,10 @@ struct tt_model {
 
 	uint64_t *app_tids;          /* faulting and marking threads, sorted */
 	size_t n_app;
+
+	struct tt_why why;
+	struct tt_depth *inflight;
+	size_t n_inflight;
 };
 
 /* Analyse an open trace (which must outlive the model).  image: the image
@@ -117,6 +147,13 @@ uint64_t *tt_latencies(const struct tt_model *m, int which, size_t *n);
 const char *tt_lat_name(int which);
 /* The q-quantile (0..1) of a sorted series, nearest rank. */
 uint64_t tt_quantile(const uint64_t *v, size_t n, double q);
+
+/* trace_why.c: fills m->why and m->inflight (after the stalls are
+ * matched, clipped and sorted); -1 on out of memory. */
+int tt_why_build(struct tt_model *m);
+void tt_print_why(FILE *f, const struct tt_model *m);
+const char *tt_why_name(int why);
+const char *tt_part_name(int part);
 
 /* trace_chrome.c: 0, or -1 after printing why on stderr. */
 int tt_write_chrome(const struct tt_model *m, const char *out);
