@@ -49,7 +49,12 @@ static_assert(sizeof(struct pg_disk_tensor) == 128, "tensor entry layout");
 /* A chunk entry is stored exactly as struct fp_chunk_desc. */
 static_assert(sizeof(struct fp_chunk_desc) == 32, "chunk entry layout");
 
+/* CRC-32C by the fastest path this CPU has (crc32c.c); the paths one by
+ * one, for the tests. */
 uint32_t pg_crc32c(uint32_t crc, const void *buf, size_t len);
+enum pg_crc_path { PG_CRC_TABLE, PG_CRC_SSE42, PG_CRC_FOLD };
+int pg_crc32c_has(enum pg_crc_path path);
+uint32_t pg_crc32c_path(enum pg_crc_path path, uint32_t crc, const void *buf, size_t len);
 /* Bytes a tensor of this type and shape takes; 0 if invalid (bad type, a
  * quantized row not a multiple of the block, overflow). */
 uint64_t pg_tensor_bytes(uint32_t type, uint32_t ndim, const uint64_t *shape);
