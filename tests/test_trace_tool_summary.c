@@ -76,6 +76,7 @@ Test(trace_tool, summary_counts_match_the_library_stats, .timeout = 60)
 	cr_expect(strstr(o, "(2 more)"), "--tokens 2 shows two rows of four:\n%s", o);
 	cr_expect(strstr(o, "policy fifo"), "%s", o);
 	cr_expect(!strstr(o, "not opened"), "the image is there:\n%s", o);
+	cr_expect(strstr(o, "\n  device rate "), "with the image, the stored bytes give a rate:\n%s", o);
 	run_free(&r);
 
 	/* The peak resident bytes the trace shows are those the library saw. */
@@ -97,6 +98,7 @@ Test(trace_tool, summary_counts_match_the_library_stats, .timeout = 60)
 	r = RUN(rec.trace, "--image", "/nonexistent/model.img");
 	cr_assert_eq(r.code, 0, "%s", r.err);
 	cr_expect(strstr(r.out, "not opened"), "%s", r.out);
+	cr_expect(!strstr(r.out, "device rate"), "no stored bytes, no rate:\n%s", r.out);
 	cr_expect_eq(field(r.out, "\n  loads", NULL), rec.s.demand_loads + rec.s.prefetch_loads);
 	run_free(&r);
 }

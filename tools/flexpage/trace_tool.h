@@ -67,6 +67,7 @@ struct tt_why {
 	uint64_t part[TT_NPART];     /* the stalls split by what the load was doing */
 	uint64_t stall_sum;
 	uint64_t reads;              /* reads seen (loads and stages) */
+	uint64_t read_bytes;         /* their stored bytes (0: no image) */
 	uint64_t depth_time[TT_DEPTH_MAX + 1];  /* time with d reads in flight */
 	uint64_t depth_stall[TT_DEPTH_MAX + 1]; /* of that, within the fault stall */
 	double depth_area;           /* integral of the depth over time (ns) */

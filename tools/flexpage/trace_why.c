@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "trace_tool.h"
+#include "util.h"
 
 const char *tt_why_name(int why)
 {
@@ -179,6 +180,8 @@ static int sweep_reads(struct tt_model *m)
 		ed[ne++] = (struct edge){s.rs, +1};
 		ed[ne++] = (struct edge){s.re, -1};
 		w->reads++;
+		if (m->stored_bytes && e->chunk < m->h->n_chunks)
+			w->read_bytes += m->stored_bytes[e->chunk];
 	}
 	if (ne)
 		qsort(ed, ne, sizeof *ed, cmp_edge);
@@ -245,6 +248,11 @@ void tt_print_why(FILE *f, const struct tt_model *m)
 	           "  of the fault stall\n",
 	        span ? w->depth_area / (double)span : 0.0, pct(w->depth_time[0], span),
 	        pct(w->depth_stall[0], stalled));
+	uint64_t busy = span > w->depth_time[0] ? span - w->depth_time[0] : 0;
+	if (w->read_bytes && busy)
+		fprintf(f, "  device rate %.2f GB/s: %s read in the %s some read was in flight\n",
+		        (double)w->read_bytes / (double)busy, fmt_bytes(w->read_bytes, a, sizeof a),
+		        tt_fmt_ns(busy, b, sizeof b));
 	fprintf(f, "  %-14s %10s %7s %10s %7s\n", "", "time", "share", "in stall", "share");
 	for (int d = 0; d <= TT_DEPTH_MAX; d++) {
 		if (!w->depth_time[d])
