@@ -95,8 +95,13 @@ void pg_stage_update(fp_region *r, uint64_t budget);
  * caller installs it as a demand load). */
 int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
 /* The handler: a fault on STAGED chunk c installs it at once. */
-void pg_stage_fault(fp_region *r, uint32_t c);
+/* 0 if it was no longer STAGED (a budget cut dropped it): decide again. */
+int pg_stage_fault(fp_region *r, uint32_t c);
 /* The handler: drop staged chunks no recent fault's window wanted. */
 void pg_stage_drop_stale(fp_region *r);
+/* Under the residency lock: drop staged chunks until resident bytes fit
+ * in target (a budget cut, which eviction alone cannot meet while staged
+ * chunks hold room the policy does not know of). */
+void pg_stage_shed_locked(fp_region *r, uint64_t target);
 
 #endif
