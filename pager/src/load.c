@@ -286,9 +286,17 @@ static int load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	int demand = pg_chunk_demanded(&r->state[c]);
 	if (!reserved)
 		pg_reserve(r, bytes);
-	if (staging && pg_stage_put(r, c, buf, slot != NULL)) {
+	int staged = staging ? pg_stage_put(r, c, buf, slot != NULL) : 0;
+	if (staged > 0) {
 		pg_trace_event(r, 0, FP_EV_STAGE, 0, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 		               clamp32(wait_ns) << 32);
+		return 1;
+	}
+	if (staged < 0) {
+		/* The budget was cut while it was read: given back. */
+		if (slot)
+			pg_pool_put(&r->pool, slot, 1);
+		free(own);
 		return 1;
 	}
 	demand |= pg_chunk_demanded(&r->state[c]);

@@ -64,6 +64,14 @@ int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool)
 {
 	struct pg_staging *st = &r->stage;
 	pg_res_lock(r);
+	/* The room this load reserved was counted under the budget before a
+	 * cut (fp_set_budget drops what is staged, not what is being read):
+	 * staging it now would hold the region over the new budget. */
+	if (r->res.resident > r->res.settings->budget && pg_chunk_give_back(&r->state[c])) {
+		pg_ra_unreserve_locked(r, c);
+		pg_res_unlock(r);
+		return -1;
+	}
 	int ok = pg_chunk_stage(&r->state[c]);
 	if (ok) {
 		st->buf[c] = buf;
