@@ -11,3 +11,9 @@ target_compile_definitions(fault_latency PRIVATE
 # What the trace and the simulator cost.
 add_executable(paging_lab paging_lab.c)
 target_link_libraries(paging_lab PRIVATE flexpage_pager)
+
+# bench/soak: ten million faults with every byte checked and the budget
+# held under live budget and policy changes (bench/README.md).
+add_executable(soak ${CMAKE_CURRENT_LIST_DIR}/soak.c ${CMAKE_CURRENT_LIST_DIR}/fl_util.c)
+target_link_libraries(soak PRIVATE flexpage_pager PkgConfig::ZSTD Threads::Threads m)
+target_compile_definitions(soak PRIVATE FL_DEFAULT_OUT="${CMAKE_CURRENT_LIST_DIR}/results")

@@ -15,3 +15,11 @@ flexpage_test(test_plan test_plan.c region_util.c)
 target_link_libraries(test_plan PRIVATE flexpage_pager)
 flexpage_test(test_region_unmap test_region_unmap.c region_util.c)
 target_link_libraries(test_region_unmap PRIVATE flexpage_pager)
+# Storage that fails or stalls, through the I/O seam; memory refused.
+flexpage_test(test_storage_faults test_storage_faults.c region_util.c)
+target_link_libraries(test_storage_faults PRIVATE flexpage_pager)
+# bench/soak for a minute: every byte right, the budget held (CI's soak).
+flexpage_test(test_soak test_soak.c)
+target_link_libraries(test_soak PRIVATE flexpage_testutil)
+target_compile_definitions(test_soak PRIVATE FLEXPAGE_SOAK="$<TARGET_FILE:soak>")
+add_dependencies(test_soak soak)

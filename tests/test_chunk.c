@@ -51,6 +51,9 @@ static const struct legal legal[] = {
 	/* its pages are gone: empty, or loaded again for a waiting thread */
 	{CHUNK_EVICTED, V, E},
 	{CHUNK_RELOAD, V | DM, L | DM},
+	/* a claim whose read stalled is taken back; a waiting thread still waits */
+	{CHUNK_REVOKE, L | CL, L},
+	{CHUNK_REVOKE, L | CL | DM, L | DM},
 };
 #define N_LEGAL (sizeof legal / sizeof legal[0])
 
@@ -122,6 +125,7 @@ static int named(int m, pg_chunk_word *w)
 	case CHUNK_INSTALL: return pg_chunk_install(w);
 	case CHUNK_POISON: return pg_chunk_poison(w);
 	case CHUNK_EVICT: return pg_chunk_evict(w);
+	case CHUNK_REVOKE: return pg_chunk_revoke(w);
 	case CHUNK_EVICTED:
 	case CHUNK_RELOAD: return pg_chunk_end_eviction(w) >= 0;
 	}
@@ -179,7 +183,7 @@ Test(chunk, lifecycles)
 {
 	static const int demand_load[] = {CHUNK_LOAD_ON_FAULT, CHUNK_CLAIM, CHUNK_INSTALL,
 	                                  CHUNK_EVICT, CHUNK_DEMAND_EVICTING, CHUNK_RELOAD,
-	                                  CHUNK_CLAIM, CHUNK_POISON};
+	                                  CHUNK_CLAIM, CHUNK_REVOKE, CHUNK_CLAIM, CHUNK_POISON};
 	static const int staged[] = {CHUNK_LOAD_AHEAD, CHUNK_DEMAND, CHUNK_CLAIM, CHUNK_INSTALL,
 	                             CHUNK_EVICT, CHUNK_EVICTED, CHUNK_LOAD_AHEAD, CHUNK_CLAIM,
 	                             CHUNK_STAGE, CHUNK_DROP, CHUNK_LOAD_AHEAD, CHUNK_CLAIM,

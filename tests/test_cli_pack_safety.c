@@ -1,6 +1,8 @@
 /* The flexpage command, run as a program: pack never harms an existing
- * OUT, and refuses bad inputs and outputs. */
+ * OUT, not on a full disk nor when killed, and refuses bad inputs and
+ * outputs. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -8,10 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <flexpage/flexpage.h>
@@ -245,4 +250,131 @@ Test(cli, pack_out_equal_to_in_is_refused)
 	free(in);
 	free(hard);
 	free(sym);
+}
+
+/* ------------------------------------------------------------------ */
+/* pack: a disk that fills up, a pack killed midway                     */
+
+/* The names in dir, other than keep, as one string ("" if none). */
+static void others_in(const char *dir, const char *keep, char *buf, size_t n)
+{
+	buf[0] = 0;
+	DIR *d = opendir(dir);
+	cr_assert(d, "%s: %s", dir, strerror(errno));
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, keep))
+			snprintf(buf + strlen(buf), n - strlen(buf), "%s ", e->d_name);
+	closedir(d);
+}
+
+Test(cli, pack_onto_a_full_disk_keeps_out)
+{
+	/* A 2 MiB tmpfs, mounted for the test: the packs below need more. */
+	char *in = path("in.bin"), *mnt = path("small"), out[4096], extra[1024];
+	uint8_t *data = make_input(in, 6u << 20, 11);
+	cr_assert(!mkdir(mnt, 0755));
+	cr_assert(!mount("flexpage-test", mnt, "tmpfs", 0, "size=2M"), "mount a tmpfs on %s: %s", mnt,
+	          strerror(errno));
+	snprintf(out, sizeof out, "%s/out.fpi", mnt);
+	uint8_t *old = precious(out);
+	static const char *const codecs[] = {"raw", "zstd"};
+	for (int k = 0; k < 2; k++) {
+		struct tu_proc p = RUN("pack", in, out, "--force", "-q", "--chunk", "64K", "--codec",
+		                       codecs[k]);
+		expect_failure(&p, "pack onto a full disk");
+		expect_says(&p, "space", "pack onto a full disk");
+		expect_says(&p, "out.fpi", "pack onto a full disk");
+		tu_proc_free(&p);
+		expect_file(out, old, 10000, "pack onto a full disk");
+		others_in(mnt, "out.fpi", extra, sizeof extra);
+		cr_expect_str_empty(extra, "a full disk's pack left: %s", extra);
+	}
+	cr_expect(!umount(mnt), "umount %s: %s", mnt, strerror(errno));
+	rmdir(mnt);
+	free(old);
+	free(data);
+	free(in);
+	free(mnt);
+}
+
+/* A temporary of out's, in g_dir, with bytes in it: its name, or NULL. */
+static char *temporary_of(const char *base)
+{
+	DIR *d = opendir(g_dir);
+	struct dirent *e;
+	char *found = NULL;
+	while (d && (e = readdir(d)) && !found) {
+		if (strncmp(e->d_name, base, strlen(base)) || !strstr(e->d_name, ".tmp."))
+			continue;
+		char *p = path(e->d_name);
+		struct stat st;
+		if (!stat(p, &st) && st.st_size > 0)
+			found = p;
+		else
+			free(p);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+Test(cli, pack_killed_midway_keeps_out_and_the_next_pack_cleans_up, .timeout = 240)
+{
+	require_uffd();
+	char *big = path("big.bin"), *small = path("small.bin"), *out = path("out.fpi");
+	uint8_t *data = make_input(big, 32u << 20, 12);
+	uint8_t *fresh = make_input(small, 300000, 13);
+	uint8_t *old = precious(out);
+	/* zstd at level 19 is slow: the pack is still writing when killed. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		int nul = open("/dev/null", O_WRONLY);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		execl(FLEXPAGE_TOOL, FLEXPAGE_TOOL, "pack", big, out, "--force", "-q", "--chunk", "64K",
+		      "--codec", "zstd:19", (char *)NULL);
+		_exit(127);
+	}
+	char *stale = NULL;
+	for (int i = 0; i < 60000 && !stale; i++) {
+		stale = temporary_of("out.fpi");
+		if (!stale)
+			usleep(1000);
+	}
+	kill(pid, SIGKILL);
+	int status;
+	waitpid(pid, &status, 0);
+	cr_assert(stale, "no temporary appeared within a minute");
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+	          "the pack ended before it was killed (status 0x%x)", status);
+	expect_file(out, old, 10000, "a pack killed midway");
+	cr_assert(tu_file_exists(stale), "the killed pack's temporary is gone already");
+
+	/* A temporary a live writer holds (locked) is not the next pack's to
+	 * remove; the dead one's is. */
+	char *live = path("out.fpi.tmp.LIVE01");
+	int lfd = open(live, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	cr_assert(lfd >= 0 && !flock(lfd, LOCK_EX), "%s: %s", live, strerror(errno));
+	struct tu_proc p = RUN("pack", small, out, "--force", "-q", "--chunk", "64K");
+	expect_exit(&p, 0, "the next pack");
+	tu_proc_free(&p);
+	cr_expect(!tu_file_exists(stale), "the next pack left the dead one's temporary %s", stale);
+	cr_expect(tu_file_exists(live), "the next pack removed a live writer's temporary");
+	close(lfd);
+	unlink(live);
+	const char *const names[] = {"big.bin", "small.bin", "out.fpi", NULL};
+	expect_no_extras(names, "after the next pack");
+	p = RUN("cat", out);
+	expect_exit(&p, 0, "cat");
+	expect_output(&p, fresh, 300000, "cat after the next pack");
+	tu_proc_free(&p);
+	free(live);
+	free(stale);
+	free(old);
+	free(fresh);
+	free(data);
+	free(big);
+	free(small);
+	free(out);
 }

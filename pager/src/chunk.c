@@ -29,6 +29,7 @@ static const struct move {
 	MOVE(EVICT,           S(RESIDENT), 0, D | C, CHUNK_EVICTING, 0,     0),
 	MOVE(EVICTED,         S(EVICTING), 0, D | C, CHUNK_EMPTY,    0,     0),
 	MOVE(RELOAD,          S(EVICTING), D, C,     CHUNK_LOADING,  D,     0),
+	MOVE(REVOKE,          S(LOADING),  C, 0,     CHUNK_LOADING,  0,     D),
 };
 
 int pg_chunk_allows(enum pg_chunk_move m, uint32_t w)
@@ -122,6 +123,11 @@ int pg_chunk_poison(pg_chunk_word *w)
 int pg_chunk_evict(pg_chunk_word *w)
 {
 	return pg_chunk_move(w, CHUNK_EVICT);
+}
+
+int pg_chunk_revoke(pg_chunk_word *w)
+{
+	return pg_chunk_move(w, CHUNK_REVOKE);
 }
 
 int pg_chunk_end_eviction(pg_chunk_word *w)

@@ -21,13 +21,22 @@
  *   DROP             STAGED    -      D|C      EMPTY     -     -      mispredicted
  *   INSTALL          LOADING   C      -        RESIDENT  -     -      the claimant: installed
  *   POISON           LOADING   C      -        POISONED  -     -      the claimant: failed
+ *   REVOKE           LOADING   C      -        LOADING   -     D      the stall watchdog: a read
+ *                                                                     that did not return
  *   EVICT            RESIDENT  -      D|C      EVICTING  -     -      a victim (residency lock)
  *   EVICTED          EVICTING  -      D|C      EMPTY     -     -      the evictor: pages gone
  *   RELOAD           EVICTING  D      C        LOADING   D     -      pages gone, a thread waits
  *
  * So a chunk is loaded once however many threads fault on it: only a move
  * out of EMPTY (or RELOAD) queues a load, and only one loader can CLAIM
- * it.  POISONED is final.  docs/architecture.md draws the diagram. */
+ * it.  POISONED is final.  docs/architecture.md draws the diagram.
+ *
+ * REVOKE takes a claim back from a loader whose read has not returned
+ * within the load timeout (stall.c), so that another loader can CLAIM the
+ * chunk and try again.  The stalled loader learns it lost the load from its
+ * own read slot (load.c: one exchange decides between it and the watchdog),
+ * never from the word, so it cannot make a claimant's move once its read
+ * returns, however late. */
 #ifndef FLEXPAGE_CHUNK_H
 #define FLEXPAGE_CHUNK_H
 
@@ -65,6 +74,7 @@ enum pg_chunk_move {
 	CHUNK_EVICT,
 	CHUNK_EVICTED,
 	CHUNK_RELOAD,
+	CHUNK_REVOKE,
 	CHUNK_NMOVES
 };
 
@@ -94,6 +104,7 @@ int pg_chunk_drop(pg_chunk_word *w);
 int pg_chunk_install(pg_chunk_word *w);
 int pg_chunk_poison(pg_chunk_word *w);
 int pg_chunk_evict(pg_chunk_word *w);
+int pg_chunk_revoke(pg_chunk_word *w);
 /* The pages of an EVICTING chunk are gone: EVICTED, or RELOAD when a
  * thread faulted meanwhile.  Returns 1 for RELOAD (queue the load), 0 for
  * EVICTED, -1 if the word was not EVICTING. */

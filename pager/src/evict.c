@@ -70,7 +70,10 @@ int pg_evict_to(fp_region *r, uint64_t target)
 {
 	struct pg_evictions e = {.r = r};
 	pg_res_lock(r);
-	pg_res_make_room_locked(r, target, 0, &e);
+	/* Staged read-ahead is dropped only when evicting what the policy
+	 * knows of is not enough. */
+	if (pg_res_make_room_locked(r, target, 0, &e))
+		pg_stage_shed_locked(r, target);
 	pg_res_unlock(r);
 	pg_evict_finish(&e);
 	return 0;

@@ -64,8 +64,12 @@ void pg_fault(fp_region *r, uint64_t addr, uint32_t tid)
 			break;
 		case CHUNK_STAGED:
 			/* Read-ahead had it ready: install it now.  This fault is
-			 * the loop telling where it is. */
-			pg_stage_fault(r, c);
+			 * the loop telling where it is.  A budget cut may have
+			 * dropped it meanwhile: then it is loaded as any other. */
+			if (!pg_stage_fault(r, c)) {
+				s = pg_chunk_word_of(&r->state[c]);
+				continue;
+			}
 			break;
 		case CHUNK_RESIDENT:
 			/* The install raced this message; it is still an access,

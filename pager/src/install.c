@@ -49,9 +49,11 @@ static int install_whole(fp_region *r, uint32_t c, uint8_t *dst, uint8_t *buf, s
 			return 1;
 		pg_uncount(r, PG_HUGE_INSTALLS, 1);
 		/* A busy page (pinned for a moment, under migration) is copied
-		 * this once; a refusal of the mapping itself means copying from
-		 * now on. */
-		if (rc != -EBUSY && rc != -EAGAIN && atomic_exchange(&r->install.huge_ok, 0))
+		 * this once, and so is a slot some of whose pages are there
+		 * already (zero pages a fault put in a tail chunk's padding); a
+		 * refusal of the mapping itself means copying from now on. */
+		if (rc != -EBUSY && rc != -EAGAIN && rc != -EEXIST &&
+		    atomic_exchange(&r->install.huge_ok, 0))
 			fprintf(stderr, "flexpage: %s: UFFDIO_MOVE failed (%s); installing by copy\n",
 			        r->img->path, strerror(-rc));
 	}
@@ -93,6 +95,7 @@ void pg_installed(fp_region *r, uint32_t c, int demand)
 	pg_ra_release_locked(r, c);
 	if (!pg_chunk_install(&r->state[c]))
 		abort(); /* only the claimant installs: the protocol is broken */
+	pg_stall_forget(r, c);
 	if (pg_preserved(r, c))
 		pg_preserve_installed_locked(r, c); /* never shown to the policy: never a victim */
 	else

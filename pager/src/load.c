@@ -3,7 +3,9 @@
  * verify and decode it into a buffer, and then install it (install.c) or,
  * read ahead while streaming, stage it (readahead_stage.c).  A full 2 MiB
  * chunk is read into a pooled huge page that the install moves into the
- * region; failed loads are retried, then poisoned (poison.c). */
+ * region; failed loads are retried, then poisoned (poison.c).  A read that
+ * does not return is given up by the watchdog (stall.c), which takes the
+ * load from its loader through the loader's read slot. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,7 +28,23 @@ struct loader {
 	uint8_t *rbuf;           /* compressed payloads */
 	size_t rbuf_len;
 	ZSTD_DCtx *dctx;
+	/* The read slot: while a payload read is out, the ms it started (high
+	 * half) and its chunk + 1 (low half); 0 otherwise.  Whoever swaps a
+	 * set slot to 0 owns the load: the loader when its read returns, or
+	 * the watchdog when it gives the read up. */
+	_Atomic uint64_t reading;
+	atomic_int retired;      /* replaced: end once the stalled read returns */
+	atomic_int ended;        /* retired and returned: its slot can be reused */
+	int live;                /* its thread was started and not joined */
 };
+
+/* fetch() and read_payload(): the watchdog took the load. */
+#define GIVEN_UP (-2)
+
+static uint32_t now_ms(void)
+{
+	return (uint32_t)(pg_now_ns() / 1000000);
+}
 
 static uint64_t round_up(uint64_t v, uint64_t a)
 {
@@ -38,8 +56,11 @@ int pg_load_init(fp_region *r)
 	struct pg_loads *l = &r->load;
 	l->fault_ns = calloc(r->n_chunks, sizeof *l->fault_ns);
 	l->queued_ns = calloc(r->n_chunks, sizeof *l->queued_ns);
-	if (!l->fault_ns || !l->queued_ns)
+	l->stalls = calloc(r->n_chunks, sizeof *l->stalls);
+	if (!l->fault_ns || !l->queued_ns || !l->stalls)
 		return -1;
+	int t = r->opt.load_timeout_ms;
+	l->timeout_ms = t < 0 ? 0 : t ? (uint32_t)t : 10000;
 	l->queue_ready = 1;
 	return pg_queue_init(&l->queue, r->n_chunks);
 }
@@ -51,6 +72,7 @@ void pg_load_free(fp_region *r)
 		pg_queue_destroy(&l->queue);
 	free((void *)l->fault_ns);
 	free((void *)l->queued_ns);
+	free((void *)l->stalls);
 	if (l->fd_open)
 		close(l->fd);
 }
@@ -126,7 +148,8 @@ int pg_load_promote(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now)
 	return 1;
 }
 
-/* Read chunk c's payload into buf.  Returns 0, or -1 with fp_last_error(). */
+/* Read chunk c's payload into buf.  Returns 0, -1 with fp_last_error(),
+ * or GIVEN_UP: the read took so long that the watchdog took the load. */
 static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 {
 	fp_region *r = L->r;
@@ -136,6 +159,7 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 		len = cap;
 	size_t done = 0;
 	long result = 0;
+	atomic_store(&L->reading, (uint64_t)now_ms() << 32 | ((uint64_t)c + 1));
 	while (done < want) {
 		ssize_t n = pread(r->load.fd, (char *)buf + done, len - done,
 		                  (off_t)(d->file_offset + done));
@@ -155,6 +179,8 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 	if (hooks && hooks->read)
 		hooks->read(hooks->read_ctx, c, buf, want, &result);
 	pg_count(r, PG_BYTES_READ, done);
+	if (!atomic_exchange(&L->reading, 0))
+		return GIVEN_UP; /* too late: the bytes are dropped unseen */
 	if (result < 0)
 		return pg_err((int)-result, "%s: chunk %u: read at file offset %llu failed: %s",
 		              r->img->path, c, (unsigned long long)d->file_offset,
@@ -167,7 +193,8 @@ static int read_payload(struct loader *L, uint32_t c, void *buf, size_t cap)
 
 /* Read, verify and decode chunk c into buf (chunk_size bytes), with
  * retries: a failed read, a checksum that does not match or a zstd frame
- * that does not decode is tried again, `retries` more times. */
+ * that does not decode is tried again, `retries` more times.  0, -1, or
+ * GIVEN_UP (the load is no longer this loader's). */
 static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t whylen,
                  uint64_t *read_ns, uint64_t *decode_ns)
 {
@@ -180,7 +207,10 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 		uint64_t t0 = pg_now_ns();
 		void *src = d->codec == FP_CODEC_RAW ? (void *)buf : (void *)L->rbuf;
 		size_t cap = d->codec == FP_CODEC_RAW ? r->chunk_size : L->rbuf_len;
-		if (read_payload(L, c, src, cap)) {
+		int rc = read_payload(L, c, src, cap);
+		if (rc == GIVEN_UP)
+			return GIVEN_UP;
+		if (rc) {
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}
@@ -209,8 +239,9 @@ static uint64_t clamp32(uint64_t ns)
 	return ns > UINT32_MAX ? UINT32_MAX : ns;
 }
 
-/* Load claimed chunk c, popped at popped_ns. */
-static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
+/* Load claimed chunk c, popped at popped_ns.  Returns 0 if its read was
+ * given up: the watchdog owns the load (and the entry) from then on. */
+static int load(struct loader *L, uint32_t c, uint64_t popped_ns)
 {
 	fp_region *r = L->r;
 	char why[400];
@@ -225,7 +256,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	if (!pg_chunk_demanded(&r->state[c]) && !pg_preserved(r, c)) {
 		reserved = !pg_ra_reserve(r, c);
 		if (!reserved && pg_chunk_give_back(&r->state[c]))
-			return; /* no room; a later fault's window takes it */
+			return 1; /* no room; a later fault's window takes it */
 	}
 	/* A full chunk goes through a pooled huge page when there is one.  A
 	 * read-ahead load in streaming mode stops short of installing: it is
@@ -240,22 +271,33 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	uint8_t *own = staging && !slot ? aligned_alloc(4096, r->chunk_size) : NULL;
 	staging &= slot || own;
 	uint8_t *buf = slot ? slot : own ? own : L->stage;
-	if (fetch(L, c, buf, why, sizeof why, &read_ns, &decode_ns)) {
+	int rc = fetch(L, c, buf, why, sizeof why, &read_ns, &decode_ns);
+	if (rc) {
 		if (slot)
 			pg_pool_put(&r->pool, slot, 1);
 		free(own);
+		if (rc == GIVEN_UP)
+			return 0; /* the watchdog released the reservation too */
 		if (reserved)
 			pg_ra_unreserve(r, c);
 		pg_poison_chunk(r, c, why);
-		return;
+		return 1;
 	}
 	int demand = pg_chunk_demanded(&r->state[c]);
 	if (!reserved)
 		pg_reserve(r, bytes);
-	if (staging && pg_stage_put(r, c, buf, slot != NULL)) {
+	int staged = staging ? pg_stage_put(r, c, buf, slot != NULL) : 0;
+	if (staged > 0) {
 		pg_trace_event(r, 0, FP_EV_STAGE, 0, c, clamp32(read_ns) | clamp32(decode_ns) << 32,
 		               clamp32(wait_ns) << 32);
-		return;
+		return 1;
+	}
+	if (staged < 0) {
+		/* The budget was cut while it was read: given back. */
+		if (slot)
+			pg_pool_put(&r->pool, slot, 1);
+		free(own);
+		return 1;
 	}
 	demand |= pg_chunk_demanded(&r->state[c]);
 	uint64_t t0 = pg_now_ns();
@@ -275,6 +317,7 @@ static void load(struct loader *L, uint32_t c, uint64_t popped_ns)
 	pg_trace_event(r, t1, FP_EV_LOAD, demand ? FP_LOAD_DEMAND : 0, c,
 	               clamp32(read_ns) | clamp32(decode_ns) << 32,
 	               clamp32(t1 - t0) | clamp32(wait_ns) << 32);
+	return 1;
 }
 
 static void *loader_main(void *arg)
@@ -288,8 +331,15 @@ static void *loader_main(void *arg)
 	while (!pg_queue_pop(&r->load.queue, &c, &demand)) {
 		/* Claim the load: only a LOADING chunk no one owns.  Another
 		 * entry of the same chunk (read-ahead, then promoted) is skipped. */
-		if (pg_chunk_claim(&r->state[c]))
-			load(L, c, pg_now_ns());
+		if (pg_chunk_claim(&r->state[c]) && !load(L, c, pg_now_ns())) {
+			/* Its read was given up: the watchdog settled the entry.
+			 * Replaced meanwhile, this loader ends. */
+			if (atomic_load(&L->retired)) {
+				atomic_store(&L->ended, 1);
+				break;
+			}
+			continue;
+		}
 		pg_queue_done(&r->load.queue);
 	}
 	rcu_unregister_thread();
@@ -335,34 +385,105 @@ static int loader_init(struct loader *L, fp_region *r)
 	return 0;
 }
 
+/* Start a loader in slot i (n_loaders: one more). */
+static int loader_start(fp_region *r, int i)
+{
+	struct pg_loads *l = &r->load;
+	struct loader *L = &l->loaders[i];
+	memset(L, 0, sizeof *L);
+	L->id = (uint16_t)(i + 1);
+	int rc = loader_init(L, r);
+	int e = rc ? 0 : pthread_create(&L->thread, NULL, loader_main, L);
+	if (rc || e) {
+		if (e)
+			rc = pg_err(e, "cannot start a loader thread: %s", strerror(e));
+		loader_free(L);
+		memset(L, 0, sizeof *L);
+		return rc;
+	}
+	L->live = 1;
+	if (i == atomic_load(&l->n_loaders))
+		atomic_store(&l->n_loaders, i + 1);
+	return 0;
+}
+
 int pg_loaders_start(fp_region *r)
 {
 	struct pg_loads *l = &r->load;
 	int n = r->opt.loaders;
-	l->loaders = calloc((size_t)n, sizeof *l->loaders);
+	l->max_loaders = n + (l->timeout_ms ? PG_MAX_REPLACED : 0);
+	l->loaders = calloc((size_t)l->max_loaders, sizeof *l->loaders);
 	if (!l->loaders)
 		return pg_err(ENOMEM, "out of memory");
-	for (l->n_loaders = 0; l->n_loaders < n; l->n_loaders++) {
-		struct loader *L = &l->loaders[l->n_loaders];
-		L->id = (uint16_t)(l->n_loaders + 1);
-		int rc = loader_init(L, r);
-		int e = rc ? 0 : pthread_create(&L->thread, NULL, loader_main, L);
-		if (rc || e) {
-			if (e)
-				rc = pg_err(e, "cannot start a loader thread: %s", strerror(e));
-			loader_free(L);
+	for (int i = 0; i < n; i++) {
+		int rc = loader_start(r, i);
+		if (rc) {
 			pg_loaders_stop(r);
 			return rc;
 		}
 	}
-	return 0;
+	int rc = pg_stall_start(r);
+	if (rc)
+		pg_loaders_stop(r);
+	return rc;
+}
+
+int pg_loaders_count(fp_region *r)
+{
+	return atomic_load(&r->load.n_loaders);
+}
+
+/* A slot for a replacement: one whose loader ended (joined here), one
+ * never started, or a new one; -1 if PG_MAX_REPLACED are stalled.  Only
+ * the watchdog starts or reuses slots.  With reap 0 it only looks. */
+static int free_slot(fp_region *r, int reap)
+{
+	struct pg_loads *l = &r->load;
+	int n = atomic_load(&l->n_loaders);
+	for (int i = 0; i < n; i++) {
+		struct loader *L = &l->loaders[i];
+		if (L->live && !atomic_load(&L->ended))
+			continue;
+		if (reap && L->live) {
+			pthread_join(L->thread, NULL);
+			loader_free(L);
+			L->live = 0;
+		}
+		return i;
+	}
+	return n < l->max_loaders ? n : -1;
+}
+
+int pg_loader_give_up(fp_region *r, int i, uint32_t ms, uint32_t *chunk, int *replaced)
+{
+	struct pg_loads *l = &r->load;
+	struct loader *L = &l->loaders[i];
+	uint64_t v = atomic_load(&L->reading);
+	if (!v || (uint32_t)(now_ms() - (uint32_t)(v >> 32)) < ms)
+		return 0;
+	/* Retired before the exchange, so that the loader, which can only
+	 * learn it lost after the exchange, sees it. */
+	int can = free_slot(r, 0) >= 0;
+	atomic_store(&L->retired, can);
+	if (!atomic_compare_exchange_strong(&L->reading, &v, 0)) {
+		atomic_store(&L->retired, 0); /* it returned just now: still its own */
+		return 0;
+	}
+	*chunk = (uint32_t)v - 1;
+	*replaced = can && !loader_start(r, free_slot(r, 1));
+	if (can && !*replaced)
+		atomic_store(&L->retired, 0); /* keep it, if it has not ended yet */
+	return 1;
 }
 
 void pg_loaders_stop(fp_region *r)
 {
 	struct pg_loads *l = &r->load;
+	pg_stall_stop(r);
 	pg_queue_stop(&l->queue);
 	for (int i = 0; i < l->n_loaders; i++) {
+		if (!l->loaders[i].live)
+			continue;
 		pthread_join(l->loaders[i].thread, NULL);
 		loader_free(&l->loaders[i]);
 	}

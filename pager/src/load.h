@@ -3,6 +3,7 @@
 #ifndef FLEXPAGE_LOAD_H
 #define FLEXPAGE_LOAD_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -17,11 +18,24 @@ struct pg_loads {
 	int direct;                  /* reads bypass the page cache */
 	struct pg_queue queue;       /* demand first, then read-ahead */
 	int queue_ready;             /* queue initialised: pg_load_free destroys it */
-	struct loader *loaders;      /* [n_loaders] */
-	int n_loaders;
+	struct loader *loaders;      /* [max_loaders]: the first n_loaders started */
+	_Atomic int n_loaders;
+	int max_loaders;             /* opt.loaders and the replacements of stalled ones */
 	atomic_uint_fast64_t *fault_ns;  /* per chunk: first waiting fault, 0 none */
 	atomic_uint_fast64_t *queued_ns; /* per chunk: when its load was queued */
+	/* The stall watchdog (stall.c). */
+	uint32_t timeout_ms;         /* a read given up after this long; 0: never */
+	atomic_uint *stalls;         /* per chunk: reads given up since its last install */
+	int watchdog_on;
+	pthread_t watchdog;
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond;      /* CLOCK_MONOTONIC */
+	int wd_stop;
 };
+
+/* Stalled loaders a region has replaced at once (each waits for its read
+ * to return); past that a stalled read's chunk is poisoned at once. */
+#define PG_MAX_REPLACED 32
 
 /* The install (install.c). */
 struct pg_install {
@@ -47,6 +61,21 @@ int pg_load_on_fault(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now);
 /* A fault on chunk c while read-ahead loads it or its pages go (state
  * *seen): a thread waits now.  0 if the word changed meanwhile. */
 int pg_load_promote(fp_region *r, uint32_t c, uint32_t *seen, uint64_t now);
+
+/* For the stall watchdog: how many loaders were started; whether loader i
+ * has been reading one chunk for at least ms, in which case the load is
+ * taken from it (1, with *chunk): one exchange on its read slot decides
+ * between the watchdog and the loader, and the loser's read is dropped.
+ * *replaced: a new loader was started in its place (the stalled one ends
+ * once its read returns). */
+int pg_loaders_count(fp_region *r);
+int pg_loader_give_up(fp_region *r, int i, uint32_t ms, uint32_t *chunk, int *replaced);
+
+/* stall.c: the watchdog of stalled reads. */
+int pg_stall_start(fp_region *r);
+void pg_stall_stop(fp_region *r);
+/* Chunk c is in: its stalls are forgotten. */
+void pg_stall_forget(fp_region *r, uint32_t c);
 
 /* install.c */
 /* Whether whole chunks can move in as huge pages (UFFDIO_MOVE). */

@@ -56,12 +56,13 @@ int pg_preserve_init(fp_region *r, uint64_t budget)
 	uint64_t kept = 0;
 	for (uint32_t c = 0; c < n; c++)
 		kept += k->preserve[c] ? r->page_len[c] : 0;
-	if (kept + fp_min_budget(r) > budget && kept < r->data_bytes)
+	if (kept + pg_min_working_set(r) > budget && kept < r->data_bytes)
 		return pg_err(EINVAL,
 		              "%s: preserved chunks take %llu bytes of the %llu byte budget, leaving less "
 		              "than the minimum working set of %llu bytes for the rest", r->img->path,
 		              (unsigned long long)kept, (unsigned long long)budget,
-		              (unsigned long long)fp_min_budget(r));
+		              (unsigned long long)pg_min_working_set(r));
+	k->kept_bytes = kept;
 	struct rlimit rl;
 	k->lock_quota = r->opt.lock_quota ? r->opt.lock_quota
 	                : geteuid() == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) || rl.rlim_cur == RLIM_INFINITY

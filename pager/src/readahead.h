@@ -91,12 +91,19 @@ int pg_stage_init(fp_region *r);
 void pg_stage_free(fp_region *r);
 /* Streaming is on when the budget holds less than the whole image. */
 void pg_stage_update(fp_region *r, uint64_t budget);
-/* A loader staged chunk c in buf; 0 if a fault got there first (then the
- * caller installs it as a demand load). */
+/* A loader staged chunk c in buf: 1; 0 if a fault got there first (then
+ * the caller installs it as a demand load); -1 if the budget was cut below
+ * what is resident while it was read, and the chunk was given back
+ * instead (its room released; the caller frees buf). */
 int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool);
 /* The handler: a fault on STAGED chunk c installs it at once. */
-void pg_stage_fault(fp_region *r, uint32_t c);
+/* 0 if it was no longer STAGED (a budget cut dropped it): decide again. */
+int pg_stage_fault(fp_region *r, uint32_t c);
 /* The handler: drop staged chunks no recent fault's window wanted. */
 void pg_stage_drop_stale(fp_region *r);
+/* Under the residency lock: drop staged chunks until resident bytes fit
+ * in target (a budget cut, which eviction alone cannot meet while staged
+ * chunks hold room the policy does not know of). */
+void pg_stage_shed_locked(fp_region *r, uint64_t target);
 
 #endif

@@ -64,6 +64,14 @@ int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool)
 {
 	struct pg_staging *st = &r->stage;
 	pg_res_lock(r);
+	/* The room this load reserved was counted under the budget before a
+	 * cut (fp_set_budget drops what is staged, not what is being read):
+	 * staging it now would hold the region over the new budget. */
+	if (r->res.resident > r->res.settings->budget && pg_chunk_give_back(&r->state[c])) {
+		pg_ra_unreserve_locked(r, c);
+		pg_res_unlock(r);
+		return -1;
+	}
 	int ok = pg_chunk_stage(&r->state[c]);
 	if (ok) {
 		st->buf[c] = buf;
@@ -83,12 +91,12 @@ static void unlist(struct pg_staging *st, uint32_t c)
 		}
 }
 
-void pg_stage_fault(fp_region *r, uint32_t c)
+int pg_stage_fault(fp_region *r, uint32_t c)
 {
 	pg_res_lock(r);
 	if (!pg_chunk_unstage(&r->state[c])) {
 		pg_res_unlock(r);
-		return;
+		return 0; /* dropped meanwhile (a budget cut): the fault decides again */
 	}
 	unlist(&r->stage, c);
 	pg_res_unlock(r);
@@ -103,6 +111,30 @@ void pg_stage_fault(fp_region *r, uint32_t c)
 	pg_stat_latency(r, FP_STAGE_FAULT, t1 - t0);
 	pg_stat_latency(r, FP_STAGE_OVERHEAD, t1 - t0);
 	pg_trace_event(r, t1, FP_EV_LOAD, FP_LOAD_FROM_STAGE, c, 0, t1 - t0);
+	return 1;
+}
+
+/* Under the residency lock: staged chunk c leaves (DROP), its room freed. */
+static int drop_locked(fp_region *r, uint32_t c)
+{
+	if (!pg_chunk_drop(&r->state[c]))
+		return 0;
+	release(r, c, 0);
+	pg_ra_unreserve_locked(r, c); /* staged chunks are reserved read-ahead */
+	pg_count(r, PG_STAGED_DROPPED, 1);
+	pg_trace_event(r, 0, FP_EV_DROP, 0, c, 0, 0);
+	return 1;
+}
+
+void pg_stage_shed_locked(fp_region *r, uint64_t target)
+{
+	struct pg_staging *st = &r->stage;
+	for (uint32_t i = 0; i < st->n && r->res.resident > target;) {
+		if (drop_locked(r, st->list[i]))
+			st->list[i] = st->list[--st->n];
+		else
+			i++; /* a fault is installing it */
+	}
 }
 
 void pg_stage_drop_stale(fp_region *r)
@@ -115,12 +147,7 @@ void pg_stage_drop_stale(fp_region *r)
 			i++;
 			continue;
 		}
-		if (pg_chunk_drop(&r->state[c])) {
-			release(r, c, 0);
-			pg_ra_unreserve_locked(r, c); /* staged chunks are reserved read-ahead */
-			pg_count(r, PG_STAGED_DROPPED, 1);
-			pg_trace_event(r, 0, FP_EV_DROP, 0, c, 0, 0);
-		}
+		drop_locked(r, c);
 		st->list[i] = st->list[--st->n];
 	}
 	pg_res_unlock(r);

@@ -282,18 +282,26 @@ const void *fp_tensor(const fp_region *r, const char *name, const struct fp_tens
 	return r->base + t->offset;
 }
 
-uint64_t fp_min_budget(const fp_region *r)
+uint64_t pg_min_working_set(const fp_region *r)
 {
 	/* Two chunks: the one a thread reads and the one it faults on next. */
 	return r->n_chunks > 1 ? 2ull * r->chunk_size : r->chunk_size;
+}
+
+uint64_t fp_min_budget(const fp_region *r)
+{
+	/* Preserved chunks are never evicted: a budget must hold them too. */
+	uint64_t kept = r->keep.kept_bytes;
+	return kept >= r->data_bytes ? kept : kept + pg_min_working_set(r);
 }
 
 int fp_set_budget(fp_region *r, uint64_t budget)
 {
 	if (budget < fp_min_budget(r))
 		return pg_err(EINVAL, "%s: budget %llu bytes is below the minimum working set of %llu "
-		              "bytes", r->img->path, (unsigned long long)budget,
-		              (unsigned long long)fp_min_budget(r));
+		              "bytes%s", r->img->path, (unsigned long long)budget,
+		              (unsigned long long)fp_min_budget(r),
+		              r->keep.kept_bytes ? " (with the preserved chunks, never evicted)" : "");
 	int rc = pg_res_set_budget(r, budget);
 	if (rc)
 		return rc;

@@ -131,9 +131,11 @@ int pg_res_set_policy(fp_region *r, const struct fp_policy_ops *ops)
 		pthread_mutex_unlock(&r->res.lock);
 		return pg_err(ENOMEM, "out of memory");
 	}
-	/* The new policy starts from what is resident now. */
+	/* The new policy starts from what is resident now, preserved chunks
+	 * aside: shown to no policy, they are never a victim (and, locked,
+	 * their pages would not leave). */
 	for (uint32_t c = 0; c < r->n_chunks; c++)
-		if (chunk_state(r, c) == CHUNK_RESIDENT)
+		if (chunk_state(r, c) == CHUNK_RESIDENT && !pg_preserved(r, c))
 			ops->loaded(s->policy, c, 0);
 	publish(r, s);
 	return 0;

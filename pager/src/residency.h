@@ -36,6 +36,7 @@ struct pg_residency {
 struct pg_preservation {
 	uint8_t *preserve;           /* per chunk, or NULL */
 	uint64_t lock_quota;
+	uint64_t kept_bytes;         /* the preserved chunks' page lengths: fixed at open */
 	uint64_t preserved_bytes, locked_bytes;
 	int lock_warned;
 };
@@ -89,6 +90,10 @@ void pg_evict_chosen(void *ctx, uint32_t v);
 void pg_evict_finish(struct pg_evictions *e);
 /* Evict down to target now (a smaller budget). */
 int pg_evict_to(fp_region *r, uint64_t target);
+
+/* Two chunks (one for a one-chunk image): the least a budget must leave
+ * for the chunks that are not preserved (region.c). */
+uint64_t pg_min_working_set(const fp_region *r);
 
 /* preserve.c */
 /* Take the preserve mask of the options; fails if what it keeps leaves

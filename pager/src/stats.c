@@ -83,6 +83,7 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	o->prefetch_loads = s->n[PG_PREFETCH_LOADS];
 	o->evictions = s->n[PG_EVICTIONS];
 	o->retries = s->n[PG_RETRIES];
+	o->stalls = s->n[PG_STALLS];
 	o->poisoned = s->n[PG_POISONED];
 	o->huge_installs = s->n[PG_HUGE_INSTALLS];
 	o->staged_installs = s->n[PG_STAGED_INSTALLS];
@@ -114,6 +115,8 @@ void fp_print_stats(FILE *f, const struct fp_stats *s)
 	        (unsigned long long)s->faults, (unsigned long long)s->demand_loads,
 	        (unsigned long long)s->prefetch_loads, (unsigned long long)s->evictions,
 	        (unsigned long long)s->retries, (unsigned long long)s->poisoned);
+	if (s->stalls)
+		fprintf(f, "stalled reads given up %llu\n", (unsigned long long)s->stalls);
 	fprintf(f, "installs %llu huge (UFFDIO_MOVE) + %llu by copy; read %.1f MiB, "
 	           "decompressed %.1f MiB, installed %.1f MiB\n",
 	        (unsigned long long)s->huge_installs, (unsigned long long)s->small_installs,

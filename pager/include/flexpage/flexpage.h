@@ -568,6 +568,13 @@ struct fp_options {
 	 * 64K to 4M); 0: 2 MiB.  Images keep their own. */
 	uint32_t chunk_size;
 	const struct fp_hooks *hooks; /* test hooks (experimental); NULL: none */
+	/* A payload read that has not returned after this long is given up:
+	 * the loader is replaced, the load is tried again on another loader
+	 * (`retries` times in all, with the failed reads), then the chunk is
+	 * poisoned and its threads get SIGBUS naming the stall.  A read that
+	 * returns after it was given up is dropped.  0: 10000 (10 s); <0:
+	 * never give up (a read that never returns then hangs its fault). */
+	int load_timeout_ms;
 };
 
 typedef struct fp_region fp_region;
@@ -661,7 +668,8 @@ int fp_set_policy(fp_region *r, const char *name);
 
 /**
  * fp_min_budget() - the smallest budget r accepts: two chunks (the one a
- * thread reads and the one it faults on next), one for a one-chunk image.
+ * thread reads and the one it faults on next), one for a one-chunk image,
+ * and the chunks r preserves, which are never evicted.
  */
 uint64_t fp_min_budget(const fp_region *r);
 
@@ -786,6 +794,7 @@ struct fp_stats {
 	uint64_t faults;             /* fault messages served */
 	uint64_t demand_loads, prefetch_loads;
 	uint64_t evictions, retries, poisoned;
+	uint64_t stalls;             /* payload reads given up after fp_options.load_timeout_ms */
 	uint64_t huge_installs, small_installs;
 	uint64_t staged_installs;    /* faults that installed a staged chunk (position signals) */
 	uint64_t staged_dropped;     /* staged chunks dropped as mispredicted */

@@ -30,8 +30,11 @@ enum fp_open_technique_flags {
 
 /* Fault injection: called by a loader after every payload read, with the
  * bytes read and the result (a byte count or a negative errno), either of
- * which it may change (-EIO, a short count, a flipped byte, a stall).
- * Called from the region's loader threads, several at once. */
+ * which it may change (-EIO, a short count, a flipped byte).  It may also
+ * block, for as long as it likes: to the pager that is a read that has
+ * not returned, given up after fp_options.load_timeout_ms (what it then
+ * returns is dropped).  Called from the region's loader threads, several
+ * at once. */
 typedef void (*fp_read_hook)(void *ctx, uint32_t chunk, void *buf, size_t len,
                              long *result);
 
