@@ -11,3 +11,7 @@ target_compile_definitions(fault_latency PRIVATE
 # What the trace and the simulator cost.
 add_executable(paging_lab paging_lab.c)
 target_link_libraries(paging_lab PRIVATE flexpage_pager)
+
+# One core's decode rate of images' stored chunks (bench/compress).
+add_executable(decode_rate decode_rate.c)
+target_link_libraries(decode_rate PRIVATE flexpage_pager)
