@@ -17,3 +17,6 @@ target_link_libraries(paging_lab PRIVATE flexpage_pager)
 add_executable(soak ${CMAKE_CURRENT_LIST_DIR}/soak.c ${CMAKE_CURRENT_LIST_DIR}/fl_util.c)
 target_link_libraries(soak PRIVATE flexpage_pager PkgConfig::ZSTD Threads::Threads m)
 target_compile_definitions(soak PRIVATE FL_DEFAULT_OUT="${CMAKE_CURRENT_LIST_DIR}/results")
+# One core's decode rate of images' stored chunks (bench/compress).
+add_executable(decode_rate decode_rate.c)
+target_link_libraries(decode_rate PRIVATE flexpage_pager)

@@ -32,3 +32,9 @@ add_dependencies(test_gguf_models flexpage)
 flexpage_test(test_defaults test_defaults.c)
 target_link_libraries(test_defaults PRIVATE flexpage_rt_testutil)
 add_dependencies(test_defaults flexpage)
+
+# Compression-aware quantization, the zstd-split codec and pack --codec
+# auto on stories260K.
+flexpage_test(test_compress test_compress.c ref_forward.c)
+target_link_libraries(test_compress PRIVATE flexpage_rt_testutil flexpage_testutil PkgConfig::ZSTD)
+add_dependencies(test_compress flexpage)

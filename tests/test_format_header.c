@@ -70,9 +70,9 @@ Test(format, bad_magic, .init = base_raw, .fini = base_fini)
 Test(format, bad_version, .init = base_raw, .fini = base_fini)
 {
 	tu_file f = load_base();
-	tu_set32(&f, TU_H_VERSION, 3);
+	tu_set32(&f, TU_H_VERSION, FP_IMAGE_VERSION + 1);
 	store(&f, 1);
-	EXPECT_OPEN_FAILS(g_img, ENOTSUP, "version 3", "version");
+	EXPECT_OPEN_FAILS(g_img, ENOTSUP, "a version past the newest", "version");
 }
 
 Test(format, bad_version_zero, .init = base_raw, .fini = base_fini)
@@ -370,9 +370,20 @@ Test(format, raw_layout_range_past_file, .init = base_raw, .fini = base_fini)
 Test(format, unknown_codec, .init = base_raw, .fini = base_fini)
 {
 	tu_file f = load_base();
-	tu_set32(&f, tu_chunk_at(&f, 4) + TU_C_CODEC, 2);
+	tu_set32(&f, tu_chunk_at(&f, 4) + TU_C_CODEC, 3);
 	store(&f, 1);
-	EXPECT_OPEN_FAILS(g_img, EBADMSG, "codec 2", "codec", "chunk 4");
+	EXPECT_OPEN_FAILS(g_img, EBADMSG, "codec 3", "codec", "chunk 4");
+}
+
+/* zstd-split came with version 3: a version 2 image cannot hold it */
+Test(format, split_codec_needs_version_3, .init = base_raw, .fini = base_fini)
+{
+	tu_file f = load_base();
+	cr_assert_eq(tu_get32(&f, TU_H_VERSION), 2);
+	tu_set32(&f, tu_chunk_at(&f, 4) + TU_C_CODEC, FP_CODEC_ZSTD_SPLIT);
+	store(&f, 1);
+	EXPECT_OPEN_FAILS(g_img, EBADMSG, "zstd-split in version 2", "zstd-split", "version 2",
+	                  "chunk 4");
 }
 
 Test(format, unknown_type, .init = base_raw, .fini = base_fini)

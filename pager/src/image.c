@@ -10,6 +10,7 @@
 #include <zstd.h>
 
 #include "error.h"
+#include "codec_split.h"
 #include "format.h"
 #include "image.h"
 
@@ -118,8 +119,22 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 			       c->logical_len, h->chunk_size);
 			goto fail;
 		}
-		if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD) {
+		if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD &&
+		    c->codec != FP_CODEC_ZSTD_SPLIT) {
 			pg_err(EBADMSG, "%s: chunk %u: unknown codec %u", path, i, c->codec);
+			goto fail;
+		}
+		if (c->codec == FP_CODEC_ZSTD_SPLIT && h->version < 3) {
+			pg_err(EBADMSG, "%s: chunk %u: codec %u (zstd-split) in a version %u image (it "
+			       "came with version 3)", path, i, c->codec, h->version);
+			goto fail;
+		}
+		if (c->codec == FP_CODEC_ZSTD_SPLIT &&
+		    (c->stored_len <= PG_SPLIT_HEADER ||
+		     c->stored_len > ZSTD_compressBound(h->chunk_size) + PG_SPLIT_HEADER)) {
+			pg_err(EBADMSG,
+			       "%s: chunk %u: zstd-split stored_len %u is impossible for chunk_size %u",
+			       path, i, c->stored_len, h->chunk_size);
 			goto fail;
 		}
 		if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len) {
@@ -456,9 +471,20 @@ int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 		if (dst != src)
 			memcpy(dst, src, c->logical_len);
 	} else {
+		/* zstd-split: a header, then a frame of the split bytes */
+		const size_t skip = c->codec == FP_CODEC_ZSTD_SPLIT ? PG_SPLIT_HEADER : 0;
+		struct pg_split sp;
+		if (skip) {
+			memcpy(&sp, src, sizeof sp);
+			if (pg_split_params(&sp, c->logical_len))
+				return pg_err(EBADMSG, "%s: chunk %u: zstd-split header (stride %u, head %u, "
+				              "%u blocks from %u) does not fit its %u bytes", img->path, i,
+				              sp.stride, sp.head, sp.count, sp.begin, c->logical_len);
+		}
+		const char *frame = (const char *)src + skip;
 		size_t n = zstd_dctx
-		    ? ZSTD_decompressDCtx(zstd_dctx, dst, img->info.chunk_size, src, c->stored_len)
-		    : ZSTD_decompress(dst, img->info.chunk_size, src, c->stored_len);
+		    ? ZSTD_decompressDCtx(zstd_dctx, dst, img->info.chunk_size, frame, c->stored_len - skip)
+		    : ZSTD_decompress(dst, img->info.chunk_size, frame, c->stored_len - skip);
 		if (ZSTD_isError(n))
 			return pg_err(EBADMSG,
 			              "%s: chunk %u: zstd frame does not decode: %s", img->path, i,
@@ -467,6 +493,8 @@ int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 			return pg_err(EBADMSG,
 			              "%s: chunk %u: zstd frame decodes to %zu bytes, expected %u",
 			              img->path, i, n, c->logical_len);
+		if (skip && pg_split_decode(&sp, dst))
+			return -1;
 	}
 	/* A GGUF paged directly has no checksums: its chunks are unchecked. */
 	if (img->info.kind == FP_IMAGE_DIRECT)

@@ -37,6 +37,7 @@ const char *fp_codec_name(uint32_t codec)
 	switch (codec) {
 	case FP_CODEC_RAW: return "raw";
 	case FP_CODEC_ZSTD: return "zstd";
+	case FP_CODEC_ZSTD_SPLIT: return "zstd-split";
 	default: return NULL;
 	}
 }

@@ -12,13 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
 #include "error.h"
+#include "codec_split.h"
 #include "format.h"
 #include "progress.h"
 #include "tmpfile.h"
+
+/* One stored form of a chunk. */
+struct pg_form {
+	uint32_t codec, stored;
+	const void *payload;
+};
 
 struct fp_writer {
 	char *path, *tmp_path;
@@ -28,6 +36,9 @@ struct fp_writer {
 	uint8_t *buf;            /* the chunk being filled */
 	uint8_t *zbuf;
 	size_t zcap;
+	uint8_t *sbuf, *sz;      /* zstd-split: the split bytes, their frame */
+	ZSTD_DCtx *dctx;         /* FP_CODEC_AUTO: times the candidates' decodes */
+	int any_split;           /* a chunk is zstd-split: the image is version 3 */
 	uint32_t fill;           /* bytes in buf */
 	uint64_t logical;        /* logical offset of buf[0] */
 	uint64_t cursor;         /* next free file offset (zstd layout) */
@@ -83,11 +94,12 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		            "tensors", path);
 		goto fail;
 	}
-	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD) {
+	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD &&
+	    w->opt.codec != FP_CODEC_AUTO) {
 		rc = pg_err(EINVAL, "%s: unknown codec %u", path, w->opt.codec);
 		goto fail;
 	}
-	if (w->opt.codec == FP_CODEC_ZSTD) {
+	if (w->opt.codec != FP_CODEC_RAW) {
 		if (!w->opt.zstd_level)
 			w->opt.zstd_level = 3;
 		if (w->opt.zstd_level < ZSTD_minCLevel() || w->opt.zstd_level > ZSTD_maxCLevel()) {
@@ -98,10 +110,14 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		w->cctx = ZSTD_createCCtx();
 		w->zcap = ZSTD_compressBound(cs);
 		w->zbuf = malloc(w->zcap);
+		w->sbuf = malloc(cs);
+		w->sz = malloc(w->zcap + PG_SPLIT_HEADER);
+		w->dctx = ZSTD_createDCtx();
 	}
 	w->path = strdup(path);
 	w->buf = aligned_alloc(FP_IMAGE_ALIGN, cs);
-	if (!w->path || !w->buf || (w->opt.codec == FP_CODEC_ZSTD && (!w->cctx || !w->zbuf))) {
+	if (!w->path || !w->buf ||
+	    (w->opt.codec != FP_CODEC_RAW && (!w->cctx || !w->zbuf || !w->sbuf || !w->sz || !w->dctx))) {
 		rc = pg_err(ENOMEM, "%s: out of memory", path);
 		goto fail;
 	}
@@ -122,6 +138,95 @@ int fp_writer_set_meta(fp_writer *w, const char *meta)
 	free(w->meta);
 	w->meta = strdup(meta ? meta : "");
 	return w->meta ? 0 : pg_err(ENOMEM, "out of memory");
+}
+
+/* The blocks of a quantized tensor that fill most of the chunk being
+ * flushed, for zstd-split: 0 with *sp set, or -1 if none. */
+static int split_blocks(const fp_writer *w, struct pg_split *sp)
+{
+	const uint64_t lo = (uint64_t)w->n_chunks * w->opt.chunk_size, hi = lo + w->fill;
+	uint64_t best = 0;
+	for (uint32_t i = 0; i < w->n_tensors; i++) {
+		const struct pg_disk_tensor *t = &w->tensors[i];
+		const uint32_t stride = t->type == FP_TYPE_Q8_0 ? 34 : t->type == FP_TYPE_Q4_0 ? 18 : 0;
+		const uint64_t a = t->offset > lo ? t->offset : lo;
+		const uint64_t b = t->offset + t->size < hi ? t->offset + t->size : hi;
+		if (!stride || b <= a)
+			continue;
+		const uint64_t first = t->offset + (a - t->offset + stride - 1) / stride * stride;
+		const uint64_t count = first < b ? (b - first) / stride : 0;
+		if (count * stride > best) {
+			best = count * stride;
+			*sp = (struct pg_split){.stride = (uint16_t)stride, .head = 2,
+			                        .begin = (uint32_t)(first - lo), .count = (uint32_t)count};
+		}
+	}
+	return best ? 0 : -1;
+}
+
+static double seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Seconds to decode a candidate payload (FP_CODEC_AUTO without a given
+ * decode rate): it is decoded once, into the split buffer. */
+static double decode_time(fp_writer *w, const struct pg_form *f)
+{
+	if (f->codec == FP_CODEC_RAW)
+		return 0;
+	if (w->opt.decode_rate > 0)
+		return w->fill / w->opt.decode_rate;
+	const size_t skip = f->codec == FP_CODEC_ZSTD_SPLIT ? PG_SPLIT_HEADER : 0;
+	const double t0 = seconds();
+	ZSTD_decompressDCtx(w->dctx, w->sbuf, w->opt.chunk_size, (const char *)f->payload + skip,
+	                    f->stored - skip);
+	if (skip) {
+		struct pg_split sp;
+		memcpy(&sp, f->payload, sizeof sp);
+		pg_split_decode(&sp, w->sbuf);
+	}
+	return seconds() - t0;
+}
+
+/* The stored forms of the chunk in buf: raw, zstd and, over quantized
+ * blocks, zstd-split; the index of the one to store, or -errno.  zstd
+ * stores the smallest (raw when nothing shrinks: decoding it would cost
+ * time and save nothing); auto the one whose read at read_rate plus
+ * decode is quickest. */
+static int pick_form(fp_writer *w, struct pg_form f[3])
+{
+	int n = 0;
+	f[n++] = (struct pg_form){FP_CODEC_RAW, w->fill, w->buf};
+	size_t z = ZSTD_compressCCtx(w->cctx, w->zbuf, w->zcap, w->buf, w->fill, w->opt.zstd_level);
+	if (ZSTD_isError(z))
+		return pg_err(EIO, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
+	f[n++] = (struct pg_form){FP_CODEC_ZSTD, (uint32_t)z, w->zbuf};
+	struct pg_split sp;
+	if (!split_blocks(w, &sp)) {
+		pg_split_encode(&sp, w->buf, w->fill, w->sbuf);
+		z = ZSTD_compressCCtx(w->cctx, w->sz + PG_SPLIT_HEADER, w->zcap, w->sbuf, w->fill,
+		                      w->opt.zstd_level);
+		if (ZSTD_isError(z))
+			return pg_err(EIO, "%s: zstd: %s", w->path, ZSTD_getErrorName(z));
+		memcpy(w->sz, &sp, sizeof sp);
+		f[n++] = (struct pg_form){FP_CODEC_ZSTD_SPLIT, (uint32_t)z + PG_SPLIT_HEADER, w->sz};
+	}
+	double cost[3];
+	for (int i = 0; i < n; i++) {
+		if (w->opt.codec == FP_CODEC_AUTO)
+			cost[i] = f[i].stored / (w->opt.read_rate > 0 ? w->opt.read_rate : 1e9) +
+			          decode_time(w, &f[i]);
+		else
+			cost[i] = i ? f[i].stored : f[i].stored - 0.5; /* ties: raw */
+	}
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (cost[i] < cost[best])
+			best = i;
+	return best;
 }
 
 static int flush_chunk(fp_writer *w)
@@ -147,17 +252,14 @@ static int flush_chunk(fp_writer *w)
 	if (w->opt.codec == FP_CODEC_RAW) {
 		c->file_offset = FP_IMAGE_ALIGN + c->logical_offset;
 	} else {
-		size_t n = ZSTD_compressCCtx(w->cctx, w->zbuf, w->zcap, w->buf, w->fill,
-		                             w->opt.zstd_level);
-		if (ZSTD_isError(n))
-			return pg_err(EIO, "%s: zstd: %s", w->path, ZSTD_getErrorName(n));
-		/* A chunk that does not shrink is stored raw: decoding it would
-		 * cost time and save nothing. */
-		if (n < w->fill) {
-			c->codec = FP_CODEC_ZSTD;
-			c->stored_len = (uint32_t)n;
-			payload = w->zbuf;
-		}
+		struct pg_form f[3];
+		int rc = pick_form(w, f);
+		if (rc < 0)
+			return rc;
+		c->codec = f[rc].codec;
+		c->stored_len = f[rc].stored;
+		payload = f[rc].payload;
+		w->any_split |= c->codec == FP_CODEC_ZSTD_SPLIT;
 		c->file_offset = w->cursor;
 	}
 	int rc = c->stored_len ? write_full(w, payload, c->stored_len, c->file_offset) : 0;
@@ -353,7 +455,7 @@ int fp_writer_finish(fp_writer *w)
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
 	struct pg_disk_header h = {
-		.version = FP_IMAGE_VERSION,
+		.version = w->any_split ? 3 : 2, /* readers of version 2 read what needs no more */
 		.header_size = PG_HEADER_BYTES,
 		.logical_size = (uint64_t)w->n_chunks * w->opt.chunk_size,
 		.chunk_size = w->opt.chunk_size,
@@ -408,6 +510,9 @@ void fp_writer_abort(fp_writer *w)
 	if (w->tmp_path)
 		unlink(w->tmp_path);
 	ZSTD_freeCCtx(w->cctx);
+	ZSTD_freeDCtx(w->dctx);
+	free(w->sbuf);
+	free(w->sz);
 	free(w->tmp_path);
 	free(w->path);
 	free(w->buf);

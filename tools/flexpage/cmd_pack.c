@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <flexkern/kernels.h>
 #include <flexmodel/model.h>
 
 #include "cmds.h"
@@ -25,14 +26,35 @@ static void pack_usage(FILE *f)
 	        "  gives IN back), its tensors the GGUF's, at the same offsets.  With OUT\n"
 	        "  ending in .gguf, a llama2.c checkpoint becomes a GGUF that llama.cpp loads.\n\n"
 	        "  --chunk SIZE        chunk size, a power of two from 64K to 4M (default 2M)\n"
-	        "  --codec raw|zstd[:LEVEL]  payload codec (default raw; zstd level default 3)\n"
+	        "  --codec raw|zstd[:LEVEL]|auto  payload codec (default raw; zstd level default\n"
+	        "                      3): zstd stores each chunk as the smaller of zstd and\n"
+	        "                      zstd-split (quantized blocks' scales apart, docs/format.md)\n"
+	        "                      or raw; auto as whichever of the three loads fastest\n"
+	        "  --read-rate RATE    for auto: bytes/s the image will be read at (600M; default 1G)\n"
+	        "  --decode-rate RATE  for auto: bytes/s a core decodes zstd at (default: each\n"
+	        "                      candidate's decode is timed)\n"
 	        "  --quant f32|q8_0|q4_0     quantize a checkpoint's matrices (default f32)\n"
 	        "  --opaque            pack a checkpoint (or a GGUF) as one opaque tensor\n"
+	        "  --compressible LEVEL  compression-aware quantization of a model (a llama2.c\n"
+	        "                      checkpoint, a GGUF or an image of f32/f16 matrices), 0\n"
+	        "                      (plain) to 6 (smallest): input channels re-scaled by the\n"
+	        "                      activations of --calib text, a coarser q8_0 grid, small\n"
+	        "                      weights pruned; --quant q8_0 (default), q4_0, or f32\n"
+	        "                      (re-scaling alone); codec zstd unless --codec says\n"
+	        "  --calib FILE        calibration text (needed above level 0)\n"
+	        "  --calib-skip SIZE   bytes of FILE to skip first (keep held-out text out)\n"
+	        "  --calib-tokens N    tokens to calibrate on (default 4096)\n"
+	        "  --cq-params A,Q,Z[,S[,B]]  expert, in place of the level's: re-scaling\n"
+	        "                      exponent, q8_0 grid, dead zone in steps, one step of S x\n"
+	        "                      the matrix's RMS, B mantissa bits of the block scales\n"
+	        "                      (docs/compression.md)\n"
+	        "  --threads N         compute threads of the calibration (default 1)\n"
 	        "  --verbatim          keep IN byte for byte, whatever it is: the image's bytes\n"
 	        "                      are IN's; tensors are a GGUF's or a checkpoint's, at\n"
 	        "                      their offsets in IN, or one opaque tensor\n"
 	        "  --tokenizer FILE    for a .gguf OUT: the vocabulary, a llama2.c tokenizer\n"
-	        "                      file (e.g. tok512.bin); default: a generated one\n"
+	        "                      file (e.g. tok512.bin); default: a generated one; with\n"
+	        "                      --calib: the text's tokenizer (default: one beside IN)\n"
 	        "  -f, --force         replace OUT if it exists\n"
 	        "  -q, --quiet         no progress bar or summary\n");
 }
@@ -86,6 +108,25 @@ static int pack_gguf(const char *in, const char *out, const char *quant, const c
 	return 0;
 }
 
+int pack_report(const char *out)
+{
+	fp_image *img = fp_image_open(out);
+	if (!img) {
+		fprintf(stderr, "flexpage pack: wrote %s but cannot read it back: %s\n", out,
+		        fp_last_error());
+		return 1;
+	}
+	const struct fp_image_info *info = fp_image_info(img);
+	char a[32], b[32];
+	fprintf(stderr, "wrote %s: %u tensors, %u chunks of %u KiB, %s of data stored in %s (ratio %.3f)%s\n",
+	        out, info->n_tensors, info->n_chunks, info->chunk_size >> 10,
+	        fmt_bytes(info->data_bytes, a, sizeof a), fmt_bytes(info->stored_bytes, b, sizeof b),
+	        info->stored_bytes ? (double)info->data_bytes / (double)info->stored_bytes : 0.0,
+	        info->kind == FP_IMAGE_VERBATIM ? "; its bytes are the input's" : "");
+	fp_image_close(img);
+	return 0;
+}
+
 static int ends_with(const char *s, const char *tail)
 {
 	const size_t n = strlen(s), k = strlen(tail);
@@ -99,8 +140,15 @@ int cmd_pack(int argc, char **argv)
 		{"quant", required_argument, 0, 'Q'}, {"opaque", no_argument, 0, 'o'},
 		{"verbatim", no_argument, 0, 'V'},   {"tokenizer", required_argument, 0, 'k'},
 		{"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'},
+		{"compressible", required_argument, 0, 'C'}, {"calib", required_argument, 0, 'T'},
+		{"calib-skip", required_argument, 0, 'S'}, {"calib-tokens", required_argument, 0, 'N'},
+		{"cq-params", required_argument, 0, 'P'}, {"threads", required_argument, 0, 't'},
+		{"read-rate", required_argument, 0, 'R'}, {"decode-rate", required_argument, 0, 'D'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
+	struct model_compress_options co = {.type = FK_Q8_0, .level = -1};
+	double cq[5] = {0};
+	int codec_given = 0;
 	struct fp_writer_options wo = {.chunk_size = 2u << 20, .progress = 1};
 	const char *quant = NULL, *tokenizer = NULL;
 	int opaque = 0, verbatim = 0, force = 0, quiet = 0, o;
@@ -115,6 +163,53 @@ int cmd_pack(int argc, char **argv)
 		case 'z':
 			if (parse_codec(optarg, &wo.codec, &wo.zstd_level)) {
 				snprintf(err, sizeof err, CODEC_ERROR, optarg);
+				goto usage_err;
+			}
+			codec_given = 1;
+			break;
+		case 'C':
+			if (parse_int(optarg, 0, MODEL_COMPRESS_MAX_LEVEL, &co.level)) {
+				snprintf(err, sizeof err, "--compressible: '%s' is not a level from 0 to %d",
+				         optarg, MODEL_COMPRESS_MAX_LEVEL);
+				goto usage_err;
+			}
+			break;
+		case 'T': co.calib = optarg; break;
+		case 'R':
+		case 'D': {
+			uint64_t rate;
+			if (parse_size(optarg, 0, &rate, o == 'R' ? "--read-rate" : "--decode-rate", err,
+			               sizeof err))
+				goto usage_err;
+			if (!rate) {
+				snprintf(err, sizeof err, "%s: a rate must be positive",
+				         o == 'R' ? "--read-rate" : "--decode-rate");
+				goto usage_err;
+			}
+			*(o == 'R' ? &wo.read_rate : &wo.decode_rate) = (double)rate;
+			break;
+		}
+		case 'S':
+			if (parse_size(optarg, 0, &co.calib_skip, "--calib-skip", err, sizeof err))
+				goto usage_err;
+			break;
+		case 'N':
+			if (parse_int(optarg, 1, 1 << 24, &co.calib_tokens)) {
+				snprintf(err, sizeof err, "--calib-tokens: '%s' is not a count from 1", optarg);
+				goto usage_err;
+			}
+			break;
+		case 'P':
+			if (sscanf(optarg, "%lf,%lf,%lf,%lf,%lf", &cq[0], &cq[1], &cq[2], &cq[3], &cq[4]) < 3) {
+				snprintf(err, sizeof err, "--cq-params: '%s' is not ALPHA,QMAX,DEADZONE[,STEP[,SBITS]]",
+				         optarg);
+				goto usage_err;
+			}
+			co.params = cq;
+			break;
+		case 't':
+			if (parse_int(optarg, 1, 1024, &co.threads)) {
+				snprintf(err, sizeof err, "--threads: '%s' is not a count from 1", optarg);
 				goto usage_err;
 			}
 			break;
@@ -138,6 +233,10 @@ int cmd_pack(int argc, char **argv)
 		snprintf(err, sizeof err, "expected IN and OUT");
 		goto usage_err;
 	}
+	if ((wo.read_rate > 0 || wo.decode_rate > 0) && wo.codec != FP_CODEC_AUTO) {
+		snprintf(err, sizeof err, "--read-rate and --decode-rate go with --codec auto");
+		goto usage_err;
+	}
 	const char *in = argv[optind], *out = argv[optind + 1];
 	struct stat si, so;
 	if (stat(in, &si)) {
@@ -153,6 +252,23 @@ int cmd_pack(int argc, char **argv)
 			fprintf(stderr, "flexpage pack: %s exists; pass --force to replace it\n", out);
 			return 1;
 		}
+	}
+	if (co.level >= 0 || co.calib || co.params) {
+		if (opaque || verbatim || ends_with(out, ".gguf")) {
+			fprintf(stderr, "flexpage pack: --compressible makes an image of quantized "
+			        "matrices: not with --opaque, --verbatim or a .gguf OUT\n");
+			return 2;
+		}
+		if (co.level < 0)
+			co.level = 0;
+		if (quant)
+			co.type = fk_type_parse(quant);
+		if (!codec_given) {
+			wo.codec = FP_CODEC_ZSTD;
+			wo.zstd_level = 3;
+		}
+		wo.progress = 0;
+		return pack_compress(in, out, &co, tokenizer, &wo, quiet);
 	}
 	if (ends_with(out, ".gguf") && !opaque && !verbatim)
 		return pack_gguf(in, out, quant, tokenizer, quiet);
@@ -200,22 +316,8 @@ int cmd_pack(int argc, char **argv)
 		fprintf(stderr, "flexpage pack: %s\n", fp_last_error());
 		return 1;
 	}
-	if (!quiet) {
-		fp_image *img = fp_image_open(out);
-		if (!img) {
-			fprintf(stderr, "flexpage pack: wrote %s but cannot read it back: %s\n", out,
-			        fp_last_error());
-			return 1;
-		}
-		const struct fp_image_info *info = fp_image_info(img);
-		char a[32], b[32];
-		fprintf(stderr, "wrote %s: %u tensors, %u chunks of %u KiB, %s of data stored in %s (ratio %.3f)%s\n",
-		        out, info->n_tensors, info->n_chunks, info->chunk_size >> 10,
-		        fmt_bytes(info->data_bytes, a, sizeof a), fmt_bytes(info->stored_bytes, b, sizeof b),
-		        info->stored_bytes ? (double)info->data_bytes / (double)info->stored_bytes : 0.0,
-		        info->kind == FP_IMAGE_VERBATIM ? "; its bytes are the input's" : "");
-		fp_image_close(img);
-	}
+	if (!quiet)
+		return pack_report(out);
 	return 0;
 usage_err:
 	fprintf(stderr, "flexpage pack: %s\n", err);

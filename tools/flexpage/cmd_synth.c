@@ -30,7 +30,7 @@ static void synth_usage(FILE *f)
 	        "  --tokenizer FILE    for gguf: the vocabulary, a llama2.c tokenizer file of\n"
 	        "                      the shape's vocabulary size (e.g. tokenizer.bin for 32000);\n"
 	        "                      default: a generated one\n"
-	        "  --codec raw|zstd[:LEVEL]  for image: payload codec (default raw)\n"
+	        "  --codec raw|zstd[:LEVEL]|auto  for image: payload codec (default raw; see pack)\n"
 	        "  --chunk SIZE        for image: chunk size, a power of two from 64K to 4M\n"
 	        "                      (default 2M)\n"
 	        "  --seed S            random seed (default 1)\n"

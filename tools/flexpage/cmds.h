@@ -56,4 +56,14 @@ int pack_open_input(const char *in, uint64_t *size, char *err, size_t errlen);
 int pack_file_bytes(int fd, const char *in, uint64_t size, fp_writer *w, char *err,
                     size_t errlen);
 
+/* Compression-aware quantization of the model IN into the image OUT
+ * (pack_compress.c): finds the calibration tokenizer (tokenizer, or one
+ * beside IN), writes, prints the summary.  The exit status. */
+/* The summary line of the image OUT just written; the exit status. */
+int pack_report(const char *out);
+struct model_compress_options;
+struct fp_writer_options;
+int pack_compress(const char *in, const char *out, struct model_compress_options *co,
+                  const char *tokenizer, const struct fp_writer_options *wo, int quiet);
+
 #endif

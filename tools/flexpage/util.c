@@ -133,6 +133,10 @@ int parse_codec(const char *s, uint32_t *codec, int *level)
 		*codec = FP_CODEC_RAW;
 		return 0;
 	}
+	if (!strcmp(s, "auto")) {
+		*codec = FP_CODEC_AUTO;
+		return 0;
+	}
 	if (!strncmp(s, "zstd", 4) && (!s[4] || s[4] == ':')) {
 		*codec = FP_CODEC_ZSTD;
 		if (s[4] == ':') {

@@ -10,7 +10,8 @@
  * Returns 0, or -1 with a message naming what in "option" is wrong. */
 int parse_size(const char *s, uint64_t whole, uint64_t *out,
                const char *option, char *err, size_t errlen);
-/* Parse a codec: "raw", "zstd" or "zstd:LEVEL" (1-22; level 0 = default). */
+/* Parse a codec: "raw", "auto", "zstd" or "zstd:LEVEL" (1-22; level 0 =
+ * default).  Commands that cannot use auto refuse it themselves. */
 int parse_codec(const char *s, uint32_t *codec, int *level);
 #define CODEC_ERROR "--codec: '%s' is not raw, zstd or zstd:LEVEL (1-22)"
 /* Parse --chunk: a power of two from 64K to 4M. */

@@ -48,7 +48,8 @@ const char *fp_last_error(void);
 /* Image format                                                         */
 
 #define FP_IMAGE_MAGIC "FLEXPAGE"
-#define FP_IMAGE_VERSION 2u        /* 1 (tensors on chunk boundaries) is read too */
+#define FP_IMAGE_VERSION 3u        /* the newest written (3 only when a chunk is
+                                    * zstd-split); 1 and 2 are read too */
 #define FP_IMAGE_ALIGN 4096u        /* payloads and tables: O_DIRECT-aligned */
 #define FP_TENSOR_ALIGN 4096u       /* a tensor's logical offset: on a page */
 #define FP_CHUNK_MIN (64u << 10)
@@ -68,6 +69,10 @@ enum fp_type {
 enum fp_codec {
 	FP_CODEC_RAW = 0,
 	FP_CODEC_ZSTD = 1,
+	FP_CODEC_ZSTD_SPLIT = 2,    /* zstd of quantized blocks with their scales stored
+	                             * ahead of their quants (image version 3) */
+	FP_CODEC_AUTO = 255,        /* writer only: per chunk, whichever of raw, zstd and
+	                             * zstd-split loads fastest at read_rate */
 };
 
 /**
@@ -245,6 +250,11 @@ struct fp_writer_options {
 	                              * with fp_writer_write (no begin/end_tensor); tensors
 	                              * are placed with fp_writer_add_tensor_at, at any
 	                              * offset, of any ggml type (FP_IMAGE_VERBATIM) */
+	double read_rate;            /* FP_CODEC_AUTO: bytes/s the image will be read at;
+	                              * a chunk is stored in the form whose read plus
+	                              * decode time is least (0: 1 GB/s) */
+	double decode_rate;          /* FP_CODEC_AUTO: bytes/s a core decodes zstd at;
+	                              * 0: each candidate's decode is timed as it is packed */
 };
 
 typedef struct fp_writer fp_writer;

@@ -78,7 +78,8 @@ static int import(const char *path, struct model_sink *sink, const char *quant,
 	const struct frt_config *c = &lay.cfg;
 	if (!rc && type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
 		rc = model_fail(EINVAL,
-		                "%s: cannot quantize to %s: %s rows are %d values, not a multiple of %d",
+		                "%s: cannot quantize to %s: %s rows are %d values, not a multiple of %d "
+		                "(pack --compressible 0 keeps such matrices f32)",
 		                path, quant, c->dim % FK_QK ? "token_embd.weight" : "blk.0.ffn_down.weight",
 		                c->dim % FK_QK ? c->dim : c->hidden_dim, FK_QK);
 	if (!rc)

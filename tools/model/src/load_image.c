@@ -61,9 +61,6 @@ static int read_meta(struct model *m, const fp_image *img, int *type)
 	*type = fk_type_parse(buf);
 	if (*type != FK_F32 && *type != FK_Q8_0 && *type != FK_Q4_0)
 		return model_fail(EINVAL, "%s: meta type = %s: not f32, q8_0 or q4_0", p, buf);
-	if (*type != FK_F32 && (c->dim % FK_QK || c->hidden_dim % FK_QK))
-		return model_fail(EINVAL, "%s: meta type = %s needs dim and hidden_dim to be multiples "
-		                  "of %d", p, buf, FK_QK);
 	return 0;
 }
 
@@ -99,7 +96,11 @@ static int wire_image(struct model *m, const fp_image *img, int type, const char
 		return model_gguf_wire(m, g, &v);
 	struct llama_tensor t;
 	for (int i = 0; llama_tensor_at(&m->cfg, m->shared_classifier, i, &t); i++) {
-		const int tt = llama_is_norm(t.role) ? FK_F32 : type;
+		/* a matrix is of the meta's type, or f32 where its rows are not
+		 * whole blocks (compression-aware packs keep those f32) */
+		const struct fp_tensor_desc *own = fp_image_find(img, t.name);
+		const int tt = llama_is_norm(t.role) ? FK_F32
+		               : own && own->type == FP_TYPE_F32 && t.cols % FK_QK ? FK_F32 : type;
 		const struct fp_tensor_desc *d = want_tensor(img, m->path, &t, tt);
 		if (!d)
 			return -EINVAL;

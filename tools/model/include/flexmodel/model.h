@@ -263,6 +263,58 @@ int model_synth_write_gguf(fp_gguf_writer *w, const struct frt_config *cfg,
                            int shared_classifier, int type, uint64_t seed, int threads,
                            const char *tokenizer);
 
+
+/* ------------------------------------------------------------------ */
+/* Compression-aware quantization (docs/compression.md)                 */
+
+#define MODEL_COMPRESS_MAX_LEVEL 6
+
+struct model_compress_options {
+	int type;                    /* FK_Q8_0, FK_Q4_0, or FK_F32 (re-scaling alone) */
+	int level;                   /* 0 (plain quantization) .. MODEL_COMPRESS_MAX_LEVEL */
+	const char *calib;           /* calibration text; may be NULL at level 0 */
+	uint64_t calib_skip;         /* bytes of it to skip (the held-out part) */
+	int calib_tokens;            /* tokens to run (0: 4096) */
+	int ctx;                     /* positions a window (0: the model's seq_len, at most 256) */
+	const frt_tokenizer *tok;    /* encodes the calibration text */
+	int threads;                 /* compute threads, caller included (0: 1) */
+	int zstd_level;              /* for the matrices' stored sizes (0: 3) */
+	const double *params;        /* NULL, or {alpha, qmax, deadzone, step, scale bits}
+	                              * overriding the level's (docs/compression.md) */
+};
+
+struct model_compress_report {
+	double alpha, deadzone, step; /* the parameters used */
+	int qmax, scale_bits;
+	int calib_tokens;            /* tokens the calibration ran */
+	int err_tokens;              /* tokens the logit error was measured on */
+	double logit_err;            /* RMS of (quantized - float) logits / RMS of float logits */
+	double weighted_err;         /* mean over matrices of the relative output error */
+	double entropy;              /* order-0 entropy of the quantized values, bits per weight */
+	uint64_t q_weights;          /* weights of the quantized matrices */
+	uint64_t q_bytes;            /* their blocks' bytes */
+	uint64_t q_zstd_bytes;       /* the blocks of each matrix as one zstd frame */
+	uint64_t q_split_bytes;      /* the same with each matrix's scales stored apart */
+	int n_kept_f32;              /* matrices kept f32 (rows not whole blocks) */
+	char kept_f32[256];          /* their names, shortened, for people */
+};
+
+/**
+ * Write the model at path (a llama2.c checkpoint, a GGUF or an image of
+ * f32/f16 matrices) into the image writer w, quantized with compression
+ * in mind: calibrated on o->calib, input channels re-scaled (the inverse
+ * folded into the operation before) and pruned as o->level says, then
+ * quantized to o->type blocks; matrices whose rows are not whole blocks
+ * stay f32.  Fills *r (may be NULL).
+ *
+ * @return 0; -EINVAL for a bad model, a quantized input tensor, a level
+ *         out of range, or calibration text missing, empty or shorter
+ *         than one window (each message names the file or option);
+ *         -ENOMEM; -EIO for a failed write.  On failure the caller aborts w.
+ */
+int model_compress_write(const char *path, fp_writer *w, const struct model_compress_options *o,
+                         struct model_compress_report *r);
+
 #ifdef __cplusplus
 }
 #endif
