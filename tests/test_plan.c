@@ -176,6 +176,39 @@ Test(plan, looked_up_tensor_kept_last_and_a_whole_budget_keeps_all)
 	unlink(path);
 }
 
+/* llama.cpp's names: the layer and attention of each name as llama.cpp
+ * and GGUF give them, written out here; the embedding's share is one
+ * chunk of it only when the model has a classifier of its own. */
+Test(plan, llama_names_give_layers_attention_and_the_embedding_share)
+{
+	const char *names[] = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight",
+	                       "blk.12.attn_norm.weight", "blk.7.ffn_attn_x", "blk.x.attn_k",
+	                       "blk.3attn_v", "output_norm.weight", "output.weight"};
+	const int layer[] = {-1, 0, 0, 12, 7, -1, -1, -1, -1};
+	const int attention[] = {0, 1, 0, 1, 0, 0, 0, 0, 0};
+	const size_t sizes[] = {8 * (64u << 10), 1000, 1000, 1000, 1000, 1000, 1000, 1000, 4096};
+	const int comp[9] = {0};
+	char path[512];
+	for (int with_output = 1; with_output >= 0; with_output--) {
+		snprintf(path, sizeof path, "%s/llama%d.img", ru_tmpdir(), with_output);
+		write_model(path, with_output ? 9 : 8, names, sizes, comp, FP_CODEC_RAW);
+		fp_image *img = fp_image_open(path);
+		cr_assert_not_null(img, "%s", fp_last_error());
+		for (int i = 0; i < (with_output ? 9 : 8); i++) {
+			const struct fp_tensor_desc *t = fp_image_find(img, names[i]);
+			cr_assert_not_null(t, "%s", names[i]);
+			int att = 0;
+			cr_expect_eq(fp_plan_llama_layer(t, &att, NULL), layer[i], "%s", names[i]);
+			cr_expect_eq(att, attention[i], "%s: attention %d", names[i], att);
+			double want = i == 0 && with_output ? 1.0 / 8 : 1.0;
+			cr_expect_float_eq(fp_plan_llama_read_share(t, img), want, 1e-12, "%s, output.weight %s",
+			                   names[i], with_output ? "there" : "absent");
+		}
+		fp_image_close(img);
+		unlink(path);
+	}
+}
+
 Test(plan, a_whole_budget_keeps_the_bytes_of_no_tensor_too, .timeout = 60)
 {
 	/* A verbatim image of a file whose last 10000 bytes are no tensor's

@@ -50,12 +50,15 @@ static void *refuse(const struct stat *st, const char *name, int err, const char
 	return MAP_FAILED;
 }
 
+/* A byte budget of the file's size holds the whole file: the mapping is
+ * the file's pages, and a budget a few bytes short of them would leave
+ * the plan's stream reserve (16 chunks) out of the preserved set. */
 static uint64_t budget_for(const struct pl_config *c, uint64_t size)
 {
 	uint64_t whole = pages_of(size);
 	if (c->budget_pct > 0)
 		return (uint64_t)((double)whole * c->budget_pct / 100.0);
-	return c->budget_bytes < whole ? c->budget_bytes : whole;
+	return c->budget_bytes < size ? c->budget_bytes : whole;
 }
 
 static char *trace_path(const struct pl_config *c, char *buf, size_t n)

@@ -43,34 +43,6 @@ int parse_stream(const char *s, uint64_t budget, uint32_t chunk_size, uint64_t *
 	return 0;
 }
 
-/* A Llama decode looks one row of the token embedding up a token, which
- * costs one chunk read when that chunk is not resident: its share is one
- * chunk of the tensor's.  Only a shared classifier reads all of it. */
-double llama_read_share(const struct fp_tensor_desc *t, void *img)
-{
-	char shared[8];
-	if (strcmp(t->name, "token_embd.weight"))
-		return 1.0;
-	if (fp_image_meta(img, "shared_classifier", shared, sizeof shared) == 0 && !strcmp(shared, "1"))
-		return 1.0;
-	if (!fp_image_find(img, "output.weight"))
-		return 1.0;
-	double one_chunk = (double)fp_image_info(img)->chunk_size / (double)t->size;
-	return one_chunk < 1.0 ? one_chunk : 1.0;
-}
-
-int llama_tensor_layer(const struct fp_tensor_desc *t, int *attention, void *ctx)
-{
-	if (strncmp(t->name, "blk.", 4))
-		return -1;
-	char *end;
-	long l = strtol(t->name + 4, &end, 10);
-	if (end == t->name + 4 || *end != '.' || l < 0 || l >= 1000000)
-		return -1;
-	*attention = strstr(t->name, ".attn_") != NULL;
-	return (int)l;
-}
-
 int cmd_plan(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -126,9 +98,9 @@ int cmd_plan(int argc, char **argv)
 			goto bad;
 		po.decode_bytes_per_s = (double)v;
 	}
-	po.read_share = llama_read_share;
+	po.read_share = fp_plan_llama_read_share;
 	po.read_share_ctx = img;
-	po.tensor_layer = llama_tensor_layer;
+	po.tensor_layer = fp_plan_llama_layer;
 	struct fp_plan p;
 	if (fp_plan_make(img, &po, &p)) {
 		fprintf(stderr, "flexpage plan: %s\n", fp_last_error());

@@ -33,13 +33,6 @@ int parse_stream(const char *s, uint64_t budget, uint32_t chunk_size, uint64_t *
  * Iterate k from t->offset / chunk_size while k * chunk_size < t's end. */
 uint64_t tensor_bytes_in_chunk(const struct fp_tensor_desc *t, uint64_t k, uint32_t chunk_size);
 
-/* The share of tensor t a Llama decode reads every token (cmd_plan.c);
- * img is the fp_image, for fp_plan_options.read_share. */
-double llama_read_share(const struct fp_tensor_desc *t, void *img);
-/* The planner's tensor_layer for Llama images: "blk.N.*" is layer N, its
- * "attn_*" tensors attention; the rest is outside the layers. */
-int llama_tensor_layer(const struct fp_tensor_desc *t, int *attention, void *ctx);
-
 /* A GGUF header for flexpage inspect (gguf_print.c): every key with its
  * type and value, arrays summarised; and the tensor infos. */
 void print_gguf_meta(FILE *f, const fp_gguf *g);

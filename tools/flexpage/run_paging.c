@@ -33,9 +33,9 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 		.stream_bytes = (uint64_t)PLAN_STREAM_CHUNKS * info->chunk_size,
 		.balanced = balanced,
 		.order = p->attention_first ? FP_PLAN_ATTENTION_FIRST : FP_PLAN_BY_BENEFIT,
-		.read_share = llama_read_share,
+		.read_share = fp_plan_llama_read_share,
 		.read_share_ctx = img,
-		.tensor_layer = llama_tensor_layer,
+		.tensor_layer = fp_plan_llama_layer,
 	};
 	int rc = -1;
 	if (p->stream &&

@@ -197,6 +197,25 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 /** fp_plan_free() - free a plan's mask and zero it. */
 void fp_plan_free(struct fp_plan *p);
 
+/**
+ * fp_plan_llama_layer() - fp_plan_options.tensor_layer for llama.cpp's
+ * tensor names (GGUF's, and flexpage's images of llama models):
+ * "blk.N.*" is layer N, an attention tensor when "attn_" follows "blk.N.".
+ * @ctx: unused.
+ * @return N, or -1 for a tensor of no layer (embeddings, final norm,
+ * classifier).  Pure; any thread.
+ */
+int fp_plan_llama_layer(const struct fp_tensor_desc *t, int *attention, void *ctx);
+/**
+ * fp_plan_llama_read_share() - fp_plan_options.read_share for llama.cpp's
+ * tensor names, with read_share_ctx the fp_image: "token_embd.weight" of a
+ * model with a classifier of its own ("output.weight", and no meta
+ * shared_classifier=1) is looked up one row a token, one chunk of it.
+ * @return one chunk's share of that tensor (at most 1), else 1 (read
+ * whole).  Reads only the image's tables; any thread.
+ */
+double fp_plan_llama_read_share(const struct fp_tensor_desc *t, void *img);
+
 #ifdef __cplusplus
 }
 #endif
