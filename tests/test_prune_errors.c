@@ -133,6 +133,11 @@ Test(prune_errors, options_and_files)
 	cr_expect_eq(rt_tool("prune", STORIES, "--calib", calib, "--drop", "1", "-o", out, "--force",
 	                     "-q", NULL), 0, "%s", rt_err);
 	unlink(out);
+	/* --target: 75% of the 1040128 bytes of weights takes two layers of
+	 * 181760 (one leaves 858368, above 780096) */
+	cr_expect_eq(rt_tool("prune", STORIES, "--calib", calib, "--target", "75%", "--dry-run", "-q",
+	                     NULL), 0, "%s", rt_err);
+	cr_expect(strstr(rt_out, " drop=2 "), "--target 75%%: %s", rt_out);
 	cr_expect_eq(rt_tool("prune", "--help", NULL), 0);
 	cr_expect(strstr(rt_out, "--drop K") && strstr(rt_out, "--fitness"), "%s", rt_out);
 }

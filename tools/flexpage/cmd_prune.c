@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <flexkern/kernels.h>
 #include <flexmodel/prune.h>
 #include <flexrt/runtime.h>
 
@@ -37,7 +38,7 @@ static void prune_usage(FILE *f)
 	        "  --calib-bytes N     only the first N bytes of TEXT (default all)\n"
 	        "  --drop K            layers to remove, 1 .. layers - 1\n"
 	        "  --target SIZE       instead of --drop: the fewest layers that bring the\n"
-	        "                      model's bytes to SIZE or below (900M, 75%%)\n"
+	        "                      model's weights to SIZE or below (900M, 75%%)\n"
 	        "  --method M          evop (default), last (the last K), influence (the K of\n"
 	        "                      least block influence, ShortGPT), random (the best of\n"
 	        "                      --trials random masks), exhaustive (every mask)\n"
@@ -263,16 +264,12 @@ static int parse_args(int argc, char **argv, struct prune_args *a, char *err, si
 }
 
 /* K from --target: the fewest layers whose removal leaves at most target
- * bytes of the model's. */
+ * bytes of the model's weights. */
 static int drop_for_target(const struct prune_args *a, const struct model *m, frt_model *rt,
                            int *k)
 {
 	char err[256], b1[32], b2[32];
 	uint64_t target;
-	if (parse_size(a->target, m->size, &target, "--target", err, sizeof err)) {
-		fprintf(stderr, "flexpage prune: %s\n", err);
-		return -1;
-	}
 	const uint64_t full = frt_model_bytes_per_token(rt);
 	unsigned char *one = calloc((size_t)m->cfg.n_layers, 1);
 	if (!one)
@@ -282,7 +279,14 @@ static int drop_for_target(const struct prune_args *a, const struct model *m, fr
 	const uint64_t layer = full - frt_model_bytes_per_token(rt);
 	frt_model_skip_layers(rt, NULL);
 	free(one);
-	const uint64_t size = m->size;
+	/* the weights' bytes: what a token reads, and the rest of the
+	 * embedding when it is not the classifier too */
+	const uint64_t row = fk_row_bytes(m->weights.token_embd.type, (size_t)m->cfg.dim);
+	const uint64_t size = full + (m->shared_classifier ? 0 : row * (uint64_t)(m->cfg.vocab_size - 1));
+	if (parse_size(a->target, size, &target, "--target", err, sizeof err)) {
+		fprintf(stderr, "flexpage prune: %s\n", err);
+		return -1;
+	}
 	*k = size <= target ? 0 : (int)((size - target + layer - 1) / layer);
 	if (*k < 1 || *k >= m->cfg.n_layers) {
 		fprintf(stderr, "flexpage prune: --target %s: the model is %s, a layer %s: %s\n",
