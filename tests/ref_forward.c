@@ -13,6 +13,8 @@ struct ref_state {
 	int kv_dim, head_size;
 	double *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits;
 	double *kcache, *vcache; /* [layers][seq][kv_dim] */
+	unsigned char *skip;     /* [layers] */
+	double *hidden;          /* [dim] */
 };
 
 int ref_load_llama2c(const char *path, struct ref_model *m, float **buf)
@@ -83,6 +85,8 @@ struct ref_state *ref_create(const struct ref_model *m)
 	s->hb2 = dalloc((size_t)m->hidden_dim);
 	s->att = dalloc((size_t)m->seq_len);
 	s->logits = dalloc((size_t)m->vocab_size);
+	s->skip = calloc((size_t)m->n_layers, 1);
+	s->hidden = dalloc((size_t)m->dim);
 	s->kcache = dalloc((size_t)m->n_layers * (size_t)m->seq_len * (size_t)s->kv_dim);
 	s->vcache = dalloc((size_t)m->n_layers * (size_t)m->seq_len * (size_t)s->kv_dim);
 	return s;
@@ -100,6 +104,8 @@ void ref_destroy(struct ref_state *s)
 	free(s->logits);
 	free(s->kcache);
 	free(s->vcache);
+	free(s->skip);
+	free(s->hidden);
 	free(s);
 }
 
@@ -143,6 +149,8 @@ const double *ref_forward(struct ref_state *s, int token, int pos)
 		s->x[i] = m->token_embedding[(size_t)token * dim + i];
 
 	for (int l = 0; l < m->n_layers; l++) {
+		if (s->skip[l])
+			continue;
 		rmsnorm(s->xb, s->x, m->rms_att + (size_t)l * dim, dim);
 		double *k = s->kcache + ((size_t)l * seq + pos) * kv;
 		double *v = s->vcache + ((size_t)l * seq + pos) * kv;
@@ -190,7 +198,19 @@ const double *ref_forward(struct ref_state *s, int token, int pos)
 		for (int i = 0; i < dim; i++)
 			s->x[i] += s->xb[i];
 	}
+	memcpy(s->hidden, s->x, (size_t)dim * sizeof *s->hidden);
 	rmsnorm(s->x, s->x, m->rms_final, dim);
 	matmul(s->logits, m->wcls, s->x, m->vocab_size, dim);
 	return s->logits;
+}
+
+void ref_skip_layers(struct ref_state *s, const unsigned char *skip)
+{
+	for (int l = 0; l < s->m.n_layers; l++)
+		s->skip[l] = skip && skip[l];
+}
+
+const double *ref_hidden(const struct ref_state *s)
+{
+	return s->hidden;
 }

@@ -32,5 +32,12 @@ void ref_destroy(struct ref_state *s);
 /* Logits of token at pos (positions from 0, in order), valid until the
  * next call. */
 const double *ref_forward(struct ref_state *s, int token, int pos);
+/* Leave layers out of later passes: skip[l] non-zero removes layer l (its
+ * input goes on to the next layer as it is), as a model without it would
+ * compute; skip is copied; NULL runs every layer. */
+void ref_skip_layers(struct ref_state *s, const unsigned char *skip);
+/* The last pass's residual stream after the last layer, before the final
+ * norm [dim]. */
+const double *ref_hidden(const struct ref_state *s);
 
 #endif

@@ -7,10 +7,18 @@
  *
  * with n() the layer's RMSNorm.  Products that read the same input run
  * as one batch, so the pool wakes once for q, k and v and once for the
- * gate and up projections. */
+ * gate and up projections.
+ *
+ * A layer mask (frt_model_skip_layers) leaves layers out: the residual
+ * stream passes a skipped layer unchanged, which is what a model without
+ * that layer computes.  frt_forward_from starts the pass at a layer from
+ * a residual stream recorded earlier (frt_model_record_states), so a
+ * search over masks reruns only the layers after the first one it
+ * changes. */
 #include "internal.h"
 
 #include <errno.h>
+#include <string.h>
 
 static void add(float *x, const float *y, int n)
 {
@@ -18,22 +26,22 @@ static void add(float *x, const float *y, int n)
 		x[i] += y[i];
 }
 
-float *frt_forward(frt_model *m, int token, int pos)
+static void record(frt_model *m, int l)
+{
+	if (m->states)
+		memcpy(m->states + (size_t)l * m->cfg.dim, m->x, (size_t)m->cfg.dim * sizeof *m->x);
+}
+
+/* Layers first..n_layers-1 over m->x at pos, then the classifier. */
+static float *layers_from(frt_model *m, int first, int pos)
 {
 	const struct frt_config *c = &m->cfg;
 	const int dim = c->dim, hidden = c->hidden_dim, kv_dim = m->kv_dim;
 
-	if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= m->max_seq) {
-		frt_fail(EINVAL, "token %d (vocabulary 0..%d) or position %d (0..%d) is out of range",
-		         token, c->vocab_size - 1, pos, m->max_seq - 1);
-		return NULL;
-	}
-
-	fk_dequantize_row(m->w.token_embd.type,
-	                  (const char *)m->w.token_embd.data + (size_t)token * m->embd_row_bytes,
-	                  m->x, (size_t)dim);
-
-	for (int l = 0; l < c->n_layers; l++) {
+	for (int l = first; l < c->n_layers; l++) {
+		record(m, l);
+		if (m->skip[l])
+			continue;
 		const struct frt_layer *L = &m->layers[l];
 		const size_t at = ((size_t)l * m->max_seq + pos) * kv_dim;
 		float *k = m->key_cache + at, *v = m->value_cache + at;
@@ -62,8 +70,35 @@ float *frt_forward(frt_model *m, int token, int pos)
 		fk_matvec(m->pool, m->xb, L->w2.data, L->w2.type, m->hb, hidden, dim);
 		add(m->x, m->xb, dim);
 	}
+	record(m, c->n_layers);
 
 	fk_rmsnorm(m->x, m->x, m->w.output_norm, dim, c->norm_eps);
 	fk_matvec(m->pool, m->logits, m->w.output.data, m->w.output.type, m->x, dim, c->vocab_size);
 	return m->logits;
+}
+
+float *frt_forward(frt_model *m, int token, int pos)
+{
+	const struct frt_config *c = &m->cfg;
+	if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= m->max_seq) {
+		frt_fail(EINVAL, "token %d (vocabulary 0..%d) or position %d (0..%d) is out of range",
+		         token, c->vocab_size - 1, pos, m->max_seq - 1);
+		return NULL;
+	}
+	fk_dequantize_row(m->w.token_embd.type,
+	                  (const char *)m->w.token_embd.data + (size_t)token * m->embd_row_bytes,
+	                  m->x, (size_t)c->dim);
+	return layers_from(m, 0, pos);
+}
+
+float *frt_forward_from(frt_model *m, const float *x, int layer, int pos)
+{
+	const struct frt_config *c = &m->cfg;
+	if (layer < 0 || layer > c->n_layers || pos < 0 || pos >= m->max_seq || !x) {
+		frt_fail(EINVAL, "forward from layer %d (0..%d) at position %d (0..%d)%s", layer,
+		         c->n_layers, pos, m->max_seq - 1, x ? "" : ": no residual stream");
+		return NULL;
+	}
+	memcpy(m->x, x, (size_t)c->dim * sizeof *m->x);
+	return layers_from(m, layer, pos);
 }

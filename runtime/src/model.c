@@ -114,6 +114,7 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 	m->kv_dim = cfg->dim / cfg->n_heads * cfg->n_kv_heads;
 	m->embd_row_bytes = fk_row_bytes(w->token_embd.type, (size_t)cfg->dim);
 
+	m->skip = calloc((size_t)cfg->n_layers, 1);
 	m->layers = malloc((size_t)cfg->n_layers * sizeof *m->layers);
 	if (m->layers)
 		memcpy(m->layers, w->layers, (size_t)cfg->n_layers * sizeof *m->layers);
@@ -130,7 +131,7 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 	m->logits = falloc((size_t)cfg->vocab_size);
 	m->key_cache = falloc(cache);
 	m->value_cache = falloc(cache);
-	if (!m->layers || !m->x || !m->xb || !m->xb2 || !m->hb || !m->hb2 || !m->q ||
+	if (!m->skip || !m->layers || !m->x || !m->xb || !m->xb2 || !m->hb || !m->hb2 || !m->q ||
 	    !m->att || !m->logits || !m->key_cache || !m->value_cache) {
 		frt_fail(ENOMEM, "out of memory for the model state (KV cache %zu MiB)",
 		         cache * 2 * sizeof(float) >> 20);
@@ -152,6 +153,7 @@ void frt_model_destroy(frt_model *m)
 	if (!m)
 		return;
 	fk_pool_destroy(m->pool);
+	free(m->skip);
 	free(m->layers);
 	free(m->x);
 	free(m->xb);
@@ -176,6 +178,24 @@ int frt_model_max_seq(const frt_model *m)
 	return m->max_seq;
 }
 
+int frt_model_skip_layers(frt_model *m, const unsigned char *skip)
+{
+	const int n = m->cfg.n_layers;
+	int kept = n;
+	for (int l = 0; skip && l < n; l++)
+		kept -= skip[l] != 0;
+	if (!kept)
+		return frt_fail(EINVAL, "skip: all %d layers left out (at least one must run)", n);
+	for (int l = 0; l < n; l++)
+		m->skip[l] = skip && skip[l];
+	return 0;
+}
+
+void frt_model_record_states(frt_model *m, float *states)
+{
+	m->states = states;
+}
+
 /* Bytes of n_out rows of n_in values of t's type. */
 static uint64_t matrix_bytes(const struct frt_tensor *t, int n_in, int n_out)
 {
@@ -191,6 +211,8 @@ uint64_t frt_model_bytes_per_token(const frt_model *m)
 	             matrix_bytes(&m->w.output, d, c->vocab_size);
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct frt_layer *L = &m->layers[l];
+		if (m->skip[l])
+			continue;
 		n += matrix_bytes(&L->wq, d, d) + matrix_bytes(&L->wk, d, kv) +
 		     matrix_bytes(&L->wv, d, kv) + matrix_bytes(&L->wo, d, d) +
 		     matrix_bytes(&L->w1, d, hd) + matrix_bytes(&L->w3, d, hd) +

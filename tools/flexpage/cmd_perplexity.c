@@ -22,6 +22,7 @@
 #include "cmds.h"
 #include <flexmodel/model.h>
 #include "run_options.h"
+#include "text_input.h"
 #include "util.h"
 
 static void perplexity_usage(FILE *f)
@@ -41,124 +42,6 @@ static void perplexity_usage(FILE *f)
 	        "  --tokenizer FILE    a llama2.c tokenizer file for the model's vocabulary\n"
 	        "  -q, --quiet         print the result line only\n");
 	run_options_usage(f);
-}
-
-/* The first limit bytes of path (limit 0: all), or NULL with a message. */
-static char *read_text(const char *path, uint64_t limit, size_t *n, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "--text: %s: cannot open: %s", path, strerror(errno));
-		return NULL;
-	}
-	size_t len = 0, cap = 1 << 16;
-	char *buf = malloc(cap);
-	while (buf && (!limit || len < limit)) {
-		if (len == cap) {
-			char *nb = realloc(buf, cap *= 2);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-		}
-		size_t want = cap - len;
-		if (limit && want > limit - len)
-			want = (size_t)(limit - len);
-		const size_t r = fread(buf + len, 1, want, f);
-		if (!r)
-			break;
-		len += r;
-	}
-	const int bad = ferror(f);
-	fclose(f);
-	if (!buf || bad) {
-		snprintf(err, errlen, "--text: %s: %s", path, buf ? "read error" : "out of memory");
-		free(buf);
-		return NULL;
-	}
-	*n = len;
-	return buf;
-}
-
-/* A line of nothing but spaces, tabs and carriage returns. */
-static int blank(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
-			return 0;
-	return 1;
-}
-
-/* The next paragraph at or after *at: the bytes from its first line's
- * start to its last line's end, without that line's newline.  0 when no
- * paragraph is left. */
-static int next_paragraph(const char *text, size_t n, size_t *at, size_t *start, size_t *len)
-{
-	size_t i = *at, first = n, last = n;
-	while (i < n) {
-		const char *nl = memchr(text + i, '\n', n - i);
-		const size_t end = nl ? (size_t)(nl - text) : n;
-		if (!blank(text + i, end - i)) {
-			if (first == n)
-				first = i;
-			last = end;
-		} else if (first != n) {
-			break;
-		}
-		i = nl ? end + 1 : n;
-	}
-	*at = i;
-	if (first == n)
-		return 0;
-	*start = first;
-	*len = last - first;
-	return 1;
-}
-
-/* Every paragraph's tokens one after another (no BOS), and where each
- * paragraph starts in them (n_para + 1 offsets).  0, or -1 with a
- * message. */
-struct encoded {
-	int *ids;
-	size_t n_ids;
-	size_t *para;
-	size_t n_para;
-};
-
-static int encode_text(const frt_tokenizer *tok, const char *text, size_t n, struct encoded *e,
-                       char *err, size_t errlen)
-{
-	size_t at = 0, start, len, cap_para = 64;
-	memset(e, 0, sizeof *e);
-	/* a paragraph of len bytes is at most len + 1 tokens */
-	e->ids = malloc((n + 1) * sizeof *e->ids + 1);
-	e->para = malloc(cap_para * sizeof *e->para);
-	if (!e->ids || !e->para)
-		goto oom;
-	e->para[0] = 0;
-	while (next_paragraph(text, n, &at, &start, &len)) {
-		const int k = frt_tokenizer_encode(tok, text + start, len, 0, 0, e->ids + e->n_ids,
-		                                   (int)(len + 1 < 0x7fffffff ? len + 1 : 0x7fffffff));
-		if (k < 0) {
-			snprintf(err, errlen, "encoding the paragraph at byte %zu: %s", start,
-			         frt_last_error());
-			return -1;
-		}
-		e->n_ids += (size_t)k;
-		if (e->n_para + 2 > cap_para) {
-			size_t *np = realloc(e->para, (cap_para *= 2) * sizeof *np);
-			if (!np)
-				goto oom;
-			e->para = np;
-		}
-		e->para[++e->n_para] = e->n_ids;
-	}
-	return 0;
-oom:
-	snprintf(err, errlen, "out of memory for the tokens of %zu bytes of text", n);
-	return -1;
 }
 
 struct tally {
@@ -282,7 +165,7 @@ int cmd_perplexity(int argc, char **argv)
 	const char *path = argv[optind];
 
 	size_t text_len = 0;
-	char *text = read_text(text_path, limit, &text_len, err, sizeof err);
+	char *text = read_text("--text", text_path, limit, &text_len, err, sizeof err);
 	if (!text) {
 		fprintf(stderr, "flexpage perplexity: %s\n", err);
 		goto out;

@@ -15,6 +15,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_sim(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 /* The budget a plan keeps for streaming, in chunks, unless --stream says:
  * enough for read-ahead to keep several reads in flight beside the chunks

@@ -19,6 +19,7 @@ static const struct {
 	{"trace", cmd_trace, "summarise a recorded event trace; Chrome JSON and plots"},
 	{"sim", cmd_sim, "replay a trace's accesses through eviction policies"},
 	{"plan", cmd_plan, "choose the chunks to preserve within a budget"},
+	{"prune", cmd_prune, "remove decoder layers, chosen by an evolutionary search"},
 };
 
 static void usage(FILE *f)

@@ -130,7 +130,8 @@ const struct frt_config *frt_model_config(const frt_model *m);
  *         seq_len). */
 int frt_model_max_seq(const frt_model *m);
 /* @return the bytes of weights one forward pass reads: every matrix, one
- *         embedding row and the norms. */
+ *         embedding row and the norms (of the layers that run: see
+ *         frt_model_skip_layers). */
 uint64_t frt_model_bytes_per_token(const frt_model *m);
 
 /* Run token at position pos and return the logits over the vocabulary.
@@ -144,6 +145,38 @@ uint64_t frt_model_bytes_per_token(const frt_model *m);
  * Blocks until the pass is done, including every page fault on the
  * weights. */
 float *frt_forward(frt_model *m, int token, int pos);
+
+/* Leave layers out of every later forward pass: skip[l] non-zero skips
+ * layer l, whose input then passes unchanged to layer l + 1 (exactly what
+ * a model without that layer computes; its KV cache is left as it was).
+ * NULL runs every layer again.  For searches over pruned models without
+ * writing one per candidate.
+ * @return 0; -EINVAL with a message if every layer would be skipped (the
+ *         mask is then unchanged).
+ * Preconditions: skip holds n_layers bytes.  Threads: as frt_forward (one
+ * call on m at a time); the mask is copied. */
+int frt_model_skip_layers(frt_model *m, const unsigned char *skip);
+
+/* Record the residual stream of every later forward pass into states
+ * [n_layers + 1][dim]: row l the input to layer l (skipped or not), row
+ * n_layers the last layer's output, before the output norm.  NULL stops
+ * recording.  For measures over the hidden states (a block's influence,
+ * an embedding of a text) and for frt_forward_from.
+ * Preconditions: states stays writable while recorded.  Threads: as
+ * frt_forward; frt_forward writes states. */
+void frt_model_record_states(frt_model *m, float *states);
+
+/* Continue a forward pass at layer from the residual stream x [dim] (row
+ * layer of states recorded at the same position of the same sequence):
+ * run layers layer..n_layers-1 (the mask applies) and the classifier.
+ * Layers before layer are not run and their KV cache positions not
+ * written, so every later call in the sequence must start at layer or
+ * above.  layer = n_layers runs the classifier alone.
+ * @return logits [vocab_size], as frt_forward; NULL with errno EINVAL
+ *         and a message if layer is not in 0..n_layers, pos not in
+ *         0..max_seq-1 or x is NULL.
+ * Threads: as frt_forward. */
+float *frt_forward_from(frt_model *m, const float *x, int layer, int pos);
 
 /* ------------------------------------------------------------------ */
 /* Sampling                                                             */

@@ -170,4 +170,32 @@ int model_open_image(struct model *m, const struct model_options *o);
 int model_gguf_config(struct model *m, const fp_gguf *g);
 int model_gguf_wire(struct model *m, const fp_gguf *g, const struct model_view *v);
 
+/* ------------------------------------------------------------------ */
+/* Pruning (prune_*.c)                                                  */
+
+/* splitmix64: the pruning code's one random stream, seeded by --seed. */
+static inline uint64_t prune_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in 0..n-1 (n > 0), and in [0, 1). */
+static inline int prune_rand_below(uint64_t *s, int n)
+{
+	return (int)(prune_rand(s) % (uint64_t)n);
+}
+
+static inline double prune_rand_unit(uint64_t *s)
+{
+	return (double)(prune_rand(s) >> 11) * 0x1.0p-53;
+}
+
+/* The llama.cpp keys and vocabulary of a GGUF (sink.c), for writers that
+ * declare their own tensors. */
+int model_gguf_keys(fp_gguf_writer *w, const struct frt_config *c, int type, const char *name);
+int model_gguf_vocab(fp_gguf_writer *w, const char *tokenizer, int n_vocab);
+
 #endif

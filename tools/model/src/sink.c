@@ -31,7 +31,7 @@ static uint32_t file_type(int type)
 	}
 }
 
-static int gguf_keys(fp_gguf_writer *w, const struct frt_config *c, int type, const char *name)
+int model_gguf_keys(fp_gguf_writer *w, const struct frt_config *c, int type, const char *name)
 {
 	int rc;
 	(void)((rc = fp_gguf_set_str(w, "general.architecture", "llama")) ||
@@ -71,6 +71,19 @@ static int gguf_tokenizer(fp_gguf_writer *w, const struct model_vocab *v)
 	return rc;
 }
 
+int model_gguf_vocab(fp_gguf_writer *w, const char *tokenizer, int n_vocab)
+{
+	struct model_vocab v;
+	int rc = tokenizer ? model_vocab_load(&v, tokenizer, n_vocab)
+	                   : model_vocab_generate(&v, n_vocab);
+	if (rc)
+		return rc;
+	errno = 0;
+	rc = gguf_tokenizer(w, &v);
+	model_vocab_free(&v);
+	return rc ? model_fail(model_pager_errno(), "writing the vocabulary: %s", fp_last_error()) : 0;
+}
+
 int model_sink_header(struct model_sink *s, const struct frt_config *c, int shared, int type,
                       const char *tokenizer)
 {
@@ -82,16 +95,13 @@ int model_sink_header(struct model_sink *s, const struct frt_config *c, int shar
 		errno = 0;
 		return fp_writer_set_meta(s->image, meta) ? sink_error(s, "meta") : 0;
 	}
-	struct model_vocab v;
-	int rc = tokenizer ? model_vocab_load(&v, tokenizer, c->vocab_size)
-	                   : model_vocab_generate(&v, c->vocab_size);
-	if (rc)
-		return rc;
 	const char *base = strrchr(s->name, '/');
 	errno = 0;
-	if (gguf_keys(s->gguf, c, type, base ? base + 1 : s->name) || gguf_tokenizer(s->gguf, &v))
+	int rc = 0;
+	if (model_gguf_keys(s->gguf, c, type, base ? base + 1 : s->name))
 		rc = sink_error(s, "the GGUF metadata");
-	model_vocab_free(&v);
+	if (!rc)
+		rc = model_gguf_vocab(s->gguf, tokenizer, c->vocab_size);
 	struct llama_tensor t;
 	for (int i = 0; !rc && llama_tensor_at(c, shared, i, &t); i++) {
 		const uint64_t ne[2] = {t.cols, t.rows};
