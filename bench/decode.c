@@ -1,17 +1,27 @@
-/* bench/decode: decode speed of a fully resident model next to the
- * machine's memory read bandwidth, measured in the same run.
+/* bench/decode: decode speed of fully resident models next to the
+ * machine's memory read bandwidth and, with --peer, next to llama.cpp's
+ * llama-bench on the same GGUF files, measured in the same rounds.
  *
  * A decode step reads every weight once, so its bound is
  * bytes_per_token / read_bandwidth; the ratio
  * bytes_per_token * tokens_per_s / bandwidth says how close the kernels
- * come to it.  The model is the tinyllama-1.1b shape in q8_0 (1.17 GB),
- * synthesized into the cache directory the first time.
+ * come to it.  Without --model the model is the tinyllama-1.1b shape in
+ * q8_0, synthesized into the cache directory the first time.
  *
- * usage: decode [--model IMAGE] [--csv PATH] [--tokens N] [--shape NAME]
- *               [--quant TYPE]
- *   IMAGE defaults to $FLEXPAGE_CACHE (or ~/.cache/flexpage)/SHAPE-QUANT.img,
- *   PATH to bench/results/decode.csv.  Prints a Markdown table; asserts
- *   nothing. */
+ * A round is, for each model and thread count in turn: a read pass over
+ * 1 GiB, N tokens of flexpage, then (with --peer) one llama-bench run of
+ * N tokens at the same thread count.  Systems alternate inside a round, so
+ * the machine's load (shared vCPUs, other work) hits both alike; the
+ * tables give per-round ratios, their median and the load average seen.
+ * llama-bench runs as users run it: its defaults, mmap, and for q4_0 its
+ * CPU repacking of the weights.
+ *
+ * usage: decode [--model FILE]... [--peer DIR] [--rounds R] [--tokens N]
+ *               [--threads LIST] [--out DIR] [--shape NAME] [--quant TYPE]
+ *   FILE is an image or a GGUF (several: repeat --model); DIR for --peer
+ *   is llama.cpp's bin directory (bench/peers/llama-cpp --print-dir);
+ *   --out writes decode.csv and decode.md there (default bench/results/
+ *   decode).  Prints the Markdown; asserts nothing. */
 #include <errno.h>
 #include <getopt.h>
 #include <immintrin.h>
@@ -137,43 +147,82 @@ static char *bw_buffer(size_t len)
 /* ------------------------------------------------------------------ */
 /* Decode                                                               */
 
-/* Medians over rounds; each round is a read pass by the same number of
- * threads, then a few tokens, so that the ratio compares the two under the
- * same conditions (this machine's bandwidth moves by 2x within seconds). */
-struct decode_result {
-	double tok_s, ms_token, bw, ratio;
+#define MAX_MODELS 8
+#define MAX_THREADS 4
+#define MAX_ROUNDS 15
+
+/* One flexpage runtime kept across rounds, so each round continues its
+ * sequence (positions grow by N a round, as llama-bench's do within one
+ * run). */
+struct fp_sys {
+	frt_model *rt;
+	int token, pos;
 };
 
-static struct decode_result decode(const struct model *m, int threads, int rounds, int per_round,
-                                   uint64_t bytes, const char *buf, size_t len)
+static int fp_start(struct fp_sys *f, const struct model *m, int threads, int positions)
 {
 	const int warm = 4;
-	const struct frt_options o = {threads, warm + rounds * per_round};
-	frt_model *rt = frt_model_create(&m->cfg, &m->weights, &o);
-	struct decode_result r = {0, 0, 0, 0};
-	if (!rt) {
+	const struct frt_options o = {threads, warm + positions};
+	f->rt = frt_model_create(&m->cfg, &m->weights, &o);
+	if (!f->rt) {
 		fprintf(stderr, "decode: %s\n", frt_last_error());
-		return r;
+		return -1;
 	}
-	double tok_s[64], bw[64], ratio[64];
-	int token = FRT_BOS, pos = 0;
-	for (; pos < warm; pos++)
-		token = frt_argmax(frt_forward(rt, token, pos), m->cfg.vocab_size);
-	read_pass(buf, len, threads);
-	for (int k = 0; k < rounds; k++) {
-		bw[k] = read_pass(buf, len, threads);
-		const double t0 = now_s();
-		for (int i = 0; i < per_round; i++, pos++)
-			token = frt_argmax(frt_forward(rt, token, pos), m->cfg.vocab_size);
-		tok_s[k] = per_round / (now_s() - t0);
-		ratio[k] = (double)bytes * tok_s[k] / 1e9 / bw[k];
+	f->token = FRT_BOS;
+	for (f->pos = 0; f->pos < warm; f->pos++)
+		f->token = frt_argmax(frt_forward(f->rt, f->token, f->pos), m->cfg.vocab_size);
+	return 0;
+}
+
+static double fp_round(struct fp_sys *f, const struct model *m, int n)
+{
+	const double t0 = now_s();
+	for (int i = 0; i < n; i++, f->pos++)
+		f->token = frt_argmax(frt_forward(f->rt, f->token, f->pos), m->cfg.vocab_size);
+	return n / (now_s() - t0);
+}
+
+/* One llama-bench run, tg of n tokens on threads threads, its defaults
+ * otherwise; its avg_ts, or 0 (with the reason on stderr). */
+static double peer_round(const char *dir, const char *gguf, int threads, int n)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, "'%s/llama-bench' -m '%s' -p 0 -n %d -r 1 -t %d -o csv 2>/dev/null",
+	         dir, gguf, n, threads);
+	FILE *p = popen(cmd, "r");
+	if (!p) {
+		fprintf(stderr, "decode: cannot run %s/llama-bench: %s\n", dir, strerror(errno));
+		return 0;
 	}
-	frt_model_destroy(rt);
-	r.tok_s = median(tok_s, rounds);
-	r.ms_token = 1e3 / r.tok_s;
-	r.bw = median(bw, rounds);
-	r.ratio = median(ratio, rounds);
-	return r;
+	char line[8192];
+	int col = -1;
+	double ts = 0;
+	while (fgets(line, sizeof line, p)) {
+		int c = 0;
+		for (char *save = NULL, *f = strtok_r(line, ",\n", &save); f;
+		     f = strtok_r(NULL, ",\n", &save), c++) {
+			if (col < 0 && !strcmp(f, "avg_ts"))
+				col = c;
+			else if (col >= 0 && c == col)
+				ts = strtod(f + (*f == '"'), NULL);
+		}
+	}
+	const int st = pclose(p);
+	if (st || ts <= 0)
+		fprintf(stderr, "decode: llama-bench on %s failed (status %d): no avg_ts\n", gguf, st);
+	return ts;
+}
+
+static double load_average(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
 }
 
 static int synthesize(const char *path, const struct model_shape *s, int type)
@@ -235,117 +284,256 @@ static void cpu_name(char *buf, size_t n)
 	fclose(f);
 }
 
+static int is_gguf(const char *path)
+{
+	const size_t n = strlen(path);
+	return n > 5 && !strcmp(path + n - 5, ".gguf");
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+/* Per model and thread count: flexpage's and the peer's rate each round. */
+struct cell {
+	double fp[MAX_ROUNDS], peer[MAX_ROUNDS], bw[MAX_ROUNDS], load[MAX_ROUNDS];
+};
+
+static double med(const double *v, int n)
+{
+	double t[MAX_ROUNDS];
+	memcpy(t, v, sizeof *v * (size_t)n);
+	return median(t, n);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: decode [--model FILE]... [--peer DIR] [--rounds R] [--tokens N]\n"
+	        "              [--threads LIST] [--out DIR] [--shape NAME] [--quant TYPE]\n"
+	        "  --model FILE    an image or GGUF, read into memory (repeat for several);\n"
+	        "                  default: the --shape/--quant image in the cache\n"
+	        "  --peer DIR      also run DIR/llama-bench (bench/peers/llama-cpp\n"
+	        "                  --print-dir) on each GGUF model, alternating with flexpage\n"
+	        "  --rounds R      rounds, medians over them (default 5, at most %d)\n"
+	        "  --tokens N      tokens per system per round (default 16)\n"
+	        "  --threads LIST  thread counts, e.g. 1,2 (default 1,2)\n"
+	        "  --out DIR       where decode.csv and decode.md go (default\n"
+	        "                  bench/results/decode)\n",
+	        MAX_ROUNDS);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"model", required_argument, 0, 'm'}, {"csv", required_argument, 0, 'c'},
-		{"tokens", required_argument, 0, 'n'}, {"shape", required_argument, 0, 's'},
-		{"quant", required_argument, 0, 'q'},
-		{"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+		{"model", required_argument, 0, 'm'},   {"out", required_argument, 0, 'o'},
+		{"tokens", required_argument, 0, 'n'},  {"shape", required_argument, 0, 's'},
+		{"quant", required_argument, 0, 'q'},   {"peer", required_argument, 0, 'p'},
+		{"rounds", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
+		{"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
 	};
-	const char *model_path = NULL, *csv = FLEXPAGE_BENCH_RESULTS "/decode.csv";
+	const char *models[MAX_MODELS], *out = FLEXPAGE_BENCH_RESULTS "/decode", *peer = NULL;
 	const char *shape_name = "tinyllama-1.1b", *quant = "q8_0";
-	int tokens = 64, o;
+	int n_models = 0, tokens = 16, rounds = 5, threads[MAX_THREADS] = {1, 2}, n_threads = 2, o;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (o) {
-		case 'm': model_path = optarg; break;
-		case 'c': csv = optarg; break;
+		case 'm':
+			if (n_models == MAX_MODELS) {
+				fprintf(stderr, "decode: at most %d --model\n", MAX_MODELS);
+				return 2;
+			}
+			models[n_models++] = optarg;
+			break;
+		case 'o': out = optarg; break;
 		case 'n': tokens = atoi(optarg); break;
 		case 's': shape_name = optarg; break;
 		case 'q': quant = optarg; break;
-		default:
-			fprintf(o == 'h' ? stdout : stderr,
-			        "usage: decode [--model IMAGE] [--csv PATH] [--tokens N] [--shape NAME] "
-			        "[--quant TYPE]\n");
-			return o == 'h' ? 0 : 2;
+		case 'p': peer = optarg; break;
+		case 'r': rounds = atoi(optarg); break;
+		case 't': {
+			n_threads = 0;
+			for (char *save = NULL, *f = strtok_r(optarg, ",", &save); f;
+			     f = strtok_r(NULL, ",", &save)) {
+				const int t = atoi(f);
+				if (t < 1 || t > 64 || n_threads == MAX_THREADS) {
+					fprintf(stderr, "decode: --threads: '%s' is not a list of up to %d "
+					                "counts 1..64\n", f, MAX_THREADS);
+					return 2;
+				}
+				threads[n_threads++] = t;
+			}
+			break;
+		}
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
 		}
 	}
-	if (tokens < 4 || tokens > 256)
-		tokens = 64;
-	struct model_shape shape;
+	if (tokens < 4 || tokens > 256 || rounds < 1 || rounds > MAX_ROUNDS || !n_threads) {
+		fprintf(stderr, "decode: --tokens must be 4..256, --rounds 1..%d\n", MAX_ROUNDS);
+		return 2;
+	}
 	char path[4096];
-	if (model_parse_shape(shape_name, &shape)) {
-		fprintf(stderr, "decode: %s\n", model_last_error());
-		return 2;
-	}
-	const int type = fk_type_parse(quant);
-	if (type < 0) {
-		fprintf(stderr, "decode: --quant: '%s' is not f32, q8_0 or q4_0\n", quant);
-		return 2;
-	}
-	if (!model_path) {
+	if (!n_models) {
+		struct model_shape shape;
+		if (model_parse_shape(shape_name, &shape)) {
+			fprintf(stderr, "decode: %s\n", model_last_error());
+			return 2;
+		}
+		const int type = fk_type_parse(quant);
+		if (type < 0) {
+			fprintf(stderr, "decode: --quant: '%s' is not f32, q8_0 or q4_0\n", quant);
+			return 2;
+		}
 		const char *cache = getenv("FLEXPAGE_CACHE"), *home = getenv("HOME");
 		if (cache && *cache)
 			snprintf(path, sizeof path, "%s/%s-%s.img", cache, shape_name, quant);
 		else
 			snprintf(path, sizeof path, "%s/.cache/flexpage/%s-%s.img", home ? home : "/tmp",
 			         shape_name, quant);
-		model_path = path;
-	}
-	if (access(model_path, R_OK)) {
-		mkdirs(model_path);
-		if (synthesize(model_path, &shape, type))
-			return 1;
+		if (access(path, R_OK)) {
+			mkdirs(path);
+			if (synthesize(path, &shape, type))
+				return 1;
+		}
+		models[n_models++] = path;
 	}
 
-	struct model m;
-	struct model_options mo = {0};
-	mo.load = MODEL_LOAD_RESIDENT;
-	fprintf(stderr, "reading %s into memory...\n", model_path);
-	if (model_open(&m, model_path, &mo)) {
-		fprintf(stderr, "decode: %s\n", model_last_error());
-		return 1;
+	static struct model m[MAX_MODELS];
+	uint64_t bytes[MAX_MODELS];
+	const char *mtype[MAX_MODELS];
+	for (int i = 0; i < n_models; i++) {
+		struct model_options mo = {0};
+		mo.load = MODEL_LOAD_RESIDENT;
+		fprintf(stderr, "reading %s into memory...\n", models[i]);
+		if (model_open(&m[i], models[i], &mo)) {
+			fprintf(stderr, "decode: %s\n", model_last_error());
+			return 1;
+		}
+		const struct frt_options probe = {1, 1};
+		frt_model *rt = frt_model_create(&m[i].cfg, &m[i].weights, &probe);
+		if (!rt) {
+			fprintf(stderr, "decode: %s: %s\n", models[i], frt_last_error());
+			return 1;
+		}
+		bytes[i] = frt_model_bytes_per_token(rt);
+		frt_model_destroy(rt);
+		mtype[i] = fk_type_name(m[i].weights.layers[0].w1.type);
 	}
 	char cpu[256];
 	cpu_name(cpu, sizeof cpu);
 	const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
 	const size_t bw_len = 1ull << 30;
 	char *buf = bw_buffer(bw_len);
-	const struct frt_options probe = {1, 1};
-	frt_model *rt = frt_model_create(&m.cfg, &m.weights, &probe);
-	if (!rt || !buf) {
-		fprintf(stderr, "decode: %s\n", rt ? "out of memory" : frt_last_error());
-		model_close(&m);
+	if (!buf) {
+		fprintf(stderr, "decode: out of memory\n");
 		return 1;
 	}
-	const uint64_t bytes = frt_model_bytes_per_token(rt);
-	frt_model_destroy(rt);
-	struct decode_result d[3];
-	const int per_round = 4, rounds = (tokens + per_round - 1) / per_round;
-	for (int t = 1; t <= 2; t++)
-		d[t] = decode(&m, t, rounds, per_round, bytes, buf, bw_len);
+
+	static struct fp_sys sys[MAX_MODELS][MAX_THREADS];
+	static struct cell cells[MAX_MODELS][MAX_THREADS];
+	for (int i = 0; i < n_models; i++)
+		for (int t = 0; t < n_threads; t++)
+			if (fp_start(&sys[i][t], &m[i], threads[t], rounds * tokens))
+				return 1;
+	read_pass(buf, bw_len, threads[n_threads - 1]);
+	for (int k = 0; k < rounds; k++) {
+		for (int i = 0; i < n_models; i++) {
+			for (int t = 0; t < n_threads; t++) {
+				struct cell *c = &cells[i][t];
+				c->load[k] = load_average();
+				c->bw[k] = read_pass(buf, bw_len, threads[t]);
+				c->fp[k] = fp_round(&sys[i][t], &m[i], tokens);
+				c->peer[k] = peer && is_gguf(models[i])
+				                     ? peer_round(peer, models[i], threads[t], tokens) : 0;
+				fprintf(stderr, "round %d/%d %s, %d threads: flexpage %.2f tokens/s, "
+				        "llama-bench %.2f, load %.2f\n", k + 1, rounds, base_name(models[i]),
+				        threads[t], c->fp[k], c->peer[k], c->load[k]);
+			}
+		}
+	}
+	for (int i = 0; i < n_models; i++)
+		for (int t = 0; t < n_threads; t++)
+			frt_model_destroy(sys[i][t].rt);
 	munmap(buf, bw_len);
 
-	printf("\n### Decode, %s %s fully resident (%.2f GB of weights per token)\n\n", shape_name,
-	       quant, (double)bytes / 1e9);
-	printf("CPU: %s, %ld CPUs online, kernels %s; %d rounds of (a read pass over 1 GiB, then %d "
-	       "tokens) after 4 tokens of warm-up; medians\n\n", cpu, ncpu, fk_isa_name(fk_get_isa()),
-	       rounds, per_round);
-	printf("| threads | tokens/s | ms/token | weights GB/s | read bandwidth GB/s | of bandwidth |\n");
-	printf("| ---: | ---: | ---: | ---: | ---: | ---: |\n");
-	for (int t = 1; t <= 2; t++)
-		printf("| %d | %.2f | %.1f | %.1f | %.1f | %.0f%% |\n", t, d[t].tok_s, d[t].ms_token,
-		       (double)bytes * d[t].tok_s / 1e9, d[t].bw, 100 * d[t].ratio);
-	printf("\n(read bandwidth: the better of a plain and a prefetching streaming read by the same "
-	       "number of threads; of bandwidth: weight bytes per token x tokens/s / read bandwidth, "
-	       "per round)\n");
-
-	mkdirs(csv);
-	FILE *f = fopen(csv, "w");
-	if (!f) {
-		fprintf(stderr, "decode: %s: %s\n", csv, strerror(errno));
-	} else {
-		fprintf(f, "shape,quant,kernels,threads,tokens,bytes_per_token,tokens_per_s,ms_per_token,"
-		           "weights_gb_s,bandwidth_gb_s,fraction_of_bandwidth,cpu\n");
-		for (int t = 1; t <= 2; t++)
-			fprintf(f, "%s,%s,%s,%d,%d,%llu,%.3f,%.3f,%.3f,%.3f,%.4f,\"%s\"\n", shape_name, quant,
-			        fk_isa_name(fk_get_isa()), t, rounds * per_round, (unsigned long long)bytes,
-			        d[t].tok_s, d[t].ms_token, (double)bytes * d[t].tok_s / 1e9, d[t].bw,
-			        d[t].ratio, cpu);
-		fclose(f);
-		fprintf(stderr, "wrote %s\n", csv);
+	/* Markdown to stdout and to DIR/decode.md, CSV (one row per round and
+	 * system) to DIR/decode.csv */
+	char md_path[4096], csv_path[4096];
+	snprintf(md_path, sizeof md_path, "%s/decode.md", out);
+	snprintf(csv_path, sizeof csv_path, "%s/decode.csv", out);
+	mkdirs(md_path);
+	FILE *md = fopen(md_path, "w"), *csv = fopen(csv_path, "w");
+	if (!md || !csv)
+		fprintf(stderr, "decode: %s: %s\n", !md ? md_path : csv_path, strerror(errno));
+	FILE *outs[2] = {stdout, md};
+	for (int s = 0; s < 2; s++) {
+		FILE *f = outs[s];
+		if (!f)
+			continue;
+		fprintf(f, "### Decode, fully resident, %s\n\n", peer ? "flexpage and llama-bench" : "flexpage");
+		fprintf(f, "CPU: %s, %ld CPUs online, flexpage kernels %s; %d rounds, each of: per "
+		           "model and thread count, a read pass over 1 GiB, %d tokens of flexpage%s; "
+		           "medians over rounds\n\n", cpu, ncpu, fk_isa_name(fk_get_isa()), rounds, tokens,
+		        peer ? ", then llama-bench -p 0 -n N -r 1 -t T (its defaults otherwise)" : "");
+		fprintf(f, "| model | type | threads | flexpage tokens/s | weights GB/s | read bandwidth "
+		           "GB/s | of bandwidth |%s load avg |\n", peer ? " llama-bench tokens/s | "
+		           "flexpage / llama-bench (per round) | median ratio |" : "");
+		fprintf(f, "| --- | --- | ---: | ---: | ---: | ---: | ---: |%s ---: |\n",
+		        peer ? " ---: | --- | ---: |" : "");
+		for (int i = 0; i < n_models; i++) {
+			for (int t = 0; t < n_threads; t++) {
+				const struct cell *c = &cells[i][t];
+				double frac[MAX_ROUNDS], ratio[MAX_ROUNDS];
+				int n_ratio = 0;
+				for (int k = 0; k < rounds; k++) {
+					frac[k] = (double)bytes[i] * c->fp[k] / 1e9 / c->bw[k];
+					if (c->peer[k] > 0)
+						ratio[n_ratio++] = c->fp[k] / c->peer[k];
+				}
+				const double fp_med = med(c->fp, rounds);
+				fprintf(f, "| %s | %s | %d | %.2f | %.1f | %.1f | %.0f%% |", base_name(models[i]),
+				        mtype[i], threads[t], fp_med, (double)bytes[i] * fp_med / 1e9,
+				        med(c->bw, rounds), 100 * med(frac, rounds));
+				if (peer) {
+					if (n_ratio) {
+						fprintf(f, " %.2f | ", med(c->peer, rounds));
+						for (int k = 0; k < n_ratio; k++)
+							fprintf(f, "%s%.2f", k ? ", " : "", ratio[k]);
+						fprintf(f, " | %.2f |", med(ratio, n_ratio));
+					} else {
+						fprintf(f, " – | – | – |");
+					}
+				}
+				fprintf(f, " %.2f–%.2f |\n", c->load[0], c->load[rounds - 1]);
+			}
+		}
+		fprintf(f, "\n(read bandwidth: the better of a plain and a prefetching streaming read by "
+		           "the same number of threads; of bandwidth: weight bytes per token x tokens/s / "
+		           "read bandwidth, per round; load avg: /proc/loadavg's 1-minute figure at the "
+		           "first and last round)\n");
 	}
-	model_close(&m);
+	if (md)
+		fclose(md);
+	if (csv) {
+		fprintf(csv, "model,type,kernels,threads,round,system,tokens,bytes_per_token,tokens_per_s,"
+		             "bandwidth_gb_s,load_avg,cpu\n");
+		for (int i = 0; i < n_models; i++)
+			for (int t = 0; t < n_threads; t++)
+				for (int k = 0; k < rounds; k++) {
+					const struct cell *c = &cells[i][t];
+					for (int sy = 0; sy < (peer && is_gguf(models[i]) ? 2 : 1); sy++)
+						fprintf(csv, "%s,%s,%s,%d,%d,%s,%d,%llu,%.3f,%.3f,%.2f,\"%s\"\n",
+						        base_name(models[i]), mtype[i], fk_isa_name(fk_get_isa()),
+						        threads[t], k + 1, sy ? "llama-bench" : "flexpage", tokens,
+						        (unsigned long long)bytes[i], sy ? c->peer[k] : c->fp[k],
+						        c->bw[k], c->load[k], cpu);
+				}
+		fclose(csv);
+		fprintf(stderr, "wrote %s and %s\n", csv_path, md_path);
+	}
+	for (int i = 0; i < n_models; i++)
+		model_close(&m[i]);
 	return 0;
 }

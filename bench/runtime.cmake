@@ -1,5 +1,5 @@
-# bench/decode: tokens/s of a fully resident model next to the machine's
-# read bandwidth (docs/runtime.md, "Performance").
+# bench/decode: tokens/s of fully resident models next to the machine's
+# read bandwidth and llama-bench (docs/runtime.md, "Performance").
 add_executable(decode ${CMAKE_CURRENT_LIST_DIR}/decode.c)
 target_link_libraries(decode PRIVATE flexmodel Threads::Threads m)
 target_compile_definitions(decode PRIVATE

@@ -346,7 +346,8 @@ static void quantize_x(const float *x, int n, int8_t *xq, float *xd)
 }
 
 static const int shapes[][2] = {
-	{ 32, 1 }, { 64, 7 }, { 96, 33 }, { 160, 18 }, { 256, 64 }, { 2048, 67 },
+	{ 32, 1 }, { 64, 7 }, { 96, 33 }, { 128, 5 }, { 160, 18 }, { 192, 9 }, { 224, 11 },
+	{ 256, 64 }, { 2048, 67 }, { 5632, 3 },
 };
 
 static void check_paths(int type, int n_in, int n_out)
