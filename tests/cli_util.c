@@ -23,7 +23,7 @@
 char *g_dir;
 char *g_io;
 
-static void setup(void)
+void cli_setup(void)
 {
 	g_dir = tu_tmpdir();
 	g_io = tu_tmpdir();
@@ -31,7 +31,7 @@ static void setup(void)
 	cr_assert(!access(FLEXPAGE_TOOL, X_OK), "the flexpage tool is not built: %s", FLEXPAGE_TOOL);
 }
 
-static void teardown(void)
+void cli_teardown(void)
 {
 	tu_rmtree(g_dir);
 	tu_rmtree(g_io);
@@ -40,7 +40,7 @@ static void teardown(void)
 	g_dir = g_io = NULL;
 }
 
-TestSuite(cli, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(cli, .init = cli_setup, .fini = cli_teardown, .timeout = 120);
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */

@@ -9,6 +9,10 @@
 
 extern char *g_dir; /* the files a test works on */
 extern char *g_io;  /* captured stdout / stderr, kept apart from g_dir */
+/* The cli suite's .init and .fini (another suite may take them): g_dir
+ * and g_io made, the tool checked built; both removed. */
+void cli_setup(void);
+void cli_teardown(void);
 
 /* Run the tool (FLEXPAGE_TOOL) with these arguments, output captured; a
  * run over 60 s fails the test. */

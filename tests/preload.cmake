@@ -12,10 +12,16 @@ add_test(NAME preload_setup
           ${CMAKE_BINARY_DIR}/tests/preload ${CMAKE_C_COMPILER} $<TARGET_FILE:flexpage>)
 set_tests_properties(preload_setup PROPERTIES FIXTURES_SETUP preload_peers TIMEOUT 900)
 
-# Under ASan the sanitizer runtimes are preloaded before the library.
+# Under ASan (TSan) the sanitizer runtimes are preloaded before the library.
 set(sanitizer_preload "")
+set(sanitizer_runtimes "")
 if(FLEXPAGE_SANITIZE)
-  foreach(rt libasan.so libubsan.so)
+  set(sanitizer_runtimes libasan.so libubsan.so)
+elseif(FLEXPAGE_TSAN)
+  set(sanitizer_runtimes libtsan.so)
+endif()
+if(sanitizer_runtimes)
+  foreach(rt ${sanitizer_runtimes})
     execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=${rt}
                     OUTPUT_VARIABLE rt_path OUTPUT_STRIP_TRAILING_WHITESPACE)
     string(APPEND sanitizer_preload "${rt_path}:")

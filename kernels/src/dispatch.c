@@ -3,6 +3,7 @@
  * is the only gate: nothing of them runs unless the CPU has what they use. */
 #include "internal.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -45,6 +46,13 @@ int fk_isa_parse(const char *name)
 	return isa;
 }
 
+/* F16C from CPUID itself: clang's __builtin_cpu_supports does not know it. */
+static int has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 int fk_isa_supported(int isa)
 {
 	__builtin_cpu_init();
@@ -52,8 +60,7 @@ int fk_isa_supported(int isa)
 	case FK_ISA_SCALAR:
 		return 1;
 	case FK_ISA_AVX2:
-		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		       __builtin_cpu_supports("f16c");
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 	case FK_ISA_AVX512:
 		return fk_isa_supported(FK_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
 		       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

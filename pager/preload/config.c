@@ -3,7 +3,6 @@
  * nothing is served: every mapping goes to the kernel (or fails, with
  * FLEXPAGE_STRICT=1). */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,52 +28,17 @@ static int bad(const char *var, const char *fmt, ...)
 	return -1;
 }
 
-/* 600M, 1.5G, 64K, 4096 (bytes; K/M/G/T are binary, an optional B or iB);
- * with pct non-NULL also 40%.  0, or -1 with the reason. */
+/* units.c's rules, the reason said as the variable's. */
 static int size_of(const char *var, const char *s, uint64_t *bytes, double *pct)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (end == s || errno || !(v > 0) || isinf(v))
-		return bad(var, "'%s' is not a size above zero (try 600M, 1.5G%s)", s,
-		           pct ? " or 40%" : "");
-	if (*end == '%' && pct && !end[1]) {
-		if (v > 100)
-			return bad(var, "%s is more than 100%%", s);
-		*pct = v;
-		return 0;
-	}
-	const char *units = "KMGT";
-	const char *u = *end ? strchr(units, *end & ~0x20) : NULL;
-	double mult = 1;
-	if (u) {
-		mult = ldexp(1.0, 10 * (int)(u - units + 1));
-		end++;
-		if ((*end == 'i' || *end == 'I') && (end[1] == 'B' || end[1] == 'b'))
-			end++;
-	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end)
-		return bad(var, "'%s': unknown unit (K, M, G, T%s)", s, pct ? " or %" : "");
-	if (v * mult >= 1.8e19)
-		return bad(var, "'%s' is too large", s);
-	*bytes = (uint64_t)(v * mult);
-	return 0;
+	char why[256];
+	return pl_parse_size(s, bytes, pct, why, sizeof why) ? bad(var, "%s", why) : 0;
 }
 
-/* "1s", "500ms", "2" (seconds). */
 static int interval_of(const char *var, const char *s, uint64_t *ns)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	double scale = !strcmp(end, "ms") ? 1e6 : !strcmp(end, "s") || !*end ? 1e9 : 0;
-	if (end == s || errno || !(v > 0) || !scale || v * scale > 8.64e13)
-		return bad(var, "'%s' is neither 'exit' nor an interval (1s, 500ms)", s);
-	*ns = (uint64_t)(v * scale);
-	return 0;
+	char why[256];
+	return pl_parse_interval(s, ns, why, sizeof why) ? bad(var, "%s", why) : 0;
 }
 
 static int pick(const char *var, const char *s, const char *const *names, int *out)

@@ -106,6 +106,14 @@ struct pl_config {
 /* Read once, at the first call. */
 const struct pl_config *pl_config(void);
 
+/* ---- units.c: sizes and intervals ---- */
+/* 600M, 1.5G, 64K, 4096 (bytes; K/M/G/T are binary, an optional B or iB,
+ * above zero); with pct non-NULL also 40% (into *pct, 0 < pct <= 100).
+ * 0, or -1 with the reason in why[0, n). */
+int pl_parse_size(const char *s, uint64_t *bytes, double *pct, char *why, size_t n);
+/* 1s, 500ms, 2 (seconds): above zero, at most a day.  0, or -1 and why. */
+int pl_parse_interval(const char *s, uint64_t *ns, char *why, size_t n);
+
 /* ---- log.c: messages on stderr ---- */
 /* A line "flexpage: ..." whatever the level (for the configuration itself). */
 void pl_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

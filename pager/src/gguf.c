@@ -199,7 +199,7 @@ void fp_gguf_close(fp_gguf *g)
 {
 	if (!g)
 		return;
-	for (uint64_t i = 0; g->kv && i < g->n_kv; i++) {
+	for (uint64_t i = 0; i < g->kv_cap; i++) {
 		free(g->kv[i].key);
 		free(g->kv[i].str);
 		free(g->kv[i].str_at);
@@ -284,12 +284,31 @@ static int read_header(struct rd *r, fp_gguf *g)
 	return 0;
 }
 
+/* Room for entry i of an array of total entries of size bytes, *cap of
+ * them allocated: doubled when full (up to total), the new ones zeroed.
+ * 0 or -1. */
+static int reserve(void **arr, uint64_t *cap, uint64_t i, uint64_t total, size_t size)
+{
+	if (i < *cap)
+		return 0;
+	uint64_t n = *cap ? *cap * 2 : 16;
+	if (n > total)
+		n = total;
+	uint8_t *p = realloc(*arr, n * size);
+	if (!p)
+		return -1;
+	memset(p + *cap * size, 0, (n - *cap) * size);
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
 static int read_kvs(struct rd *r, fp_gguf *g)
 {
-	if (!(g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv)))
-		return pg_gguf_fail(ENOMEM, "%s: out of memory for %llu keys", r->name,
-		                 (unsigned long long)g->n_kv);
 	for (uint64_t i = 0; i < g->n_kv; i++) {
+		if (reserve((void **)&g->kv, &g->kv_cap, i, g->n_kv, sizeof *g->kv))
+			return pg_gguf_fail(ENOMEM, "%s: out of memory for %llu keys", r->name,
+			                 (unsigned long long)g->n_kv);
 		struct gguf_kv *kv = &g->kv[i];
 		uint64_t len, at;
 		uint32_t type;
@@ -353,6 +372,20 @@ static int read_alignment(struct rd *r, fp_gguf *g)
 		return pg_gguf_fail(EINVAL, "%s: key 'general.alignment' is %u, not a power of two",
 		                 r->name, a);
 	g->alignment = a;
+	return 0;
+}
+
+/* Room for tensor i and its name; the names read so far follow a move. */
+static int grow_tensors(fp_gguf *g, uint64_t i)
+{
+	uint64_t cap = g->tensor_cap;
+	const char *was = g->names;
+	if (reserve((void **)&g->names, &cap, i, g->n_tensors, FP_GGUF_NAME_MAX) ||
+	    reserve((void **)&g->tensors, &g->tensor_cap, i, g->n_tensors, sizeof *g->tensors))
+		return pg_gguf_fail(ENOMEM, "%s: out of memory for %llu tensors", g->name,
+		                 (unsigned long long)g->n_tensors);
+	for (uint64_t k = 0; g->names != was && k < i; k++)
+		g->tensors[k].name = g->names + k * FP_GGUF_NAME_MAX;
 	return 0;
 }
 
@@ -476,15 +509,8 @@ fp_gguf *fp_gguf_parse(const void *buf, size_t len, uint64_t file_size, const ch
 	}
 	if (read_header(&r, g) || read_kvs(&r, g) || read_alignment(&r, g))
 		goto fail;
-	g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
-	g->names = malloc((g->n_tensors ? g->n_tensors : 1) * FP_GGUF_NAME_MAX);
-	if (!g->tensors || !g->names) {
-		pg_gguf_fail(ENOMEM, "%s: out of memory for %llu tensors", g->name,
-		          (unsigned long long)g->n_tensors);
-		goto fail;
-	}
 	for (uint64_t i = 0; i < g->n_tensors; i++)
-		if (read_tensor_info(&r, g, i))
+		if (grow_tensors(g, i) || read_tensor_info(&r, g, i))
 			goto fail;
 	/* The data section starts at the next multiple of the alignment
 	 * (with no tensors, nothing need follow the header). */

@@ -23,10 +23,15 @@ struct fp_gguf {
 	uint32_t version;
 	uint64_t alignment, data_offset, file_size;
 	uint64_t n_kv, n_tensors;
+	/* kv and tensors (and names) grow as the header is read, kv_cap and
+	 * tensor_cap entries (zeroed until read), so that what is allocated
+	 * follows the bytes there are, not the counts a header claims */
 	struct gguf_kv *kv;
+	uint64_t kv_cap;
 	uint64_t *kv_by_key;         /* kv indices sorted by key */
 	struct fp_gguf_tensor *tensors;
-	char *names;                 /* n_tensors x FP_GGUF_NAME_MAX */
+	char *names;                 /* tensor_cap x FP_GGUF_NAME_MAX */
+	uint64_t tensor_cap;
 	uint64_t *tensor_by_name;    /* tensor indices sorted by name */
 };
 

@@ -11,8 +11,10 @@
 
 #include "error.h"
 #include "internal.h"
+#include "tsan.h"
 
 _Thread_local uint16_t pg_thread_id = FP_TRACE_OTHER_THREAD;
+char pg_tsan_grace;
 
 static struct {
 	pthread_mutex_t lock;        /* attach/detach; the list's writers */
@@ -45,12 +47,14 @@ static void serve(const struct uffd_msg *m)
 		return;
 	uint64_t addr = m->arg.pagefault.address & ~4095ull;
 	rcu_read_lock();
+	pg_tsan_acquire(&H.regions);
 	fp_region *r = find_region(addr);
 	if (r) {
 		pg_load_work_begin(r);
 		pg_fault(r, addr, m->arg.pagefault.feat.ptid);
 		pg_load_work_end(r);
 	}
+	pg_tsan_release(&pg_tsan_grace);
 	rcu_read_unlock();
 	/* A fault in no region belongs to a region being closed; closing
 	 * unregisters the range, which wakes the thread. */
@@ -128,6 +132,7 @@ void pg_handler_put(void)
 void pg_handler_publish(fp_region *r)
 {
 	pthread_mutex_lock(&H.lock);
+	pg_tsan_release(&H.regions); /* r, made before, is seen by find_region */
 	cds_list_add_rcu(&r->node, &H.regions);
 	pthread_mutex_unlock(&H.lock);
 }
@@ -138,4 +143,5 @@ void pg_handler_unpublish(fp_region *r)
 	cds_list_del_rcu(&r->node);
 	pthread_mutex_unlock(&H.lock);
 	synchronize_rcu(); /* from here on the handler cannot reach r */
+	pg_tsan_acquire(&pg_tsan_grace);
 }

@@ -91,7 +91,8 @@ void pg_preserve_installed_locked(fp_region *r, uint32_t c)
 {
 	struct pg_preservation *k = &r->keep;
 	uint64_t len = r->page_len[c];
-	k->preserved_bytes += len;
+	/* the handler reads it without the lock (pg_preserved_bytes) */
+	__atomic_store_n(&k->preserved_bytes, k->preserved_bytes + len, __ATOMIC_RELAXED);
 	if ((r->opt.flags & FP_OPEN_NO_LOCK) || k->locked_bytes + len > k->lock_quota)
 		return;
 	pg_map_hold(r);
@@ -107,9 +108,11 @@ void pg_preserve_installed_locked(fp_region *r, uint32_t c)
 	}
 }
 
+/* Without the residency lock (the handler sizing read-ahead): a recent
+ * value is enough, but it must be one value, read atomically. */
 uint64_t pg_preserved_bytes(const fp_region *r)
 {
-	return r->keep.preserved_bytes;
+	return __atomic_load_n(&r->keep.preserved_bytes, __ATOMIC_RELAXED);
 }
 
 void pg_preserve_stats_locked(const fp_region *r, struct fp_stats *o)

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "internal.h"
+#include "tsan.h"
 
 const struct fp_policy_ops *pg_res_find_policy(const char *name)
 {
@@ -87,14 +88,21 @@ void pg_res_unlock(fp_region *r)
 	pthread_mutex_unlock(&r->res.lock);
 }
 
+static const struct pg_settings *settings(fp_region *r)
+{
+	const struct pg_settings *s = rcu_dereference(r->res.settings);
+	pg_tsan_acquire(s);
+	return s;
+}
+
 uint64_t pg_res_budget(fp_region *r)
 {
-	return rcu_dereference(r->res.settings)->budget;
+	return settings(r)->budget;
 }
 
 const char *pg_res_policy_name(fp_region *r)
 {
-	return rcu_dereference(r->res.settings)->policy_ops->name;
+	return settings(r)->policy_ops->name;
 }
 
 /* Publish new settings (the lock held, and released here); the old ones
@@ -103,9 +111,11 @@ const char *pg_res_policy_name(fp_region *r)
 static void publish(fp_region *r, struct pg_settings *s)
 {
 	struct pg_settings *old = r->res.settings;
+	pg_tsan_release(s);
 	rcu_assign_pointer(r->res.settings, s);
 	pthread_mutex_unlock(&r->res.lock);
 	synchronize_rcu();
+	pg_tsan_acquire(&pg_tsan_grace);
 	if (old->policy != s->policy)
 		old->policy_ops->destroy(old->policy);
 	free(old);

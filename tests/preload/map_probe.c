@@ -3,7 +3,10 @@
  * libflexpage-preload.so and compares.  Nothing of flexpage is in it; the
  * bytes are checked against pread(2) of the file.
  *
- *   map_probe read FILE [private] [populate] [willneed] [mlock]
+ *   map_probe read FILE [private] [populate] [willneed] [mlock] [at_secure]
+ *                                  (at_secure: first say the auxiliary
+ *                                  vector's AT_SECURE, set for a set-user-ID
+ *                                  program)
  *   map_probe notake FILE          mappings that must go to the kernel
  *   map_probe llama FILE HEAD      llama.cpp's pattern: the HEAD bytes of
  *                                  header pages, the last page, then the rest
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -144,6 +148,8 @@ static int cmd_read(int argc, char **argv)
 			willneed = 1;
 		else if (!strcmp(argv[i], "mlock"))
 			lock = 1;
+		else if (!strcmp(argv[i], "at_secure"))
+			printf("at_secure: %lu\n", getauxval(AT_SECURE));
 	}
 	uint8_t *p = map(fd, size, PROT_READ, flags, 0);
 	printf("map: %s\n", who_maps(p));

@@ -99,6 +99,8 @@ int parse_duration(const char *s, uint64_t *ns)
 		mult = 1e9;
 	else
 		return -1;
+	if (!(v * mult < 18446744073709551615.0))
+		return -1; /* more nanoseconds than 64 bits hold (585 years) */
 	*ns = (uint64_t)(v * mult);
 	return 0;
 }
