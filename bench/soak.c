@@ -189,7 +189,7 @@ static struct {
 	atomic_uint_fast64_t bytes_checked, wrong_bytes, reads;
 	atomic_uint_fast64_t overruns, budget_changes, policy_changes, checks;
 	atomic_uint_fast64_t access_max_ns;
-	uint64_t faults, regions, rounds, evictions, loads;
+	uint64_t faults, regions, rounds, evictions, loads, stalls, retries;
 	struct fp_hist fault;    /* the pager's fault stage, every region merged */
 	uint64_t by_chunk[5], by_codec[2];
 	uint64_t readers_max;
@@ -392,6 +392,8 @@ static void close_region(struct region *g)
 	fp_get_stats(g->r, &s);
 	T.faults += s.faults;
 	T.evictions += s.evictions;
+	T.stalls += s.stalls;
+	T.retries += s.retries;
 	T.loads += s.demand_loads + s.prefetch_loads;
 	const struct fp_hist *h = &s.lat[FP_STAGE_FAULT];
 	T.fault.count += h->count;
@@ -563,6 +565,10 @@ static void report(double elapsed, const char *load_before, double load_after)
 	printf("policy_changes %llu\n", (unsigned long long)atomic_load(&T.policy_changes));
 	printf("loads %llu\n", (unsigned long long)T.loads);
 	printf("evictions %llu\n", (unsigned long long)T.evictions);
+	/* No failure is injected: a stall is storage slower than the load
+	 * timeout, a retry a failed read. */
+	printf("stalls %llu\n", (unsigned long long)T.stalls);
+	printf("retries %llu\n", (unsigned long long)T.retries);
 	printf("regions %llu\n", (unsigned long long)T.regions);
 	printf("rounds %llu\n", (unsigned long long)T.rounds);
 	printf("readers_max %llu\n", (unsigned long long)T.readers_max);
@@ -616,6 +622,8 @@ static void report(double elapsed, const char *load_before, double load_after)
 	fprintf(f, "| policy changes | %llu |\n", (unsigned long long)atomic_load(&T.policy_changes));
 	fprintf(f, "| loads / evictions | %llu / %llu |\n", (unsigned long long)T.loads,
 	        (unsigned long long)T.evictions);
+	fprintf(f, "| reads given up (stalls) / retries | %llu / %llu |\n",
+	        (unsigned long long)T.stalls, (unsigned long long)T.retries);
 	fprintf(f, "| regions opened (rounds) | %llu (%llu) |\n", (unsigned long long)T.regions,
 	        (unsigned long long)T.rounds);
 	fprintf(f, "| regions by chunk 64K/256K/1M/2M/4M | %llu/%llu/%llu/%llu/%llu |\n",
