@@ -31,6 +31,24 @@ int ru_blk_layer(const struct fp_tensor_desc *t, int *attention, void *ctx);
  * many reads differed from ref. */
 int ru_read_concurrently(fp_region *r, const uint8_t *ref, size_t len, int threads, int reads);
 
+/* What a child does before it opens the region under test: install a
+ * SIGBUS handler of its own (which the reporter must chain to: it writes a
+ * line and exits 42), and open other regions first (which the reporter
+ * must not run out of room for). */
+struct ru_child_setup {
+	int app_handler;
+	int extra_regions;
+	const char *extra_path;
+};
+
+/* Open path with o in a child, with the fault reporter installed (cs:
+ * what it does first, NULL nothing), and compare its tensor "data" with
+ * ref[0, len): exit 0 equal, 21 different, 20 open failed, 22 no
+ * reporter, 23 an extra region failed.  Returns the child's wait status;
+ * its stderr goes to err.  -1 if no child could be made. */
+int ru_read_in_child(const char *path, const struct fp_options *o, const uint8_t *ref,
+                     size_t len, const struct ru_child_setup *cs, char *err, size_t errlen);
+
 /* A child memory cgroup (v1) under the one this process is in. */
 int ru_cgroup_available(char *why, size_t n);
 int ru_cgroup_create(char *path, size_t n, uint64_t limit);

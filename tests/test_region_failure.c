@@ -42,81 +42,6 @@ static void hook(void *ctx, uint32_t chunk, void *buf, size_t len, long *result)
 	}
 }
 
-/* What the child does before it opens the failing region: install a
- * SIGBUS handler of its own (which the reporter must chain to), and open
- * other regions first (which the reporter must not run out of room for). */
-struct child_setup {
-	int app_handler;
-	int extra_regions;
-	const char *extra_path;
-};
-
-static void app_on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-	(void)sig, (void)si, (void)uc;
-	static const char msg[] = "the application's own SIGBUS handler ran\n";
-	ssize_t w = write(2, msg, sizeof msg - 1);
-	(void)w;
-	_exit(42);
-}
-
-/* Read the whole region in a child; return its wait status and stderr. */
-static int read_in_child_with(const char *path, struct fp_options *o, const uint8_t *ref,
-                              size_t len, const struct child_setup *cs, char *err, size_t errlen)
-{
-	int pfd[2];
-	cr_assert_eq(pipe(pfd), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		/* The handler the reporter finds before it: the application's,
-		 * or the default (also under ASan, which has one of its own). */
-		struct sigaction sa = {.sa_handler = SIG_DFL};
-		if (cs->app_handler) {
-			sa.sa_sigaction = app_on_sigbus;
-			sa.sa_flags = SA_SIGINFO;
-		}
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGBUS, &sa, NULL);
-		signal(SIGSEGV, SIG_DFL);
-		if (fp_install_fault_reporter())
-			_exit(22);
-		struct fp_options one = ru_options(0);
-		one.loaders = 1;
-		one.readahead = 0;
-		for (int i = 0; i < cs->extra_regions; i++)
-			if (!fp_open(cs->extra_path, &one)) {
-				fprintf(stderr, "open %d: %s\n", i, fp_last_error());
-				_exit(23);
-			}
-		fp_region *r = fp_open(path, o);
-		if (!r) {
-			fprintf(stderr, "open: %s\n", fp_last_error());
-			_exit(20);
-		}
-		const uint8_t *base = fp_tensor(r, "data", NULL);
-		_exit(memcmp(base, ref, len) ? 21 : 0);
-	}
-	close(pfd[1]);
-	size_t got = 0;
-	ssize_t n;
-	while (got + 1 < errlen && (n = read(pfd[0], err + got, errlen - 1 - got)) > 0)
-		got += (size_t)n;
-	err[got] = 0;
-	close(pfd[0]);
-	int status;
-	waitpid(pid, &status, 0);
-	return status;
-}
-
-static int read_in_child(const char *path, struct fp_options *o, const uint8_t *ref, size_t len,
-                         char *err, size_t errlen)
-{
-	const struct child_setup none = {0};
-	return read_in_child_with(path, o, ref, len, &none, err, errlen);
-}
-
 /* A raw image of 256 KiB chunks whose chunk 3 fails its checksum. */
 static void write_corrupt(const char *path, const uint8_t *ref, size_t len)
 {
@@ -142,7 +67,7 @@ Test(failure, corrupt_chunk_on_disk_ends_with_sigbus_and_report, .timeout = 120)
 	snprintf(path, sizeof path, "%s/corrupt.img", ru_tmpdir());
 	write_corrupt(path, ref, len);
 	struct fp_options o = ru_options(0);
-	int status = read_in_child(path, &o, ref, len, err, sizeof err);
+	int status = ru_read_in_child(path, &o, ref, len, NULL, err, sizeof err);
 	expect_sigbus(status, err, "checksum mismatch");
 	unlink(path);
 	free(ref);
@@ -165,7 +90,7 @@ Test(failure, io_errors_short_reads_and_bad_frames_poison_after_retries, .timeou
 		struct fp_options o = ru_options(0);
 		struct fp_hooks hooks = {.read = hook, .read_ctx = plan};
 		o.hooks = &hooks;
-		int status = read_in_child(path, &o, ref, len, err, sizeof err);
+		int status = ru_read_in_child(path, &o, ref, len, NULL, err, sizeof err);
 		expect_sigbus(status, err, reasons[mode]);
 		free(plan);
 	}
@@ -214,8 +139,8 @@ Test(failure, reporter_chains_to_the_applications_handler, .timeout = 120)
 	snprintf(path, sizeof path, "%s/chain.img", ru_tmpdir());
 	write_corrupt(path, ref, len);
 	struct fp_options o = ru_options(0);
-	const struct child_setup cs = {.app_handler = 1};
-	int status = read_in_child_with(path, &o, ref, len, &cs, err, sizeof err);
+	const struct ru_child_setup cs = {.app_handler = 1};
+	int status = ru_read_in_child(path, &o, ref, len, &cs, err, sizeof err);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 42,
 	          "the application's handler did not end the child: status 0x%x; stderr: %s", status,
 	          err);
@@ -239,8 +164,8 @@ Test(failure, reporter_knows_every_region_however_many, .timeout = 300)
 	write_corrupt(path, ref, len);
 	ru_write_image(small, ref, 64u << 10, 64u << 10, FP_CODEC_RAW);
 	struct fp_options o = ru_options(0);
-	const struct child_setup cs = {.extra_regions = 300, .extra_path = small};
-	int status = read_in_child_with(path, &o, ref, len, &cs, err, sizeof err);
+	const struct ru_child_setup cs = {.extra_regions = 300, .extra_path = small};
+	int status = ru_read_in_child(path, &o, ref, len, &cs, err, sizeof err);
 	expect_sigbus(status, err, "checksum mismatch");
 	unlink(small);
 	unlink(path);

@@ -153,42 +153,6 @@ static struct fp_stats read_through(const char *path, struct plan *p, struct fp_
 	return s;
 }
 
-/* Read the region's tensor whole in a child, with the reporter on: its
- * wait status, and its stderr in err. */
-static int read_in_child(const char *path, const struct fp_options *o, const uint8_t *ref,
-                         size_t len, char *err, size_t errlen)
-{
-	int pfd[2];
-	cr_assert_eq(pipe(pfd), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		dup2(pfd[1], 2);
-		close(pfd[0]);
-		struct sigaction sa = {.sa_handler = SIG_DFL};
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGBUS, &sa, NULL);
-		signal(SIGSEGV, SIG_DFL);
-		if (fp_install_fault_reporter())
-			_exit(22);
-		fp_region *r = fp_open(path, o);
-		if (!r) {
-			fprintf(stderr, "open: %s\n", fp_last_error());
-			_exit(20);
-		}
-		_exit(memcmp(fp_tensor(r, "data", NULL), ref, len) ? 21 : 0);
-	}
-	close(pfd[1]);
-	size_t got = 0;
-	ssize_t n;
-	while (got + 1 < errlen && (n = read(pfd[0], err + got, errlen - 1 - got)) > 0)
-		got += (size_t)n;
-	err[got] = 0;
-	close(pfd[0]);
-	int status;
-	waitpid(pid, &status, 0);
-	return status;
-}
-
 static void expect_sigbus(int status, const char *err, const char *chunk, const char *reason)
 {
 	cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
@@ -212,7 +176,7 @@ static void expect_sigbus_reading(const char *name, uint32_t chunk, uint32_t cod
 	o.hooks = &hooks;
 	char err[4096];
 	double t0 = now_s();
-	int status = read_in_child(path, &o, ref, len, err, sizeof err);
+	int status = ru_read_in_child(path, &o, ref, len, NULL, err, sizeof err);
 	double took = now_s() - t0;
 	expect_sigbus(status, err, which, reason);
 	cr_expect_lt(took, limit_s, "SIGBUS took %.1f s", took);
