@@ -241,8 +241,10 @@ Test(encode, empty_text_and_limits, .init = setup, .fini = teardown)
 }
 
 /* The whole shared text (794 KB) as one prompt: run.c's rescans would take
- * hours; the heap takes a fraction of a second.  The ids must still give
- * the text back and each be a piece of the text in order. */
+ * hours; the heap takes a fraction of a second (seconds under ASan).  The
+ * limit is on the thread's CPU time, so a loaded machine does not decide
+ * it.  The ids must still give the text back and each be a piece of the
+ * text in order. */
 Test(encode, very_long_text_is_fast, .init = setup, .fini = teardown, .timeout = 120)
 {
 	size_t len;
@@ -252,13 +254,13 @@ Test(encode, very_long_text_is_fast, .init = setup, .fini = teardown, .timeout =
 		cr_assert(tok, "%s", frt_last_error());
 		int *ids = malloc((len + 3) * sizeof *ids);
 		struct timespec a, b;
-		clock_gettime(CLOCK_MONOTONIC, &a);
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
 		const int n = frt_tokenizer_encode(tok, text, len, 1, 0, ids, (int)len + 3);
-		clock_gettime(CLOCK_MONOTONIC, &b);
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
 		const double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 		cr_assert_gt(n, (int)(len / 8), "%s", frt_last_error());
-		cr_assert_lt(secs, 20.0, "encoding %zu bytes took %.1f s", len, secs);
-		cr_log_info("encoded %zu bytes into %d tokens in %.3f s", len, n, secs);
+		cr_assert_lt(secs, 30.0, "encoding %zu bytes took %.1f s of CPU", len, secs);
+		cr_log_info("encoded %zu bytes into %d tokens in %.3f s of CPU", len, n, secs);
 		free(ids);
 		round_trip(tok, text, len, v ? "tokenizer.bin, whole text" : "tok512.bin, whole text");
 		frt_tokenizer_destroy(tok);
