@@ -36,7 +36,7 @@ static void perplexity_usage(FILE *f)
 	        "  tokens, every token after BOS scored once (docs/runtime.md).  The\n"
 	        "  tokenizer is found as flexpage run finds it.\n\n"
 	        "  --text FILE         the text (UTF-8)\n"
-	        "  --bytes N           only the first N bytes of FILE (200000; K, M are 1024s)\n"
+	        "  --bytes N           only the first N bytes of FILE (default: all; K, M are 1024s)\n"
 	        "  --ctx N             positions in a window, BOS included (default: the\n"
 	        "                      model's seq_len; at least 2)\n"
 	        "  --tokenizer FILE    a llama2.c tokenizer file for the model's vocabulary\n"
