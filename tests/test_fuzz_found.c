@@ -121,3 +121,25 @@ Test(found, gguf_key_count_beyond_the_keys_there)
 	in_small_address_space(open_sparse_file, &c, "fp_gguf_open");
 	free(c.bytes);
 }
+
+static int trace_tool(void *arg)
+{
+	const char *path = arg;
+	int null = open("/dev/null", O_WRONLY);
+	if (null < 0 || dup2(null, STDOUT_FILENO) < 0)
+		return 97;
+	execl(FLEXPAGE_TOOL, FLEXPAGE_TOOL, "trace", path, (char *)NULL);
+	return 96;
+}
+
+/* fuzz_trace: a 408-byte trace whose header claims 1 073 741 829 chunks
+ * of 64 KiB (the logical size agrees) while its records name chunks 0-4:
+ * `flexpage trace` sized its per-chunk tables by the claim, 4 GiB for the
+ * first, and under a memory limit said "out of memory" instead of the
+ * summary.  The tables now cover the chunks the records name. */
+Test(found, trace_chunk_count_beyond_the_chunks_named)
+{
+	char p[1024];
+	snprintf(p, sizeof p, "%s/fuzz/found/trace-chunk-count.trace", FLEXPAGE_SOURCE_DIR);
+	in_small_address_space(trace_tool, p, "flexpage trace trace-chunk-count.trace");
+}

@@ -60,20 +60,31 @@ static int cmp_stall(const void *a, const void *b)
 	return x->fault < y->fault ? -1 : x->fault > y->fault;
 }
 
-/* Chunk sizes from the image, when it is there and matches the trace. */
-static void load_image(struct tt_model *m, const char *path)
+/* One past the highest chunk a record names (fp_trace_open checked each
+ * against the header's count). */
+static uint32_t chunks_named(const struct tt_model *m)
+{
+	uint32_t nc = 0;
+	for (uint64_t i = 0; i < m->n; i++)
+		if (m->ev[i].type != FP_EV_MARK && m->ev[i].type != FP_EV_SETTINGS &&
+		    m->ev[i].chunk >= nc)
+			nc = m->ev[i].chunk + 1;
+	return nc;
+}
+
+/* The image, when it is there and matches the trace: NULL (and why in
+ * m->image_note) when not. */
+static fp_image *matching_image(struct tt_model *m, const char *path)
 {
 	const struct fp_trace_header *h = m->h;
-	for (uint32_t c = 0; c < h->n_chunks; c++)
-		m->chunk_bytes[c] = h->chunk_size;
 	if (!path[0]) {
 		snprintf(m->image_note, sizeof m->image_note, "the trace names no image");
-		return;
+		return NULL;
 	}
 	fp_image *img = fp_image_open(path);
 	if (!img) {
 		snprintf(m->image_note, sizeof m->image_note, "%s", fp_last_error());
-		return;
+		return NULL;
 	}
 	const struct fp_image_info *info = fp_image_info(img);
 	if (info->n_chunks != h->n_chunks || info->chunk_size != h->chunk_size) {
@@ -81,26 +92,41 @@ static void load_image(struct tt_model *m, const char *path)
 		         "%s has %u chunks of %u bytes, the trace %u of %u: not the traced image",
 		         path, info->n_chunks, info->chunk_size, h->n_chunks, h->chunk_size);
 		fp_image_close(img);
-		return;
+		return NULL;
 	}
-	m->stored_bytes = calloc(h->n_chunks, sizeof *m->stored_bytes);
-	m->data_bytes = calloc(h->n_chunks, sizeof *m->data_bytes);
-	if (!m->stored_bytes || !m->data_bytes) {
-		free(m->stored_bytes);
-		free(m->data_bytes);
-		m->stored_bytes = m->data_bytes = NULL;
-		snprintf(m->image_note, sizeof m->image_note, "out of memory");
+	return img;
+}
+
+/* The per-chunk tables: sizes from the image when it matches (then as
+ * many chunks as it has), else every chunk a record names at chunk_size. */
+static int load_chunks(struct tt_model *m, const char *path)
+{
+	const struct fp_trace_header *h = m->h;
+	fp_image *img = matching_image(m, path);
+	m->nc = img ? h->n_chunks : chunks_named(m);
+	m->chunk_bytes = malloc((m->nc ? m->nc : 1) * sizeof *m->chunk_bytes);
+	if (img) {
+		m->stored_bytes = calloc(m->nc, sizeof *m->stored_bytes);
+		m->data_bytes = calloc(m->nc, sizeof *m->data_bytes);
+	}
+	if (!m->chunk_bytes || (img && (!m->stored_bytes || !m->data_bytes))) {
+		if (img)
+			fp_image_close(img);
+		return -1;
+	}
+	for (uint32_t c = 0; c < m->nc; c++) {
+		const struct fp_chunk_desc *d = img ? fp_image_chunk(img, c) : NULL;
+		m->chunk_bytes[c] = d ? (d->logical_len + 4095u) & ~4095u : h->chunk_size;
+		if (d) {
+			m->stored_bytes[c] = d->stored_len;
+			m->data_bytes[c] = d->logical_len;
+		}
+	}
+	if (img) {
+		m->have_image = 1;
 		fp_image_close(img);
-		return;
 	}
-	for (uint32_t c = 0; c < h->n_chunks; c++) {
-		const struct fp_chunk_desc *d = fp_image_chunk(img, c);
-		m->chunk_bytes[c] = (d->logical_len + 4095u) & ~4095u;
-		m->stored_bytes[c] = d->stored_len;
-		m->data_bytes[c] = d->logical_len;
-	}
-	m->have_image = 1;
-	fp_image_close(img);
+	return 0;
 }
 
 static int push_stall(struct tt_model *m, size_t *cap, const struct tt_stall *s)
@@ -121,7 +147,7 @@ static int push_stall(struct tt_model *m, size_t *cap, const struct tt_stall *s)
 static int match_faults(struct tt_model *m)
 {
 	const struct fp_trace_header *h = m->h;
-	int64_t *head = malloc(h->n_chunks * sizeof *head);
+	int64_t *head = malloc((m->nc ? m->nc : 1) * sizeof *head);
 	struct pending *pool = malloc((m->count[FP_EV_FAULT] + 1) * sizeof *pool);
 	size_t npool = 0, cap = 0;
 	if (!head || !pool) {
@@ -129,7 +155,7 @@ static int match_faults(struct tt_model *m)
 		free(pool);
 		return -1;
 	}
-	for (uint32_t c = 0; c < h->n_chunks; c++)
+	for (uint32_t c = 0; c < m->nc; c++)
 		head[c] = -1;
 	int rc = 0;
 	for (uint64_t i = 0; i < m->n && !rc; i++) {
@@ -206,7 +232,7 @@ static int match_faults(struct tt_model *m)
 			break;
 		}
 	}
-	for (uint32_t c = 0; c < h->n_chunks; c++)
+	for (uint32_t c = 0; c < m->nc; c++)
 		for (int64_t k = head[c]; k >= 0; k = pool[k].next)
 			m->faults_unserved++;
 	free(head);
@@ -476,12 +502,8 @@ int tt_build(struct tt_model *m, const fp_trace *t, const char *path, const char
 	m->max_loader = m->h->loaders;
 	for (uint64_t i = 0; i < m->n; i++)
 		m->count[m->ev[i].type]++;
-	m->chunk_bytes = malloc(m->h->n_chunks * sizeof *m->chunk_bytes);
-	if (!m->chunk_bytes)
-		return -1;
 	/* The header's image path is NUL-terminated: fp_trace_open checks. */
-	load_image(m, image ? image : m->h->image);
-	if (match_faults(m) || clip_stalls(m) || find_tokens(m) || merge_stalls(m) || account(m) ||
+	if (load_chunks(m, image ? image : m->h->image) || match_faults(m) || clip_stalls(m) || find_tokens(m) || merge_stalls(m) || account(m) ||
 	    tt_why_build(m))
 		return -1;
 	return 0;

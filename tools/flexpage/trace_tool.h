@@ -87,6 +87,11 @@ struct tt_model {
 	uint64_t n;
 	uint64_t t_first, t_last;    /* first and last record */
 
+	/* The chunks the per-chunk tables cover: the image's when it is there
+	 * and matches, else one past the highest chunk a record names (the
+	 * header's count alone is a claim: a small damaged trace may name
+	 * four billion chunks). */
+	uint32_t nc;
 	/* Per chunk: resident bytes (logical_len rounded up to 4 KiB when the
 	 * image could be opened, else chunk_size) and stored bytes (0 unknown). */
 	uint32_t *chunk_bytes;

@@ -73,7 +73,7 @@ static int cmp_load(const void *a, const void *b)
 static int classify(struct tt_model *m)
 {
 	struct tt_why *w = &m->why;
-	uint32_t nc = m->h->n_chunks;
+	uint32_t nc = m->nc;
 	size_t ns = 0;
 	struct tt_stall **by_load = malloc((m->n_stalls + 1) * sizeof *by_load);
 	uint32_t *held = calloc(nc ? nc : 1, sizeof *held);   /* loads + stages so far */
@@ -180,7 +180,7 @@ static int sweep_reads(struct tt_model *m)
 		ed[ne++] = (struct edge){s.rs, +1};
 		ed[ne++] = (struct edge){s.re, -1};
 		w->reads++;
-		if (m->stored_bytes && e->chunk < m->h->n_chunks)
+		if (m->stored_bytes && e->chunk < m->nc)
 			w->read_bytes += m->stored_bytes[e->chunk];
 	}
 	if (ne)
