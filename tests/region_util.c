@@ -349,3 +349,59 @@ int ru_read_in_child(const char *path, const struct fp_options *o, const uint8_t
 	waitpid(pid, &status, 0);
 	return status;
 }
+
+/* ---- children as fresh processes ---- */
+
+/* argv[0] of a child: what tells run_child (before main) to run one. */
+#define CHILD_MARK "flexpage-test-child"
+#define MAX_CHILDREN 16
+
+static struct {
+	const char *name;
+	ru_child_main fn;
+} children[MAX_CHILDREN];
+static int n_children;
+
+void ru_child_register(const char *name, ru_child_main fn)
+{
+	if (n_children == MAX_CHILDREN)
+		abort();
+	children[n_children].name = name;
+	children[n_children++].fn = fn;
+}
+
+/* After every RU_CHILD registration (priority 101), before Criterion's
+ * main.  _exit: the test framework's exit handlers are not the child's. */
+__attribute__((constructor(102))) static void run_child(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[0], CHILD_MARK))
+		return;
+	for (int i = 0; i < n_children; i++)
+		if (!strcmp(children[i].name, argv[1])) {
+			int rc = children[i].fn(argc - 2, argv + 2);
+			fflush(NULL);
+			_exit(rc);
+		}
+	fprintf(stderr, "no child function %s in this program\n", argv[1]);
+	_exit(127);
+}
+
+int ru_run_child(const char *name, const char *const *args)
+{
+	const char *argv[32] = {CHILD_MARK, name};
+	int n = 2;
+	for (; args && args[n - 2] && n < 31; n++)
+		argv[n] = args[n - 2];
+	argv[n] = NULL;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execv("/proc/self/exe", (char *const *)argv);
+		_exit(126);
+	}
+	int status;
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return status;
+}

@@ -49,6 +49,29 @@ struct ru_child_setup {
 int ru_read_in_child(const char *path, const struct fp_options *o, const uint8_t *ref,
                      size_t len, const struct ru_child_setup *cs, char *err, size_t errlen);
 
+/* A child that runs the pager as a fresh process: fork, then exec of this
+ * test program, which runs the child function `name` (defined with
+ * RU_CHILD) on args before main and exits with what it returns.  Not a
+ * fork that goes on running: a suite's process has threads (Criterion's),
+ * and ThreadSanitizer cannot follow a child of a threaded process that
+ * starts threads of its own (its registry still holds the parent's:
+ * "dup thread with used id"); a fresh program starts it clean.  The child
+ * inherits the environment, descriptors and credentials.  Returns the
+ * wait status, -1 if no child could be made. */
+int ru_run_child(const char *name, const char *const *args);
+
+typedef int (*ru_child_main)(int argc, char **argv);
+void ru_child_register(const char *name, ru_child_main fn);
+/* RU_CHILD(fn) { ... } defines child function fn(argc, argv), argv the
+ * args given to ru_run_child (argv[argc] is NULL). */
+#define RU_CHILD(fn)                                                                   \
+	static int fn(int argc, char **argv);                                          \
+	__attribute__((constructor(101))) static void fn##_register(void)              \
+	{                                                                              \
+		ru_child_register(#fn, fn);                                            \
+	}                                                                              \
+	static int fn(int argc, char **argv)
+
 /* A child memory cgroup (v1) under the one this process is in. */
 int ru_cgroup_available(char *why, size_t n);
 int ru_cgroup_create(char *path, size_t n, uint64_t limit);

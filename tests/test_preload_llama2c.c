@@ -43,6 +43,13 @@ Test(llama2c, run_c_output_is_identical_at_half_budget_in_a_cgroup, .timeout = 6
 	const char *env_half[] = {image, "FLEXPAGE_BUDGET=50%", "FLEXPAGE_STATS=exit", NULL};
 	long long budget = (1056540 + 4095) / 4096 * 4096 / 2;
 	uint64_t limit = (uint64_t)budget + needs + (1u << 20);
+#ifdef __SANITIZE_THREAD__
+	/* ThreadSanitizer's own memory (shadow, traces) in the program grows
+	 * with the loads a smaller budget makes, so what the full run needed
+	 * bounds nothing: under TSan the cgroup has no limit, and the budget
+	 * is checked by the library's own count below. */
+	limit = PU_NO_LIMIT;
+#endif
 	run_c(env_half, 1, 1, limit, &half);
 	cr_expect_str_eq(half.out, ref.out, "the output differs at a 50%% budget");
 	long long faults = pu_summary(half.err, "stories260K.bin", "faults");
@@ -53,7 +60,8 @@ Test(llama2c, run_c_output_is_identical_at_half_budget_in_a_cgroup, .timeout = 6
 	cr_expect_gt(faults, 100, "faults served: %lld\n%s", faults, half.err);
 	cr_expect_gt(demand, 100, "demand loads: %lld", demand);
 	cr_expect_leq(peak, budget + 4 * 65536, "peak resident %lld over the budget %lld", peak, budget);
-	cr_expect_leq(half.cgroup_peak, limit);
+	if (limit != PU_NO_LIMIT)
+		cr_expect_leq(half.cgroup_peak, limit);
 	cr_log_info("run.c at 50%%: %lld faults, peak resident %lld of %lld; cgroup peak %llu of limit "
 	            "%llu (needs %llu); %.2f s (alone %.2f s)",
 	            faults, peak, budget, (unsigned long long)half.cgroup_peak, (unsigned long long)limit,

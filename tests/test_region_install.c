@@ -104,33 +104,39 @@ Test(install, tensors_are_packed_on_pages_and_padding_reads_zero, .timeout = 60)
 
 /* ---- unprivileged: UFFD_USER_MODE_ONLY ---- */
 
+#define USER_LEN (2u << 20)
+#define USER_SEED 12
+
+/* As nobody (argv: image): the region reads the bytes it was made of. */
+RU_CHILD(unprivileged_child)
+{
+	if (argc != 1 || setgid(65534) || setuid(65534))
+		return 30;
+	struct fp_options o = ru_options(0);
+	fp_region *r = fp_open(argv[0], &o);
+	if (!r) {
+		fprintf(stderr, "unprivileged open: %s\n", fp_last_error());
+		return 31;
+	}
+	uint8_t *ref = ru_data(USER_LEN, USER_SEED);
+	int rc = memcmp(fp_tensor(r, "data", NULL), ref, USER_LEN) ? 32 : 0;
+	fp_close(r);
+	free(ref);
+	return rc;
+}
+
 Test(privilege, unprivileged_process_pages_with_user_mode_only, .timeout = 60)
 {
 	if (geteuid() != 0)
 		cr_skip_test("needs root to drop to an unprivileged user");
-	const size_t len = 2u << 20;
-	uint8_t *ref = ru_data(len, 12);
+	uint8_t *ref = ru_data(USER_LEN, USER_SEED);
 	char path[512];
 	snprintf(path, sizeof path, "%s/user.img", ru_tmpdir());
-	ru_write_image(path, ref, len, 256u << 10, FP_CODEC_ZSTD);
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (setgid(65534) || setuid(65534))
-			_exit(30);
-		struct fp_options o = ru_options(0);
-		fp_region *r = fp_open(path, &o);
-		if (!r) {
-			fprintf(stderr, "unprivileged open: %s\n", fp_last_error());
-			_exit(31);
-		}
-		int rc = memcmp(fp_tensor(r, "data", NULL), ref, len) ? 32 : 0;
-		fp_close(r);
-		_exit(rc);
-	}
-	int status;
-	waitpid(pid, &status, 0);
-	unlink(path);
+	ru_write_image(path, ref, USER_LEN, 256u << 10, FP_CODEC_ZSTD);
 	free(ref);
+	int status = ru_run_child("unprivileged_child", (const char *const[]){path, NULL});
+	unlink(path);
+	cr_assert_neq(status, -1, "cannot start the child");
 	cr_assert(WIFEXITED(status), "killed by signal %d", WTERMSIG(status));
 	cr_assert_eq(WEXITSTATUS(status), 0, "exit %d (31: open failed, 32: wrong bytes)",
 	             WEXITSTATUS(status));

@@ -271,8 +271,15 @@ static fp_region *open_lazy(const char *path)
 	return fp_open(path, &o);
 }
 
-static int unprivileged_child(const char *path, const uint8_t *ref)
+#define USER_SEED 16
+
+/* As nobody (argv: image, a directory on disk): the mode and its limits. */
+RU_CHILD(unprivileged_child)
 {
+	if (argc != 2)
+		return 127;
+	const char *path = argv[0], *dir = argv[1];
+	uint8_t *ref = ru_data(LEN, USER_SEED);
 	become_nobody();
 	/* the kernel's answer to this user, before the pager asks it */
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
@@ -298,7 +305,7 @@ static int unprivileged_child(const char *path, const uint8_t *ref)
 	 * write(2), chunk 2 for an O_DIRECT write, each untouched so far. */
 	if ((n = write_pipe(base + CHUNK, 4096, &err, back)) != -1 || err != EFAULT)
 		rc = PIPE_BEFORE;
-	else if ((n = write_direct(ru_tmpdir(), base + 2 * CHUNK, &err, back)) != -1 || err != EFAULT)
+	else if ((n = write_direct(dir, base + 2 * CHUNK, &err, back)) != -1 || err != EFAULT)
 		rc = DIRECT_BEFORE;
 	/* The program's own reads are served, every byte */
 	else if (memcmp(base, ref, LEN))
@@ -307,20 +314,25 @@ static int unprivileged_child(const char *path, const uint8_t *ref)
 	else if ((n = write_pipe(base + CHUNK, 4096, &err, back)) != 4096 ||
 	         memcmp(back, ref + CHUNK, 4096))
 		rc = PIPE_AFTER;
-	else if ((n = write_direct(ru_tmpdir(), base + 2 * CHUNK, &err, back)) != 4096 ||
+	else if ((n = write_direct(dir, base + 2 * CHUNK, &err, back)) != 4096 ||
 	         memcmp(back, ref + 2 * CHUNK, 4096))
 		rc = DIRECT_AFTER;
 	if (rc)
 		fprintf(stderr, "as nobody: the last call returned %zd, errno %d\n", n, err);
 	free(back);
+	free(ref);
 	fp_close(r);
 	return rc;
 }
 
 /* The same system calls as root, whose full userfaultfd serves the
  * kernel's faults: the EFAULTs above are the mode's, not the test's. */
-static int root_child(const char *path, const uint8_t *ref)
+RU_CHILD(root_child)
 {
+	if (argc != 2)
+		return 127;
+	const char *path = argv[0], *dir = argv[1];
+	uint8_t *ref = ru_data(LEN, USER_SEED);
 	fp_region *r = open_lazy(path);
 	if (!r)
 		return OPEN_FAILED;
@@ -329,23 +341,20 @@ static int root_child(const char *path, const uint8_t *ref)
 	int err = 0, rc = OK;
 	if (write_pipe(base + CHUNK, 4096, &err, back) != 4096 || memcmp(back, ref + CHUNK, 4096))
 		rc = ROOT_PIPE;
-	else if (write_direct(ru_tmpdir(), base + 2 * CHUNK, &err, back) != 4096 ||
+	else if (write_direct(dir, base + 2 * CHUNK, &err, back) != 4096 ||
 	         memcmp(back, ref + 2 * CHUNK, 4096))
 		rc = ROOT_DIRECT;
 	free(back);
+	free(ref);
 	fp_close(r);
 	return rc;
 }
 
-static void expect_child(int (*fn)(const char *, const uint8_t *), const char *path,
-                         const uint8_t *ref, const char *who)
+/* Child `name` on path, as a fresh process (ru_run_child): it must exit 0. */
+static void expect_child(const char *name, const char *path, const char *who)
 {
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0)
-		_exit(fn(path, ref));
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	int status = ru_run_child(name, (const char *const[]){path, ru_tmpdir(), NULL});
+	cr_assert_neq(status, -1, "cannot start the child");
 	cr_assert(WIFEXITED(status), "%s: killed by signal %d", who, WTERMSIG(status));
 	int code = WEXITSTATUS(status);
 	cr_assert_eq(code, 0, "%s: %s (exit %d)", who,
@@ -358,13 +367,13 @@ Test(untrusted, unprivileged_user_gets_user_mode_only_and_its_limits)
 	need_root();
 	if (sysctl_value("/proc/sys/vm/unprivileged_userfaultfd") != 0)
 		cr_skip_test("vm.unprivileged_userfaultfd is not 0: every user gets full userfaultfd");
-	uint8_t *ref = ru_data(LEN, 16);
+	uint8_t *ref = ru_data(LEN, USER_SEED);
 	char path[512];
 	snprintf(path, sizeof path, "%s/user-mode.img", ru_tmpdir());
 	ru_write_image(path, ref, LEN, CHUNK, FP_CODEC_RAW);
 	cr_assert(!chmod(path, 0644) && !chmod(ru_tmpdir(), 0777 | S_ISVTX));
-	expect_child(unprivileged_child, path, ref, "as nobody");
-	expect_child(root_child, path, ref, "as root");
+	expect_child("unprivileged_child", path, "as nobody");
+	expect_child("root_child", path, "as root");
 	unlink(path);
 	free(ref);
 }

@@ -1,7 +1,15 @@
 /* The fault handler: one thread and one userfaultfd for the whole process,
  * serving every open region.  It finds a fault's region under RCU, so
  * opening and closing regions never stalls fault service, and it never
- * touches region memory itself: it only queues loads and issues ioctls. */
+ * touches region memory itself: it only queues loads and issues ioctls.
+ *
+ * The regions form a list, newest first, changed under H.lock and walked
+ * by the handler without it.  Its links are C11 atomics: a region is
+ * linked with a release store after it is fully made, and the handler
+ * follows each link with an acquire load, so a region it reaches is
+ * complete (and ThreadSanitizer sees that order too).  A region unlinked
+ * keeps its own link, so a walk standing on it goes on; it is freed only
+ * after a grace period (pg_handler_unpublish). */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -18,20 +26,19 @@ char pg_tsan_grace;
 
 static struct {
 	pthread_mutex_t lock;        /* attach/detach; the list's writers */
-	struct cds_list_head regions;
+	fp_region *_Atomic regions;  /* newest first, through next_open */
 	int users;
 	struct pg_uffd uffd;
 	int stop_fd;
 	pthread_t thread;
 } H = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.regions = CDS_LIST_HEAD_INIT(H.regions),
 };
 
 static fp_region *find_region(uint64_t addr)
 {
-	fp_region *r;
-	cds_list_for_each_entry_rcu(r, &H.regions, node) {
+	for (fp_region *r = atomic_load_explicit(&H.regions, memory_order_acquire); r;
+	     r = atomic_load_explicit(&r->next_open, memory_order_acquire)) {
 		/* A page given back may lie in a region opened since. */
 		if ((addr >= (uintptr_t)r->base && addr < (uintptr_t)r->base + r->size &&
 		     !pg_map_gone_at(r, addr)) ||
@@ -47,7 +54,6 @@ static void serve(const struct uffd_msg *m)
 		return;
 	uint64_t addr = m->arg.pagefault.address & ~4095ull;
 	rcu_read_lock();
-	pg_tsan_acquire(&H.regions);
 	fp_region *r = find_region(addr);
 	if (r) {
 		pg_load_work_begin(r);
@@ -132,15 +138,24 @@ void pg_handler_put(void)
 void pg_handler_publish(fp_region *r)
 {
 	pthread_mutex_lock(&H.lock);
-	pg_tsan_release(&H.regions); /* r, made before, is seen by find_region */
-	cds_list_add_rcu(&r->node, &H.regions);
+	atomic_store_explicit(&r->next_open, atomic_load_explicit(&H.regions, memory_order_relaxed),
+	                      memory_order_relaxed);
+	atomic_store_explicit(&H.regions, r, memory_order_release); /* r, made before, is seen */
 	pthread_mutex_unlock(&H.lock);
 }
 
 void pg_handler_unpublish(fp_region *r)
 {
 	pthread_mutex_lock(&H.lock);
-	cds_list_del_rcu(&r->node);
+	fp_region *_Atomic *link = &H.regions;
+	fp_region *at;
+	while ((at = atomic_load_explicit(link, memory_order_relaxed)) && at != r)
+		link = &at->next_open;
+	/* Release: what follows r was made before its own publication, which
+	 * this thread saw through the lock. */
+	if (at)
+		atomic_store_explicit(link, atomic_load_explicit(&r->next_open, memory_order_relaxed),
+		                      memory_order_release);
 	pthread_mutex_unlock(&H.lock);
 	synchronize_rcu(); /* from here on the handler cannot reach r */
 	pg_tsan_acquire(&pg_tsan_grace);

@@ -20,7 +20,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <urcu.h>
-#include <urcu/rculist.h>
 
 #include "chunk.h"
 #include "image.h"
@@ -56,7 +55,7 @@ struct pg_poison {
 
 struct fp_region {
 	/* Fixed by fp_open (region.c), read by every step. */
-	struct cds_list_head node;   /* in the handler's region list (RCU; handler.c) */
+	struct fp_region *_Atomic next_open; /* the handler's list of regions (handler.c) */
 	fp_image *img;
 	uint8_t *base;
 	uint64_t size;

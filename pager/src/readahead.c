@@ -207,6 +207,23 @@ void pg_ra_unreserve_locked(fp_region *r, uint32_t c)
 	pg_res_unhold_locked(r, c);
 }
 
+/* The room goes before the move: once c is EMPTY a fault may load it at
+ * once, and that loader reads res_len[c] without the lock (load.c), so the
+ * ledger must be right before the move (a release) that lets it in. */
+int pg_ra_give_back_locked(fp_region *r, uint32_t c)
+{
+	struct pg_readahead *ra = &r->ahead;
+	uint32_t held = pg_res_len(r, c);
+	pg_ra_unreserve_locked(r, c);
+	if (pg_chunk_give_back(&r->state[c]))
+		return 1;
+	/* A fault demanded it meanwhile: the load stays, and its room. */
+	pg_res_hold_locked(r, c, held);
+	ra->reserved_bytes += held;
+	ra->reserved[c] = 1;
+	return 0;
+}
+
 void pg_ra_unreserve(fp_region *r, uint32_t c)
 {
 	pg_res_lock(r);

@@ -69,6 +69,9 @@ int pg_ra_reserve(fp_region *r, uint32_t c);
 void pg_ra_release_locked(fp_region *r, uint32_t c);
 void pg_ra_unreserve(fp_region *r, uint32_t c);
 void pg_ra_unreserve_locked(fp_region *r, uint32_t c);
+/* Under the residency lock: reserved read-ahead load c, claimed by the
+ * caller, goes back (GIVE_BACK) with its room; 0 if a fault wants it. */
+int pg_ra_give_back_locked(fp_region *r, uint32_t c);
 /* The depth of the latest fault's window, in chunks. */
 uint32_t pg_ra_depth(const fp_region *r);
 /* Faults since a window last wanted chunk c. */

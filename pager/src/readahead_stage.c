@@ -67,8 +67,7 @@ int pg_stage_put(fp_region *r, uint32_t c, uint8_t *buf, int in_pool)
 	/* The room this load reserved was counted under the budget before a
 	 * cut (fp_set_budget drops what is staged, not what is being read):
 	 * staging it now would hold the region over the new budget. */
-	if (r->res.resident > r->res.settings->budget && pg_chunk_give_back(&r->state[c])) {
-		pg_ra_unreserve_locked(r, c);
+	if (r->res.resident > r->res.settings->budget && pg_ra_give_back_locked(r, c)) {
 		pg_res_unlock(r);
 		return -1;
 	}
@@ -114,13 +113,20 @@ int pg_stage_fault(fp_region *r, uint32_t c)
 	return 1;
 }
 
-/* Under the residency lock: staged chunk c leaves (DROP), its room freed. */
+/* Under the residency lock: staged chunk c leaves (DROP), its room freed.
+ * The room goes before the move: once c is EMPTY a fault may load it at
+ * once, and that loader reads res_len[c] without the lock (load.c), so the
+ * ledger must be right before the move (a release) that lets it in.  Only
+ * UNSTAGE and DROP leave STAGED, both under this lock, and a staged word
+ * has no flags to refuse: staged here, the DROP cannot fail. */
 static int drop_locked(fp_region *r, uint32_t c)
 {
-	if (!pg_chunk_drop(&r->state[c]))
-		return 0;
+	if (pg_chunk_state(&r->state[c]) != CHUNK_STAGED)
+		return 0; /* a fault is installing it */
 	release(r, c, 0);
 	pg_ra_unreserve_locked(r, c); /* staged chunks are reserved read-ahead */
+	if (!pg_chunk_drop(&r->state[c]))
+		abort();
 	pg_count(r, PG_STAGED_DROPPED, 1);
 	pg_trace_event(r, 0, FP_EV_DROP, 0, c, 0, 0);
 	return 1;

@@ -2,9 +2,10 @@
  * rcu_assign_pointer and rcu_dereference order memory with compiler and
  * CPU barriers of their own (liburcu 0.13 does not use C11 atomics), and
  * synchronize_rcu waits for the readers inside the uninstrumented library.
- * So TSan takes a reader's load of a published region or settings for a
- * race with the writes that made it, and a free after a grace period for
- * a race with the reads before it.  Where flexpage publishes and reads
+ * So TSan takes a reader's load of published settings for a race with the
+ * writes that made them, and a free after a grace period for a race with
+ * the reads before it.  (The handler's region list uses C11 atomics,
+ * which TSan sees, instead of liburcu's list.)  Where flexpage publishes and reads
  * under RCU it says so here as a release and an acquire on the published
  * object (and on pg_tsan_grace for a grace period).  Without TSan these
  * are nothing. */

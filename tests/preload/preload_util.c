@@ -70,6 +70,19 @@ static void child(const char *const *argv, const struct pu_opts *o, const char *
 		snprintf(pre, sizeof pre, "LD_PRELOAD=%s%s", FLEXPAGE_SANITIZER_PRELOAD,
 		         FLEXPAGE_PRELOAD_LIB);
 		putenv(pre);
+#ifdef __SANITIZE_THREAD__
+		/* A TSan report's symbolizer unmaps what it read with munmap,
+		 * which libtsan's interceptor passes on to the next definition:
+		 * the library's.  Its instrumented walk then runs inside the
+		 * report, and TSan deadlocks on its own thread registry (the
+		 * program hangs).  Unsymbolized, a report still stops the
+		 * program (exit 66) and names each frame's module and offset,
+		 * for addr2line. */
+		static char tsan[4096];
+		const char *was = getenv("TSAN_OPTIONS");
+		snprintf(tsan, sizeof tsan, "TSAN_OPTIONS=%s symbolize=0", was ? was : "");
+		putenv(tsan);
+#endif
 	}
 	/* The engines leak at exit as they like. */
 	if (FLEXPAGE_SANITIZER_PRELOAD[0])
