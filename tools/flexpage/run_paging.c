@@ -32,10 +32,12 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 	 * each chunk's form by: measured once here, unless given, when an
 	 * image has something compressed for them to decide, and handed to
 	 * fp_open so that both use the same. */
-	int compressed = info->n_alt_forms > 0;
+	int compressed = 0;
 	for (uint32_t i = 0; !compressed && i < info->n_chunks; i++)
 		compressed = fp_image_chunk(img, i)->codec != FP_CODEC_RAW;
-	unsigned want = compressed ? (o->read_rate > 0 ? 0 : FP_RATE_READ) |
+	/* a plan of every chunk, or of raw chunks alone, is the same at any rate */
+	int depends = info->n_alt_forms || (compressed && o->budget && o->budget < info->data_bytes);
+	unsigned want = depends ? (o->read_rate > 0 ? 0 : FP_RATE_READ) |
 	                             (o->decode_rate > 0 ? 0 : FP_RATE_DECODE) : 0;
 	if (want && !fp_image_probe_rates(img, want | (o->flags & FP_OPEN_BUFFERED) << 8, &p->rates)) {
 		if (p->rates.measured & FP_RATE_READ)
