@@ -1,6 +1,6 @@
 /* The image reader: header, tensor and chunk tables, meta (and a GGUF
  * taken as an image, by its magic), then each chunk read and decoded
- * (zstd, CRC-32C) as the pager would.  A bad input must give NULL or an
+ * (zstd, CRC-32C) as the pager would, in each of its stored forms.  A bad input must give NULL or an
  * error, never a crash or a read out of bounds. */
 #include <flexpage/flexpage_experimental.h>
 
@@ -33,8 +33,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	void *chunk = malloc(info->chunk_size);
 	if (!chunk)
 		abort();
-	for (uint32_t i = 0; i < info->n_chunks && i < MAX_CHUNKS; i++)
+	for (uint32_t i = 0; i < info->n_chunks && i < MAX_CHUNKS; i++) {
 		(void)fp_image_read_chunk(img, i, chunk);
+		/* a chunk's alternate form (version 4) decodes under the same
+		 * checksum, or fails */
+		const struct fp_chunk_desc *alt = fp_image_chunk_form(img, i, 1);
+		if (alt && (alt->logical_len != fp_image_chunk(img, i)->logical_len ||
+		            alt->checksum != fp_image_chunk(img, i)->checksum))
+			abort();
+		if (alt)
+			(void)fp_image_read_chunk_form(img, i, 1, chunk);
+	}
+	(void)fp_image_chunk_form(img, info->n_chunks, 1);
 	free(chunk);
 	fp_image_close(img);
 	return 0;

@@ -38,3 +38,9 @@ add_dependencies(test_defaults flexpage)
 flexpage_test(test_compress test_compress.c ref_forward.c)
 target_link_libraries(test_compress PRIVATE flexpage_rt_testutil flexpage_testutil PkgConfig::ZSTD)
 add_dependencies(test_compress flexpage)
+
+# Images holding both forms of a chunk (pack --codec both), the form a
+# region reads at given or measured rates, and the open-time probe.
+flexpage_test(test_adapt test_adapt.c)
+target_link_libraries(test_adapt PRIVATE flexpage_rt_testutil flexpage_testutil PkgConfig::ZSTD)
+add_dependencies(test_adapt flexpage)

@@ -337,6 +337,10 @@ void tu_fix_tables_crc(tu_file *f)
 		return;
 	uint32_t crc = tu_crc32c(0, f->data + to, ts);
 	crc = tu_crc32c(crc, f->data + co, cs);
+	/* version 4: the alternate-form table follows the chunk table */
+	uint64_t as = tu_get32(f, TU_H_VERSION) >= 4 ? (uint64_t)tu_get32(f, TU_H_N_ALTS) * TU_C_BYTES : 0;
+	if (as && in_file(f, co + cs, as))
+		crc = tu_crc32c(crc, f->data + co + cs, as);
 	crc = tu_crc32c(crc, f->data + mo, ms);
 	tu_set32(f, TU_H_TABLES_CRC, crc);
 }

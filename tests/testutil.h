@@ -30,7 +30,8 @@ enum {
 	TU_H_META_SIZE = 88,
 	TU_H_RAW_BASE = 96,
 	TU_H_TABLES_CRC = 104,
-	TU_H_RESERVED = 108,
+	TU_H_RESERVED = 108,     /* version 4: n_alts, then 3 reserved words */
+	TU_H_N_ALTS = 108,
 	TU_H_HEADER_CRC = 124,
 	TU_HEADER_BYTES = 128,
 

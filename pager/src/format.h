@@ -29,8 +29,10 @@ struct pg_disk_header {
 	uint64_t meta_offset;
 	uint64_t meta_size;
 	uint64_t raw_base;
-	uint32_t tables_crc;     /* CRC-32C of tensor table, chunk table, meta */
-	uint32_t reserved[4];
+	uint32_t tables_crc;     /* CRC-32C of tensor table, chunk table, alternates, meta */
+	uint32_t n_alts;         /* version 4: entries of the alternate-form table, which
+	                          * follows the chunk table (0 before version 4) */
+	uint32_t reserved[3];
 	uint32_t header_crc;     /* CRC-32C of the 124 bytes before it */
 };
 static_assert(sizeof(struct pg_disk_header) == PG_HEADER_BYTES, "header layout");
@@ -46,7 +48,9 @@ struct pg_disk_tensor {
 };
 static_assert(sizeof(struct pg_disk_tensor) == 128, "tensor entry layout");
 
-/* A chunk entry is stored exactly as struct fp_chunk_desc. */
+/* A chunk entry, and an alternate-form entry, is stored exactly as struct
+ * fp_chunk_desc. */
+#define PG_VERSION_ALTS 4u       /* the first version with alternate forms */
 static_assert(sizeof(struct fp_chunk_desc) == 32, "chunk entry layout");
 
 /* CRC-32C by the fastest path this CPU has (crc32c.c); the paths one by

@@ -86,6 +86,17 @@ static int check_header(const char *path, const struct pg_disk_header *h, uint64
 		              "%s: header.n_tensors is 0: the image holds no tensors", path);
 	if (h->n_chunks == 0)
 		return pg_err(EBADMSG, "%s: header.n_chunks is 0: the image holds no chunks", path);
+	const uint32_t n_alts = h->version >= PG_VERSION_ALTS ? h->n_alts : 0;
+	if (n_alts > h->n_chunks)
+		return pg_err(EBADMSG, "%s: header.n_alts %u is more than one a chunk (%u)", path,
+		              n_alts, h->n_chunks);
+	if (!range_ok(h->chunk_table_offset + h->chunk_table_size,
+	              (uint64_t)n_alts * sizeof(struct fp_chunk_desc), fsize))
+		return pg_err(EBADMSG, "%s: header.n_alts: the alternate-form table after the chunk "
+		              "table runs past the file", path);
+	if (n_alts && (h->flags & PG_FLAG_RAW_LAYOUT))
+		return pg_err(EBADMSG, "%s: header.flags says raw layout but n_alts is %u (a raw-layout "
+		              "image holds one form a chunk)", path, n_alts);
 	return 0;
 }
 
@@ -93,6 +104,81 @@ static int cmp_u64pair(const void *a, const void *b)
 {
 	const uint64_t *x = a, *y = b;
 	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* One stored form's fields (a chunk entry, or an alternate's: what names
+ * it in messages): its codec, a length its codec allows, and a payload
+ * aligned inside the payload area. */
+static int check_payload(struct fp_image *img, const struct pg_disk_header *h,
+                         const struct fp_chunk_desc *c, uint32_t i, const char *what,
+                         uint64_t table_start)
+{
+	const char *path = img->path;
+	if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD &&
+	    c->codec != FP_CODEC_ZSTD_SPLIT)
+		return pg_err(EBADMSG, "%s: %s %u: unknown codec %u", path, what, i, c->codec);
+	if (c->codec == FP_CODEC_ZSTD_SPLIT && h->version < 3)
+		return pg_err(EBADMSG, "%s: %s %u: codec %u (zstd-split) in a version %u image (it "
+		              "came with version 3)", path, what, i, c->codec, h->version);
+	if (c->codec == FP_CODEC_ZSTD_SPLIT &&
+	    (c->stored_len <= PG_SPLIT_HEADER ||
+	     c->stored_len > ZSTD_compressBound(h->chunk_size) + PG_SPLIT_HEADER))
+		return pg_err(EBADMSG,
+		              "%s: %s %u: zstd-split stored_len %u is impossible for chunk_size %u",
+		              path, what, i, c->stored_len, h->chunk_size);
+	if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len)
+		return pg_err(EBADMSG,
+		              "%s: %s %u: raw chunk stored_len %u != logical_len %u", path, what, i,
+		              c->stored_len, c->logical_len);
+	if (c->codec == FP_CODEC_ZSTD &&
+	    (c->stored_len == 0 || c->stored_len > ZSTD_compressBound(h->chunk_size)))
+		return pg_err(EBADMSG,
+		              "%s: %s %u: zstd stored_len %u is impossible for chunk_size %u", path,
+		              what, i, c->stored_len, h->chunk_size);
+	if (c->stored_len == 0)
+		return 0;
+	if (c->file_offset % FP_IMAGE_ALIGN)
+		return pg_err(EBADMSG,
+		              "%s: %s %u: file_offset %llu is not 4 KiB aligned", path, what, i,
+		              (unsigned long long)c->file_offset);
+	if (c->file_offset < FP_IMAGE_ALIGN || !range_ok(c->file_offset, c->stored_len, table_start))
+		return pg_err(EBADMSG,
+		              "%s: %s %u: payload [%llu, +%u) lies outside the payload area", path,
+		              what, i, (unsigned long long)c->file_offset, c->stored_len);
+	return 0;
+}
+
+/* Each alternate names a chunk of data (ascending, one each), holds its
+ * logical bytes under its checksum, and is a payload of its own. */
+static int check_alts(struct fp_image *img, const struct pg_disk_header *h, uint64_t table_start,
+                      uint64_t (*span)[2], uint32_t *nspan)
+{
+	const char *path = img->path;
+	for (uint32_t k = 0; k < h->n_alts; k++) {
+		const struct fp_chunk_desc *a = &img->alts[k];
+		uint64_t i = a->logical_offset / h->chunk_size;
+		if (a->logical_offset % h->chunk_size || i >= h->n_chunks)
+			return pg_err(EBADMSG, "%s: alternate %u: logical_offset %llu is no chunk's", path,
+			              k, (unsigned long long)a->logical_offset);
+		if (k && a->logical_offset <= img->alts[k - 1].logical_offset)
+			return pg_err(EBADMSG, "%s: alternate %u: logical_offset %llu is not past the one "
+			              "before (alternates are in ascending order, one a chunk)", path, k,
+			              (unsigned long long)a->logical_offset);
+		const struct fp_chunk_desc *c = &img->chunks[i];
+		if (a->logical_len != c->logical_len || a->checksum != c->checksum || !c->stored_len)
+			return pg_err(EBADMSG, "%s: alternate %u: logical_len %u and checksum 0x%08x are "
+			              "not chunk %llu's (%u, 0x%08x)", path, k, a->logical_len, a->checksum,
+			              (unsigned long long)i, c->logical_len, c->checksum);
+		if (check_payload(img, h, a, k, "alternate", table_start))
+			return -EBADMSG;
+		if (!a->stored_len)
+			return pg_err(EBADMSG, "%s: alternate %u: stored_len is 0", path, k);
+		img->alt_of[i] = k;
+		span[*nspan][0] = a->file_offset;
+		span[*nspan][1] = a->file_offset + a->stored_len;
+		(*nspan)++;
+	}
+	return 0;
 }
 
 /* Every payload lies in the file before the tables, 4 KiB aligned, and no
@@ -105,7 +191,7 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 		table_start = h->chunk_table_offset;
 	if (h->meta_offset < table_start)
 		table_start = h->meta_offset;
-	uint64_t (*span)[2] = malloc(sizeof *span * h->n_chunks);
+	uint64_t (*span)[2] = malloc(sizeof *span * ((uint64_t)h->n_chunks + h->n_alts));
 	if (!span)
 		return pg_err(ENOMEM, "%s: out of memory", path);
 	uint32_t nspan = 0;
@@ -119,57 +205,18 @@ static int check_chunks(struct fp_image *img, const struct pg_disk_header *h)
 			       c->logical_len, h->chunk_size);
 			goto fail;
 		}
-		if (c->codec != FP_CODEC_RAW && c->codec != FP_CODEC_ZSTD &&
-		    c->codec != FP_CODEC_ZSTD_SPLIT) {
-			pg_err(EBADMSG, "%s: chunk %u: unknown codec %u", path, i, c->codec);
+		if (check_payload(img, h, c, i, "chunk", table_start))
 			goto fail;
-		}
-		if (c->codec == FP_CODEC_ZSTD_SPLIT && h->version < 3) {
-			pg_err(EBADMSG, "%s: chunk %u: codec %u (zstd-split) in a version %u image (it "
-			       "came with version 3)", path, i, c->codec, h->version);
-			goto fail;
-		}
-		if (c->codec == FP_CODEC_ZSTD_SPLIT &&
-		    (c->stored_len <= PG_SPLIT_HEADER ||
-		     c->stored_len > ZSTD_compressBound(h->chunk_size) + PG_SPLIT_HEADER)) {
-			pg_err(EBADMSG,
-			       "%s: chunk %u: zstd-split stored_len %u is impossible for chunk_size %u",
-			       path, i, c->stored_len, h->chunk_size);
-			goto fail;
-		}
-		if (c->codec == FP_CODEC_RAW && c->stored_len != c->logical_len) {
-			pg_err(EBADMSG,
-			       "%s: chunk %u: raw chunk stored_len %u != logical_len %u", path, i,
-			       c->stored_len, c->logical_len);
-			goto fail;
-		}
-		if (c->codec == FP_CODEC_ZSTD &&
-		    (c->stored_len == 0 || c->stored_len > ZSTD_compressBound(h->chunk_size))) {
-			pg_err(EBADMSG,
-			       "%s: chunk %u: zstd stored_len %u is impossible for chunk_size %u", path,
-			       i, c->stored_len, h->chunk_size);
-			goto fail;
-		}
 		if (c->stored_len == 0)
 			continue;
-		if (c->file_offset % FP_IMAGE_ALIGN) {
-			pg_err(EBADMSG,
-			       "%s: chunk %u: file_offset %llu is not 4 KiB aligned", path, i,
-			       (unsigned long long)c->file_offset);
-			goto fail;
-		}
-		if (c->file_offset < FP_IMAGE_ALIGN || !range_ok(c->file_offset, c->stored_len, table_start)) {
-			pg_err(EBADMSG,
-			       "%s: chunk %u: payload [%llu, +%u) lies outside the payload area", path, i,
-			       (unsigned long long)c->file_offset, c->stored_len);
-			goto fail;
-		}
 		span[nspan][0] = c->file_offset;
 		span[nspan][1] = c->file_offset + c->stored_len;
 		nspan++;
 		img->info.data_bytes += c->logical_len;
 		img->info.stored_bytes += c->stored_len;
 	}
+	if (h->n_alts && check_alts(img, h, table_start, span, &nspan))
+		goto fail;
 	qsort(span, nspan, sizeof *span, cmp_u64pair);
 	for (uint32_t i = 1; i < nspan; i++) {
 		if (span[i][0] < span[i - 1][1]) {
@@ -292,22 +339,34 @@ static fp_image *open_image(const char *path)
 	}
 	if ((rc = check_header(path, &h, fsize)))
 		goto fail;
+	if (h.version < PG_VERSION_ALTS)
+		h.n_alts = 0; /* a reserved word before version 4 */
 	img->info = (struct fp_image_info){
 		.path = img->path, .file_size = fsize, .logical_size = h.logical_size,
 		.chunk_size = h.chunk_size, .n_tensors = h.n_tensors, .n_chunks = h.n_chunks,
 		.raw_base = (h.flags & PG_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
 		.kind = (h.flags & PG_FLAG_VERBATIM) ? FP_IMAGE_VERBATIM : FP_IMAGE_PACKED,
+		.n_alt_forms = h.n_alts,
 	};
 	img->tensors = calloc(h.n_tensors ? h.n_tensors : 1, sizeof *img->tensors);
 	img->chunks = malloc(h.chunk_table_size);
 	dt = malloc(h.tensor_table_size ? h.tensor_table_size : 1);
 	img->meta = malloc(h.meta_size + 1);
-	if (!img->tensors || !img->chunks || !dt || !img->meta) {
+	uint64_t alt_size = (uint64_t)h.n_alts * sizeof(struct fp_chunk_desc);
+	if (h.n_alts) {
+		img->alts = malloc(alt_size);
+		img->alt_of = malloc(sizeof *img->alt_of * h.n_chunks);
+		if (img->alt_of)
+			memset(img->alt_of, 0xff, sizeof *img->alt_of * h.n_chunks);
+	}
+	if (!img->tensors || !img->chunks || !dt || !img->meta ||
+	    (h.n_alts && (!img->alts || !img->alt_of))) {
 		rc = pg_err(ENOMEM, "%s: out of memory for the tables", path);
 		goto fail;
 	}
 	if (pg_read_full(fd, dt, h.tensor_table_size, h.tensor_table_offset) ||
 	    pg_read_full(fd, img->chunks, h.chunk_table_size, h.chunk_table_offset) ||
+	    pg_read_full(fd, img->alts, alt_size, h.chunk_table_offset + h.chunk_table_size) ||
 	    pg_read_full(fd, img->meta, h.meta_size, h.meta_offset)) {
 		rc = pg_err(EIO,
 		            "%s: cannot read the tables: %s", path, strerror(errno ? errno : EIO));
@@ -316,6 +375,7 @@ static fp_image *open_image(const char *path)
 	img->meta[h.meta_size] = 0;
 	uint32_t crc = pg_crc32c(0, dt, h.tensor_table_size);
 	crc = pg_crc32c(crc, img->chunks, h.chunk_table_size);
+	crc = pg_crc32c(crc, img->alts, alt_size);
 	crc = pg_crc32c(crc, img->meta, h.meta_size);
 	if (crc != h.tables_crc) {
 		rc = pg_err(EBADMSG,
@@ -400,6 +460,8 @@ void fp_image_close(fp_image *img)
 	free(img->meta);
 	free(img->tensors);
 	free(img->chunks);
+	free(img->alts);
+	free(img->alt_of);
 	free(img);
 }
 
@@ -466,7 +528,12 @@ int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n)
 int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, void *dst,
                     void *zstd_dctx)
 {
-	const struct fp_chunk_desc *c = &img->chunks[i];
+	return pg_decode_form(img, i, &img->chunks[i], src, dst, zstd_dctx);
+}
+
+int pg_decode_form(const struct fp_image *img, uint32_t i, const struct fp_chunk_desc *c,
+                   const void *src, void *dst, void *zstd_dctx)
+{
 	if (c->codec == FP_CODEC_RAW) {
 		if (dst != src)
 			memcpy(dst, src, c->logical_len);
@@ -507,11 +574,50 @@ int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src, voi
 	return 0;
 }
 
+const struct fp_chunk_desc *fp_image_chunk_form(const fp_image *img, uint32_t i, uint32_t form)
+{
+	if (i >= img->info.n_chunks)
+		return NULL;
+	if (!form)
+		return &img->chunks[i];
+	return form == 1 && img->alt_of && img->alt_of[i] != UINT32_MAX ? &img->alts[img->alt_of[i]]
+	                                                                 : NULL;
+}
+
+const struct fp_chunk_desc *pg_image_cheaper_form(const struct fp_image *img, uint32_t i,
+                                                  double read, double decode)
+{
+	const struct fp_chunk_desc *c = &img->chunks[i], *a = fp_image_chunk_form(img, i, 1);
+	return a && pg_form_ns(a, read, decode) < pg_form_ns(c, read, decode) ? a : c;
+}
+
+uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode)
+{
+	uint32_t swapped = 0;
+	for (uint32_t i = 0; img->alt_of && i < img->info.n_chunks; i++) {
+		if (pg_image_cheaper_form(img, i, read, decode) == &img->chunks[i])
+			continue;
+		struct fp_chunk_desc *a = &img->alts[img->alt_of[i]], t = img->chunks[i];
+		img->info.stored_bytes += a->stored_len - (uint64_t)t.stored_len;
+		img->chunks[i] = *a;
+		*a = t;
+		swapped++;
+	}
+	return swapped;
+}
+
 int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
+{
+	return fp_image_read_chunk_form(img, i, 0, dst);
+}
+
+int fp_image_read_chunk_form(const fp_image *img, uint32_t i, uint32_t form, void *dst)
 {
 	if (i >= img->info.n_chunks)
 		return pg_err(EINVAL, "%s: no chunk %u", img->path, i);
-	const struct fp_chunk_desc *c = &img->chunks[i];
+	const struct fp_chunk_desc *c = fp_image_chunk_form(img, i, form);
+	if (!c)
+		return pg_err(EINVAL, "%s: chunk %u has no form %u", img->path, i, form);
 	memset(dst, 0, img->info.chunk_size);
 	if (!c->stored_len)
 		return c->checksum == pg_crc32c(0, dst, 0) ? 0
@@ -526,7 +632,7 @@ int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst)
 	else if (pg_read_full(fd, buf, c->stored_len, c->file_offset))
 		rc = pg_err(EIO, "%s: chunk %u: short read at file offset %llu", img->path, i,
 		            (unsigned long long)c->file_offset);
-	else if (!(rc = pg_decode_chunk(img, i, buf, dst, NULL)))
+	else if (!(rc = pg_decode_form(img, i, c, buf, dst, NULL)))
 		/* zstd may have used the buffer past the frame as scratch. */
 		memset((char *)dst + c->logical_len, 0, img->info.chunk_size - c->logical_len);
 	if (buf != dst)

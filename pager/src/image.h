@@ -10,6 +10,11 @@ struct fp_image {
 	char *meta;
 	struct fp_tensor_desc *tensors; /* ascending logical offset */
 	struct fp_chunk_desc *chunks;
+	/* Alternate forms (version 4): alts[alt_of[i]] is chunk i's other
+	 * stored form, alt_of[i] == UINT32_MAX if it has none; NULL, NULL
+	 * when the image holds none. */
+	struct fp_chunk_desc *alts;
+	uint32_t *alt_of;
 	struct fp_gguf *gguf;           /* the GGUF header of a GGUF's bytes, or NULL */
 };
 
@@ -24,10 +29,35 @@ int pg_read_full(int fd, void *buf, size_t len, uint64_t off);
 struct fp_image *pg_gguf_image_open(const char *path, uint32_t chunk_size);
 int pg_gguf_image_attach(struct fp_image *img);
 
-/* Decode a stored payload into dst (chunk_size bytes); verifies length and
- * checksum.  src holds c->stored_len bytes.  For zstd, dctx may be NULL.
- * On failure returns -1 with the reason in fp_last_error(). */
+/* The rates a plan assumes when none is given or measured (bytes/s). */
+#define PG_DEFAULT_READ_RATE 2e9
+#define PG_DEFAULT_DECODE_RATE 1.2e9
+
+/* Nanoseconds to read a form at read bytes/s and decode it at decode
+ * bytes/s (one core): the cost the reader and the planner minimise. */
+static inline double pg_form_ns(const struct fp_chunk_desc *d, double read, double decode)
+{
+	return (double)d->stored_len / read * 1e9 +
+	       (d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode * 1e9 : 0);
+}
+
+/* The cheaper of chunk i's forms at these rates (its table entry when it
+ * has one form, or on a tie). */
+const struct fp_chunk_desc *pg_image_cheaper_form(const struct fp_image *img, uint32_t i,
+                                                  double read, double decode);
+
+/* Make every chunk's table entry its cheaper form (swapping it with its
+ * alternate): a region reads its own image so.  Returns the chunks swapped. */
+uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode);
+
+/* Decode a stored payload of chunk i into dst (chunk_size bytes);
+ * verifies length and checksum.  src holds c->stored_len bytes.  For zstd,
+ * dctx may be NULL.  pg_decode_form decodes form d of chunk i (its table
+ * entry or its alternate).  On failure returns -1 with the reason in
+ * fp_last_error(). */
 int pg_decode_chunk(const struct fp_image *img, uint32_t i, const void *src,
                     void *dst, void *zstd_dctx);
+int pg_decode_form(const struct fp_image *img, uint32_t i, const struct fp_chunk_desc *d,
+                   const void *src, void *dst, void *zstd_dctx);
 
 #endif

@@ -10,6 +10,7 @@
  *   install.c        hand a loaded chunk to the region
  *   residency.c      the budget and the policy; evict.c: victims' pages out
  *   preserve.c       preserved chunks and the lock quota
+ *   rates.c          read and decode rates; the form of each chunk read
  *   readahead*.c     read-ahead: depth, window, order, staging
  *   poison.c         failed chunks; reporter.c: the SIGBUS reporter
  *   stats.c          counters and histograms */
@@ -47,6 +48,15 @@ struct pg_unmapped {
 	_Atomic uint64_t *_Atomic gone;
 };
 
+/* The rates forms were chosen and the plan made by (rates.c). */
+struct pg_rates {
+	double read, decode;         /* bytes/s */
+	uint32_t measured;           /* FP_RATE_* bits */
+	uint32_t compressed;         /* chunks read compressed */
+	uint32_t alt_chosen;         /* chunks whose alternate form is read */
+	uint64_t probe_ns;
+};
+
 /* Poisoned chunks (poison.c). */
 struct pg_poison {
 	int can;                     /* UFFDIO_POISON available */
@@ -72,6 +82,7 @@ struct fp_region {
 	struct pg_pool pool;         /* pool.c: recycled huge pages */
 	struct pg_residency res;     /* residency.c */
 	struct pg_preservation keep; /* preserve.c */
+	struct pg_rates rates;       /* rates.c */
 	struct pg_readahead ahead;   /* readahead.c */
 	struct pg_order order;       /* readahead_order.c */
 	struct pg_staging stage;     /* readahead_stage.c */
@@ -91,6 +102,11 @@ void pg_handler_unpublish(fp_region *r);
 
 /* fault.c: the handler serves a fault at addr in r (tid: the thread's). */
 void pg_fault(fp_region *r, uint64_t addr, uint32_t tid);
+
+/* rates.c: the read and decode rates (given, or measured when something
+ * depends on them), and each chunk's form chosen by them. */
+int pg_rates_init(fp_region *r, uint64_t budget);
+void pg_rates_stats(const fp_region *r, struct fp_stats *o);
 
 /* poison.c */
 int pg_poison_init(fp_region *r, uint64_t features);

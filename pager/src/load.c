@@ -61,6 +61,11 @@ int pg_load_init(fp_region *r)
 		return -1;
 	int t = r->opt.load_timeout_ms;
 	l->timeout_ms = t < 0 ? 0 : t ? (uint32_t)t : 10000;
+	if (r->opt.decoders > 0 && r->opt.decoders < r->opt.loaders) {
+		if (sem_init(&l->decoders, 0, (unsigned)r->opt.decoders))
+			return -1;
+		l->decoders_limited = 1;
+	}
 	l->queue_ready = 1;
 	return pg_queue_init(&l->queue, r->n_chunks);
 }
@@ -70,6 +75,8 @@ void pg_load_free(fp_region *r)
 	struct pg_loads *l = &r->load;
 	if (l->queue_ready)
 		pg_queue_destroy(&l->queue);
+	if (l->decoders_limited)
+		sem_destroy(&l->decoders);
 	free((void *)l->fault_ns);
 	free((void *)l->queued_ns);
 	free((void *)l->stalls);
@@ -214,9 +221,18 @@ static int fetch(struct loader *L, uint32_t c, uint8_t *buf, char *why, size_t w
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}
+		/* Decoding takes a core: with fp_options.decoders, only that many
+		 * loaders decode at once, so the compute threads keep theirs.
+		 * The wait counts as decode time: it is what the load costs. */
+		int limit = r->load.decoders_limited && d->codec != FP_CODEC_RAW;
 		uint64_t t1 = pg_now_ns();
+		while (limit && sem_wait(&r->load.decoders) && errno == EINTR)
+			;
 		/* The checksum step: CRC-32C of the decoded bytes (image.c). */
-		if (pg_decode_chunk(r->img, c, src, buf, L->dctx)) {
+		int bad = pg_decode_chunk(r->img, c, src, buf, L->dctx);
+		if (limit)
+			sem_post(&r->load.decoders);
+		if (bad) {
 			snprintf(why, whylen, "%s", fp_last_error());
 			continue;
 		}

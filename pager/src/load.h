@@ -4,6 +4,7 @@
 #define FLEXPAGE_LOAD_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -18,6 +19,8 @@ struct pg_loads {
 	int direct;                  /* reads bypass the page cache */
 	struct pg_queue queue;       /* demand first, then read-ahead */
 	int queue_ready;             /* queue initialised: pg_load_free destroys it */
+	sem_t decoders;              /* fp_options.decoders: decodes at once */
+	int decoders_limited;
 	struct loader *loaders;      /* [max_loaders]: the first n_loaders started */
 	_Atomic int n_loaders;
 	int max_loaders;             /* opt.loaders and the replacements of stalled ones */

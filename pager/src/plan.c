@@ -112,8 +112,8 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 {
 	memset(out, 0, sizeof *out);
 	const struct fp_image_info *info = fp_image_info(img);
-	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : 2e9;
-	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : 1.2e9;
+	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : PG_DEFAULT_READ_RATE;
+	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : PG_DEFAULT_DECODE_RATE;
 	uint64_t all = 0; /* every chunk's resident bytes */
 	size_t n = 0;
 	int n_layers = 0;
@@ -144,15 +144,17 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		x->attention = attention != 0;
 		x->cost = cost;
 		double share = o->read_share ? o->read_share(t, o->read_share_ctx) : 1.0;
-		x->benefit = share * ((double)d->stored_len / read * 1e9 +
-		                      (d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode * 1e9 : 0));
+		/* Streamed, the chunk is read in its cheaper form (fp_open
+		 * chooses so at the same rates): that is what keeping it saves. */
+		const struct fp_chunk_desc *f = pg_image_cheaper_form(img, c, read, decode);
+		x->benefit = share * pg_form_ns(f, read, decode);
 		if (!(x->benefit > 0)) {
 			n--; /* read too little to be worth memory */
 			continue;
 		}
 		if (x->group + 1 > n_layers)
 			n_layers = x->group + 1;
-		x->stored = share * d->stored_len;
+		x->stored = share * f->stored_len;
 		x->weight = share * (double)x->cost;
 		out->streamed_ns += x->benefit;
 		out->streamed_stored += (uint64_t)x->stored;

@@ -28,6 +28,8 @@ static uint8_t *default_plan(fp_region *r, uint64_t budget)
 	const struct fp_plan_options po = {
 		.budget = budget,
 		.stream_bytes = (uint64_t)DEFAULT_STREAM_CHUNKS * r->chunk_size,
+		.read_bytes_per_s = r->rates.read,
+		.decode_bytes_per_s = r->rates.decode,
 		.balanced = 1,
 	};
 	struct fp_plan plan;

@@ -37,6 +37,11 @@ static fp_region *region_new(const struct fp_options *opt)
 		return pg_err_null(EINVAL, "loaders: %d is out of range [1, 64]", o.loaders);
 	if (o.flags & ~PG_OPEN_FLAGS)
 		return pg_err_null(EINVAL, "flags: unknown bits 0x%x", o.flags & ~PG_OPEN_FLAGS);
+	if (o.decoders < 0 || o.decoders > 64)
+		return pg_err_null(EINVAL, "decoders: %d is out of range [0, 64]", o.decoders);
+	if (!(o.read_rate >= 0) || !(o.decode_rate >= 0))
+		return pg_err_null(EINVAL, "read_rate %g, decode_rate %g: rates are bytes/s, 0 to "
+		                   "measure", o.read_rate, o.decode_rate);
 	fp_region *r = calloc(1, sizeof *r);
 	if (!r)
 		return pg_err_null(ENOMEM, "out of memory");
@@ -232,8 +237,10 @@ fp_region *fp_open(const char *path, const struct fp_options *opt)
 		rc = -errno;
 		goto fail;
 	}
+	uint64_t budget;
 	if ((rc = open_image(r, path)) ||
-	    (rc = make_parts(r, path, r->opt.budget ? r->opt.budget : r->size, ops)) ||
+	    (rc = pg_rates_init(r, budget = r->opt.budget ? r->opt.budget : r->size)) ||
+	    (rc = make_parts(r, path, budget, ops)) ||
 	    (rc = pg_load_open(r, path)) || (rc = attach(r)))
 		goto fail;
 	if ((rc = start(r))) {

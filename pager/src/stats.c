@@ -97,6 +97,7 @@ void fp_get_stats(const fp_region *r, struct fp_stats *o)
 	o->trace_dropped = pg_tracer_dropped(r->tracer);
 	o->readahead_depth = pg_ra_depth(r);
 	pg_res_stats((fp_region *)r, o);
+	pg_rates_stats(r, o);
 	for (int st = 0; st < FP_NSTAGES; st++) {
 		struct fp_hist *h = &o->lat[st];
 		h->count = s->hist_count[st];
@@ -132,6 +133,11 @@ void fp_print_stats(FILE *f, const struct fp_stats *s)
 	        (double)s->resident_bytes / mib, (double)s->peak_resident_bytes / mib,
 	        (double)s->budget / mib, (double)s->preserved_bytes / mib,
 	        (double)s->locked_bytes / mib);
+	fprintf(f, "rates: read %.0f MB/s%s, decode %.0f MB/s a core%s; %u chunks read "
+	           "compressed (%u in their alternate form)\n",
+	        s->read_rate / 1e6, s->rates_measured & FP_RATE_READ ? " (measured)" : "",
+	        s->decode_rate / 1e6, s->rates_measured & FP_RATE_DECODE ? " (measured)" : "",
+	        s->compressed_chunks, s->alt_forms_chosen);
 	fprintf(f, "%-11s %9s %9s %9s %9s %9s\n", "latency us", "count", "p50", "p90", "p99", "max");
 	for (int st = 0; st < FP_NSTAGES; st++) {
 		const struct fp_hist *h = &s->lat[st];

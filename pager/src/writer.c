@@ -48,6 +48,8 @@ struct fp_writer {
 	uint32_t n_tensors, cap_tensors;
 	struct fp_chunk_desc *chunks;
 	uint32_t n_chunks, cap_chunks;
+	struct fp_chunk_desc *alts;  /* FP_CODEC_BOTH: the raw forms stored beside */
+	uint32_t n_alts, cap_alts;
 	char *meta;
 	uint64_t written;        /* tensor bytes taken in, for the progress bar */
 	struct pg_progress progress;
@@ -83,6 +85,8 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 	w->opt = opt ? *opt : (struct fp_writer_options){0};
 	if (!w->opt.chunk_size)
 		w->opt.chunk_size = 2u << 20;
+	if (!w->opt.both_min_saving)
+		w->opt.both_min_saving = FP_IMAGE_ALIGN;
 	uint32_t cs = w->opt.chunk_size;
 	if (cs < FP_CHUNK_MIN || cs > FP_CHUNK_MAX || (cs & (cs - 1))) {
 		rc = pg_err(EINVAL,
@@ -95,7 +99,7 @@ fp_writer *fp_writer_create(const char *path, const struct fp_writer_options *op
 		goto fail;
 	}
 	if (w->opt.codec != FP_CODEC_RAW && w->opt.codec != FP_CODEC_ZSTD &&
-	    w->opt.codec != FP_CODEC_AUTO) {
+	    w->opt.codec != FP_CODEC_AUTO && w->opt.codec != FP_CODEC_BOTH) {
 		rc = pg_err(EINVAL, "%s: unknown codec %u", path, w->opt.codec);
 		goto fail;
 	}
@@ -194,8 +198,9 @@ static double decode_time(fp_writer *w, const struct pg_form *f)
 /* The stored forms of the chunk in buf: raw, zstd and, over quantized
  * blocks, zstd-split; the index of the one to store, or -errno.  zstd
  * stores the smallest (raw when nothing shrinks: decoding it would cost
- * time and save nothing); auto the one whose read at read_rate plus
- * decode is quickest. */
+ * time and save nothing), and so does both (which stores the raw form
+ * beside it); auto the one whose read at read_rate plus decode is
+ * quickest. */
 static int pick_form(fp_writer *w, struct pg_form f[3])
 {
 	int n = 0;
@@ -229,17 +234,26 @@ static int pick_form(fp_writer *w, struct pg_form f[3])
 	return best;
 }
 
+/* Room for one more entry in a table of chunk entries. */
+static int grow(fp_writer *w, struct fp_chunk_desc **t, uint32_t n, uint32_t *cap)
+{
+	if (n < *cap)
+		return 0;
+	uint32_t c = *cap ? *cap * 2 : 256;
+	void *p = realloc(*t, sizeof **t * c);
+	if (!p)
+		return pg_err(ENOMEM, "%s: out of memory", w->path);
+	*t = p;
+	*cap = c;
+	return 0;
+}
+
 static int flush_chunk(fp_writer *w)
 {
 	uint32_t cs = w->opt.chunk_size;
-	if (w->n_chunks == w->cap_chunks) {
-		uint32_t cap = w->cap_chunks ? w->cap_chunks * 2 : 256;
-		void *p = realloc(w->chunks, sizeof *w->chunks * cap);
-		if (!p)
-			return pg_err(ENOMEM, "%s: out of memory", w->path);
-		w->chunks = p;
-		w->cap_chunks = cap;
-	}
+	if (grow(w, &w->chunks, w->n_chunks, &w->cap_chunks) ||
+	    (w->opt.codec == FP_CODEC_BOTH && grow(w, &w->alts, w->n_alts, &w->cap_alts)))
+		return -ENOMEM;
 	struct fp_chunk_desc *c = &w->chunks[w->n_chunks];
 	*c = (struct fp_chunk_desc){
 		.logical_offset = (uint64_t)w->n_chunks * cs,
@@ -269,6 +283,20 @@ static int flush_chunk(fp_writer *w)
 		w->cursor = align_up(c->file_offset + c->stored_len, FP_IMAGE_ALIGN);
 	else
 		w->cursor = align_up(c->file_offset + cs, FP_IMAGE_ALIGN);
+	/* Both forms: the raw bytes too, where compressing saved at least
+	 * both_min_saving (else reading the raw form is never dearer). */
+	if (w->opt.codec == FP_CODEC_BOTH && c->codec != FP_CODEC_RAW &&
+	    (uint64_t)c->stored_len + w->opt.both_min_saving <= w->fill) {
+		struct fp_chunk_desc *a = &w->alts[w->n_alts];
+		*a = *c;
+		a->codec = FP_CODEC_RAW;
+		a->stored_len = w->fill;
+		a->file_offset = w->cursor;
+		if ((rc = write_full(w, w->buf, w->fill, a->file_offset)))
+			return rc;
+		w->cursor = align_up(a->file_offset + a->stored_len, FP_IMAGE_ALIGN);
+		w->n_alts++;
+	}
 	w->n_chunks++;
 	w->fill = 0;
 	return 0;
@@ -455,7 +483,9 @@ int fp_writer_finish(fp_writer *w)
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
 	struct pg_disk_header h = {
-		.version = w->any_split ? 3 : 2, /* readers of version 2 read what needs no more */
+		/* readers of version 2 read what needs no more */
+		.version = w->n_alts ? PG_VERSION_ALTS : w->any_split ? 3 : 2,
+		.n_alts = w->n_alts,
 		.header_size = PG_HEADER_BYTES,
 		.logical_size = (uint64_t)w->n_chunks * w->opt.chunk_size,
 		.chunk_size = w->opt.chunk_size,
@@ -474,14 +504,17 @@ int fp_writer_finish(fp_writer *w)
 		h.flags |= PG_FLAG_VERBATIM;
 	h.tensor_table_offset = align_up(w->cursor, FP_IMAGE_ALIGN);
 	h.chunk_table_offset = h.tensor_table_offset + h.tensor_table_size;
-	h.meta_offset = h.chunk_table_offset + h.chunk_table_size;
+	uint64_t alt_size = (uint64_t)w->n_alts * sizeof(struct fp_chunk_desc);
+	h.meta_offset = h.chunk_table_offset + h.chunk_table_size + alt_size;
 	h.file_size = h.meta_offset + h.meta_size;
 	uint32_t crc = pg_crc32c(0, w->tensors, h.tensor_table_size);
 	crc = pg_crc32c(crc, w->chunks, h.chunk_table_size);
+	crc = pg_crc32c(crc, w->alts, alt_size);
 	h.tables_crc = pg_crc32c(crc, meta, h.meta_size);
 	h.header_crc = pg_crc32c(0, &h, offsetof(struct pg_disk_header, header_crc));
 	if ((rc = write_full(w, w->tensors, h.tensor_table_size, h.tensor_table_offset)) ||
 	    (rc = write_full(w, w->chunks, h.chunk_table_size, h.chunk_table_offset)) ||
+	    (rc = write_full(w, w->alts, alt_size, h.chunk_table_offset + h.chunk_table_size)) ||
 	    (rc = write_full(w, meta, h.meta_size, h.meta_offset)) ||
 	    (rc = write_full(w, &h, sizeof h, 0)))
 		goto out;
@@ -519,6 +552,7 @@ void fp_writer_abort(fp_writer *w)
 	free(w->zbuf);
 	free(w->tensors);
 	free(w->chunks);
+	free(w->alts);
 	free(w->meta);
 	free(w);
 }

@@ -38,7 +38,9 @@ static int verify_payloads(const fp_image *img, uint32_t *bad_chunk)
 		return -1;
 	int tty = isatty(STDERR_FILENO);
 	for (uint32_t c = 0; c < info->n_chunks; c++) {
-		if (fp_image_read_chunk(img, c, buf)) {
+		/* every stored form: a chunk's alternate holds the same bytes */
+		if (fp_image_read_chunk(img, c, buf) ||
+		    (fp_image_chunk_form(img, c, 1) && fp_image_read_chunk_form(img, c, 1, buf))) {
 			*bad_chunk = c;
 			free(buf);
 			if (tty)
@@ -128,6 +130,9 @@ int cmd_inspect(int argc, char **argv)
 	printf("data       %s stored as %s, ratio %.3f\n", fmt_bytes(info->data_bytes, a, sizeof a),
 	       fmt_bytes(info->stored_bytes, b, sizeof b),
 	       info->stored_bytes ? (double)info->data_bytes / (double)info->stored_bytes : 0.0);
+	if (info->n_alt_forms)
+		printf("forms      %u chunks stored in two forms: the pager reads the cheaper at its "
+		       "read and decode rates\n", info->n_alt_forms);
 	if (info->meta[0]) {
 		printf("meta      ");
 		for (const char *p = info->meta; *p; p++)
@@ -163,6 +168,11 @@ int cmd_inspect(int argc, char **argv)
 			printf("%8u %12llu %10u %10u %12llu %-5s   %08x\n", k,
 			       (unsigned long long)d->logical_offset, d->logical_len, d->stored_len,
 			       (unsigned long long)d->file_offset, fp_codec_name(d->codec), d->checksum);
+			const struct fp_chunk_desc *alt = fp_image_chunk_form(img, k, 1);
+			if (alt)
+				printf("%8s %12s %10s %10u %12llu %-5s   (alternate form)\n", "", "", "",
+				       alt->stored_len, (unsigned long long)alt->file_offset,
+				       fp_codec_name(alt->codec));
 		}
 	}
 	int rc = 0;

@@ -53,6 +53,13 @@ void run_options_usage(FILE *f)
 	        "  --no-stage          for flexpage: read-ahead installs at once (no position\n"
 	        "                      signal from the loop's faults)\n"
 	        "  --no-predict        for flexpage: read ahead in file order, not the learned one\n"
+	        "  --read-rate RATE    for flexpage: the storage read rate, bytes/s (400M, 2G);\n"
+	        "  --decode-rate RATE  and one core's zstd decode rate: by them the plan weighs\n"
+	        "                      reads and decodes and each chunk's cheaper stored form\n"
+	        "                      is read (default: measured at open, ~0.1 s, when the\n"
+	        "                      image holds compressed chunks)\n"
+	        "  --decoders N        for flexpage: the most loaders decoding at once (0: no\n"
+	        "                      limit, the default)\n"
 	        "  --trace FILE        for flexpage: record an event trace (flexpage trace, sim)\n"
 	        "  --stats-interval T  for flexpage: a line of statistics every T (1s, 500ms)\n");
 }
@@ -61,6 +68,25 @@ int run_options_parse(struct run_options *o, int code, const char *arg, char *er
 {
 	struct fp_options *fp = &o->mo.fp;
 	switch (code) {
+	case RUN_OPT_READ_RATE:
+	case RUN_OPT_DECODE_RATE: {
+		const char *name = code == RUN_OPT_READ_RATE ? "--read-rate" : "--decode-rate";
+		uint64_t v;
+		if (parse_size(arg, 0, &v, name, err, errlen))
+			return -2;
+		if (!v) {
+			snprintf(err, errlen, "%s: %s is no rate (bytes/s, e.g. 400M)", name, arg);
+			return -2;
+		}
+		*(code == RUN_OPT_READ_RATE ? &fp->read_rate : &fp->decode_rate) = (double)v;
+		return 1;
+	}
+	case RUN_OPT_DECODERS:
+		if (parse_int(arg, 0, 64, &fp->decoders)) {
+			snprintf(err, errlen, "--decoders: '%s' is not a count from 0 to 64", arg);
+			return -2;
+		}
+		return 1;
 	case RUN_OPT_CHUNK:
 		return parse_chunk_size(arg, &fp->chunk_size, err, errlen) ? -2 : 1;
 	case 't':
@@ -215,6 +241,14 @@ void run_options_describe(const struct run_options *o, const struct model *m, FI
 	else
 		fprintf(f, "no read-ahead; ");
 	fprintf(f, "policy %s\n", fp->policy ? fp->policy : "fifo");
+	if (st.compressed_chunks || st.rates_measured || o->paging.rates.measured)
+		fprintf(f, "rates: read %.0f MB/s, decode %.0f MB/s a core (%s); %u chunks read "
+		        "compressed, %u in their alternate form%s\n", st.read_rate / 1e6,
+		        st.decode_rate / 1e6,
+		        o->paging.rates.measured ? "measured at open" : st.rates_measured ? "measured by the pager"
+		        : fp->read_rate > 0 || fp->decode_rate > 0 ? "given" : "defaults",
+		        st.compressed_chunks, st.alt_forms_chosen,
+		        fp->decoders ? "; decoders limited" : "");
 }
 
 /* What this process read from storage and how often it waited on a page,

@@ -23,7 +23,7 @@ struct run_options {
 /* The getopt_long entries of the shared options, for the command's table;
  * their short codes are t K L M b l y r B H R A W U G D X i, and 0x100 up
  * for long options alone. */
-enum { RUN_OPT_CHUNK = 0x100 };
+enum { RUN_OPT_CHUNK = 0x100, RUN_OPT_READ_RATE, RUN_OPT_DECODE_RATE, RUN_OPT_DECODERS };
 #define RUN_OPTIONS_LONGOPTS                                                        \
 	{"threads", required_argument, 0, 't'}, {"kernels", required_argument, 0, 'K'},   \
 	{"load", required_argument, 0, 'L'}, {"madvise", required_argument, 0, 'M'},       \
@@ -34,7 +34,10 @@ enum { RUN_OPT_CHUNK = 0x100 };
 	{"stream", required_argument, 0, 'W'}, {"no-lock", no_argument, 0, 'U'},           \
 	{"no-stage", no_argument, 0, 'G'}, {"no-predict", no_argument, 0, 'D'},            \
 	{"trace", required_argument, 0, 'X'}, {"stats-interval", required_argument, 0, 'i'}, \
-	{"chunk", required_argument, 0, RUN_OPT_CHUNK}
+	{"chunk", required_argument, 0, RUN_OPT_CHUNK},                                     \
+	{"read-rate", required_argument, 0, RUN_OPT_READ_RATE},                             \
+	{"decode-rate", required_argument, 0, RUN_OPT_DECODE_RATE},                         \
+	{"decoders", required_argument, 0, RUN_OPT_DECODERS}
 
 /* Defaults: the CPUs online, the format's load, the pager's settings. */
 void run_options_init(struct run_options *o);

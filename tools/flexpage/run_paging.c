@@ -28,7 +28,26 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 		return -1;
 	}
 	const struct fp_image_info *info = fp_image_info(img);
+	/* The rates the plan weighs reads and decodes by, and fp_open chooses
+	 * each chunk's form by: measured once here, unless given, when an
+	 * image has something compressed for them to decide, and handed to
+	 * fp_open so that both use the same. */
+	int compressed = 0;
+	for (uint32_t i = 0; !compressed && i < info->n_chunks; i++)
+		compressed = fp_image_chunk(img, i)->codec != FP_CODEC_RAW;
+	/* a plan of every chunk, or of raw chunks alone, is the same at any rate */
+	int depends = info->n_alt_forms || (compressed && o->budget && o->budget < info->data_bytes);
+	unsigned want = depends ? (o->read_rate > 0 ? 0 : FP_RATE_READ) |
+	                             (o->decode_rate > 0 ? 0 : FP_RATE_DECODE) : 0;
+	if (want && !fp_image_probe_rates(img, want | (o->flags & FP_OPEN_BUFFERED) << 8, &p->rates)) {
+		if (p->rates.measured & FP_RATE_READ)
+			o->read_rate = p->rates.read_bytes_per_s;
+		if (p->rates.measured & FP_RATE_DECODE)
+			o->decode_rate = p->rates.decode_bytes_per_s;
+	}
 	struct fp_plan_options po = {
+		.read_bytes_per_s = o->read_rate,
+		.decode_bytes_per_s = o->decode_rate,
 		.budget = o->budget ? o->budget : info->data_bytes,
 		.stream_bytes = (uint64_t)PLAN_STREAM_CHUNKS * info->chunk_size,
 		.balanced = balanced,

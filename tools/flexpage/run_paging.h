@@ -15,6 +15,7 @@ struct run_paging {
 	const char *stream;          /* the budget's share kept for streaming */
 	uint64_t stats_interval_ns;  /* 0: no live statistics */
 	/* state */
+	struct fp_rates rates;       /* measured before the plan (rates.measured: which) */
 	struct fp_plan plan;
 	fp_region *region;
 	pthread_t ticker;

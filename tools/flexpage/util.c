@@ -139,8 +139,10 @@ int parse_codec(const char *s, uint32_t *codec, int *level)
 		*codec = FP_CODEC_AUTO;
 		return 0;
 	}
-	if (!strncmp(s, "zstd", 4) && (!s[4] || s[4] == ':')) {
-		*codec = FP_CODEC_ZSTD;
+	/* zstd and both take a level: zstd:19 */
+	const int both = !strncmp(s, "both", 4);
+	if ((both || !strncmp(s, "zstd", 4)) && (!s[4] || s[4] == ':')) {
+		*codec = both ? FP_CODEC_BOTH : FP_CODEC_ZSTD;
 		if (s[4] == ':') {
 			char *end;
 			long l = strtol(s + 5, &end, 10);

@@ -13,7 +13,7 @@ int parse_size(const char *s, uint64_t whole, uint64_t *out,
 /* Parse a codec: "raw", "auto", "zstd" or "zstd:LEVEL" (1-22; level 0 =
  * default).  Commands that cannot use auto refuse it themselves. */
 int parse_codec(const char *s, uint32_t *codec, int *level);
-#define CODEC_ERROR "--codec: '%s' is not raw, zstd or zstd:LEVEL (1-22)"
+#define CODEC_ERROR "--codec: '%s' is not raw, zstd[:LEVEL], auto or both[:LEVEL] (levels 1-22)"
 /* Parse --chunk: a power of two from 64K to 4M. */
 int parse_chunk_size(const char *s, uint32_t *out, char *err, size_t errlen);
 /* Parse a duration: "1s", "500ms", "2" (seconds) into nanoseconds. */

@@ -48,8 +48,9 @@ const char *fp_last_error(void);
 /* Image format                                                         */
 
 #define FP_IMAGE_MAGIC "FLEXPAGE"
-#define FP_IMAGE_VERSION 3u        /* the newest written (3 only when a chunk is
-                                    * zstd-split); 1 and 2 are read too */
+#define FP_IMAGE_VERSION 4u        /* the newest written (4 only when a chunk has
+                                    * an alternate form, 3 when one is zstd-split,
+                                    * else 2); 1 to 3 are read too */
 #define FP_IMAGE_ALIGN 4096u        /* payloads and tables: O_DIRECT-aligned */
 #define FP_TENSOR_ALIGN 4096u       /* a tensor's logical offset: on a page */
 #define FP_CHUNK_MIN (64u << 10)
@@ -73,6 +74,10 @@ enum fp_codec {
 	                             * ahead of their quants (image version 3) */
 	FP_CODEC_AUTO = 255,        /* writer only: per chunk, whichever of raw, zstd and
 	                             * zstd-split loads fastest at read_rate */
+	FP_CODEC_BOTH = 254,        /* writer only: per chunk the smaller of zstd and
+	                             * zstd-split, and the raw bytes too where that
+	                             * saves anything (image version 4): the pager
+	                             * reads the form cheaper at its rates */
 };
 
 /**
@@ -129,6 +134,8 @@ struct fp_image_info {
 	uint64_t raw_base;
 	/* enum fp_image_kind: how the logical bytes relate to a file. */
 	uint32_t kind;
+	/* Chunks stored in two forms (version 4, fp_image_chunk_form). */
+	uint32_t n_alt_forms;
 };
 
 enum fp_image_kind {
@@ -206,6 +213,17 @@ const struct fp_tensor_desc *fp_image_find(const fp_image *img, const char *name
 const struct fp_chunk_desc *fp_image_chunk(const fp_image *img, uint32_t i);
 
 /**
+ * fp_image_chunk_form() - one stored form of chunk i: form 0 is its table
+ * entry (what fp_image_chunk() returns), form 1 its alternate form when
+ * the image holds both (version 4: the same logical bytes and checksum,
+ * another codec and payload).  A region's own image has each chunk's
+ * table entry swapped to the form it reads (fp_region_image()).
+ * @return a pointer into img, or NULL if i >= n_chunks or the chunk has
+ *         no such form (not an error).
+ */
+const struct fp_chunk_desc *fp_image_chunk_form(const fp_image *img, uint32_t i, uint32_t form);
+
+/**
  * fp_image_tensor_at() - the tensor that holds logical offset off.
  * @return a pointer into img, or NULL if off lies in padding or past the
  *         end (not an error).  Async-signal-safe.
@@ -233,6 +251,15 @@ int fp_image_meta(const fp_image *img, const char *key, char *buf, size_t n);
  */
 int fp_image_read_chunk(const fp_image *img, uint32_t i, void *dst);
 
+/**
+ * fp_image_read_chunk_form() - fp_image_read_chunk() of one stored form
+ * of chunk i (fp_image_chunk_form(): 0 its table entry, 1 its alternate).
+ * Every form decodes to the same bytes, under the same checksum.
+ * @return as fp_image_read_chunk(); -EINVAL also for a form the chunk
+ *         does not have.  Blocks on the read.
+ */
+int fp_image_read_chunk_form(const fp_image *img, uint32_t i, uint32_t form, void *dst);
+
 /* ------------------------------------------------------------------ */
 /* Writing images                                                       */
 
@@ -255,6 +282,10 @@ struct fp_writer_options {
 	                              * decode time is least (0: 1 GB/s) */
 	double decode_rate;          /* FP_CODEC_AUTO: bytes/s a core decodes zstd at;
 	                              * 0: each candidate's decode is timed as it is packed */
+	/* FP_CODEC_BOTH stores a chunk's raw form beside its compressed one
+	 * only if the compressed one is at least this many bytes smaller
+	 * (0: 4096, one page of reading). */
+	uint32_t both_min_saving;
 };
 
 typedef struct fp_writer fp_writer;
@@ -585,6 +616,21 @@ struct fp_options {
 	 * returns after it was given up is dropped.  0: 10000 (10 s); <0:
 	 * never give up (a read that never returns then hangs its fault). */
 	int load_timeout_ms;
+	/* Storage read rate (bytes/s, what the loaders' reads of this image
+	 * get) and one core's zstd decode rate (decoded bytes/s): the costs
+	 * by which fp_open chooses which stored form of a chunk to read (an
+	 * image with both forms) and makes its own preservation plan.  0:
+	 * measured at open by fp_image_probe_rates() when something depends
+	 * on it (an image with compressed chunks or alternate forms), in
+	 * under ~0.1 s; otherwise the planner's defaults.  fp_stats says
+	 * which were measured. */
+	double read_rate;
+	double decode_rate;
+	/* The most loaders that decode compressed chunks at once (the others
+	 * wait to decode, their reads go on), so that decoding leaves the
+	 * compute threads their cores: e.g. cores - compute threads, at least
+	 * 1.  0: no limit. */
+	int decoders;
 };
 
 typedef struct fp_region fp_region;
@@ -817,7 +863,20 @@ struct fp_stats {
 	uint32_t readahead_depth;    /* chunks the latest fault's read-ahead covered
 	                                (from the measured load time and loop pace) */
 	struct fp_hist lat[FP_NSTAGES];
+	/* The rates fp_open chose forms and planned by (bytes/s; given in
+	 * fp_options, measured at open, or the planner's defaults), which of
+	 * them were measured (FP_RATE_READ | FP_RATE_DECODE bits) and the
+	 * probe's time. */
+	double read_rate, decode_rate;
+	uint32_t rates_measured;
+	uint32_t compressed_chunks;  /* chunks read in a compressed form */
+	uint32_t alt_forms_chosen;   /* chunks read in the form the file's chunk table
+	                                does not list first (version 4 images) */
+	uint64_t probe_ns;
 };
+
+#define FP_RATE_READ 1u
+#define FP_RATE_DECODE 2u
 
 /**
  * fp_get_stats() - r's counters and latency histograms, now.

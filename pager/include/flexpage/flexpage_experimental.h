@@ -143,6 +143,41 @@ void fp_trace_close(fp_trace *t);
 int fp_trace_accesses(const fp_trace *t, const fp_image *img, uint32_t **access, uint64_t *n);
 
 /* ------------------------------------------------------------------ */
+/* Rates: what reading and decoding cost on this machine                */
+
+struct fp_rates {
+	double read_bytes_per_s;     /* stored bytes/s of the image's payload reads */
+	double decode_bytes_per_s;   /* decoded bytes/s of one core (thread CPU time) */
+	uint32_t measured;           /* FP_RATE_READ | FP_RATE_DECODE: which were measured */
+	uint32_t reads, decodes;     /* payloads read and decoded to measure them */
+	uint64_t read_bytes;         /* stored bytes read */
+	uint64_t probe_ns;           /* the probe's wall time */
+};
+
+/**
+ * fp_image_probe_rates() - measure the storage read rate and one core's
+ * decode rate of an image, in a fraction of a second.
+ * @flags: FP_RATE_READ and/or FP_RATE_DECODE: what to measure;
+ *         FP_OPEN_BUFFERED << 8 reads through the page cache, as a region
+ *         opened so does.
+ *
+ * Reads whole payloads as the loaders do (one O_DIRECT pread of each,
+ * unless buffered or the file system has no O_DIRECT) of chunks spread
+ * over the image, largest form first, for about 50 ms of reading (at
+ * least one payload, at most 16); the read rate is the median of the
+ * reads' stored bytes over wall time, so that one read held up does not
+ * set it.  It decodes the compressed payloads among them
+ * (or, if none is, reads the first compressed one) for at most about 30
+ * ms of the thread's CPU time; the decode rate is decoded bytes per CPU second, what one core
+ * gives whatever else runs.  A rate that cannot be measured (no
+ * compressed chunk to decode) is left 0 and its bit clear.
+ * @return 0 with *out, or a negative errno: of open(2), -EIO (a read
+ *         failed), -EBADMSG (a payload does not decode), -ENOMEM.
+ * Any thread; blocks on the reads.
+ */
+int fp_image_probe_rates(const fp_image *img, unsigned flags, struct fp_rates *out);
+
+/* ------------------------------------------------------------------ */
 /* Preservation planning (FlexInfer's tensor preservation)              */
 
 enum fp_plan_order {
@@ -153,6 +188,9 @@ enum fp_plan_order {
 struct fp_plan_options {
 	uint64_t budget;             /* resident bytes in all */
 	uint64_t stream_bytes;       /* of it, kept for streaming the rest (at least two chunks) */
+	/* A chunk's benefit is its cheaper stored form's read time at
+	 * read_bytes_per_s plus its decode time at decode_bytes_per_s (one
+	 * core), the form fp_open reads at the same rates. */
 	double read_bytes_per_s;     /* measured storage rate; 0: 2e9 */
 	double decode_bytes_per_s;   /* measured zstd rate; 0: 1.2e9 */
 	int balanced;                /* same share of every layer (balanced locking);
