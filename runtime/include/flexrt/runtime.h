@@ -123,16 +123,16 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 /* Join the compute threads and free the state (never the weights); NULL
  * does nothing.  Precondition: no call on m is in progress. */
 void frt_model_destroy(frt_model *m);
-/* Copy m's q4_0 and q8_0 matrices (every layer's and the classifier;
- * not the embedding, read a row at a time) into flexkern's 8-row
- * interleaved layout (fk_repack) in memory m owns, and compute with those
- * copies from now on: the logits are bit for bit the same, the products
- * faster.  For weights that are resident anyway (read into memory, or a
+/* Copy m's q4_0 matrices (every layer's and the classifier; not the
+ * embedding, read a row at a time) into flexkern's 8-row interleaved
+ * layout (fk_repack) in memory m owns, and compute with those copies from
+ * now on: the logits are bit for bit the same.  (q8_0 stays as it is: its
+ * repacked layout measured no faster in a decode.)  For weights that are resident anyway (read into memory, or a
  * file mapping that stays in the page cache): the copies take as much
  * memory again as those matrices, and making them reads every weight
  * once.  Paged weights (a flexpage region) are best left as they are.
  * Calling it again does nothing.
- * @return 0 (also when no matrix is q4_0 or q8_0); -ENOMEM with the size
+ * @return 0 (also when no matrix is q4_0); -ENOMEM with the size
  *         in frt_last_error() if the copies do not fit (m is unchanged).
  * Threads: as frt_forward (one call on m at a time); the copy runs on m's
  * compute threads.  The caller's weights must stay readable as before
