@@ -9,8 +9,10 @@
  * q8_0, synthesized into the cache directory the first time.
  *
  * A round is, for each model and thread count in turn: a read pass over
- * 1 GiB, N tokens of flexpage, then (with --peer) one llama-bench run of
- * N tokens at the same thread count.  Systems alternate inside a round, so
+ * 1 GiB, N tokens of flexpage on the weights in the file's layout and N
+ * on the kernels' repacked copy of them (frt_model_repack; the two take
+ * turns at going first), then (with --peer) one llama-bench run of N
+ * tokens at the same thread count.  Systems alternate inside a round, so
  * the machine's load (shared vCPUs, other work) hits both alike; the
  * tables give per-round ratios, their median and the load average seen.
  * llama-bench runs as users run it: its defaults, mmap, and for q4_0 its
@@ -159,12 +161,17 @@ struct fp_sys {
 	int token, pos;
 };
 
-static int fp_start(struct fp_sys *f, const struct model *m, int threads, int positions)
+/* flexpage's two layouts of resident weights: the file's, and the
+ * kernels' 8-row interleaved copy (frt_model_repack). */
+enum { FILE_LAYOUT, REPACKED, N_LAYOUTS };
+static const char *const layout_name[N_LAYOUTS] = {"flexpage", "flexpage-repacked"};
+
+static int fp_start(struct fp_sys *f, const struct model *m, int threads, int positions, int layout)
 {
 	const int warm = 4;
 	const struct frt_options o = {threads, warm + positions};
 	f->rt = frt_model_create(&m->cfg, &m->weights, &o);
-	if (!f->rt) {
+	if (!f->rt || (layout == REPACKED && frt_model_repack(f->rt))) {
 		fprintf(stderr, "decode: %s\n", frt_last_error());
 		return -1;
 	}
@@ -298,7 +305,7 @@ static const char *base_name(const char *path)
 
 /* Per model and thread count: flexpage's and the peer's rate each round. */
 struct cell {
-	double fp[MAX_ROUNDS], peer[MAX_ROUNDS], bw[MAX_ROUNDS], load[MAX_ROUNDS];
+	double fp[N_LAYOUTS][MAX_ROUNDS], peer[MAX_ROUNDS], bw[MAX_ROUNDS], load[MAX_ROUNDS];
 };
 
 static double med(const double *v, int n)
@@ -401,7 +408,7 @@ int main(int argc, char **argv)
 	}
 
 	static struct model m[MAX_MODELS];
-	uint64_t bytes[MAX_MODELS];
+	uint64_t bytes[MAX_MODELS], xbytes[MAX_MODELS];
 	const char *mtype[MAX_MODELS];
 	for (int i = 0; i < n_models; i++) {
 		struct model_options mo = {0};
@@ -418,6 +425,13 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		bytes[i] = frt_model_bytes_per_token(rt);
+		const double t0 = now_s();
+		if (frt_model_repack(rt)) {
+			fprintf(stderr, "decode: %s: %s\n", models[i], frt_last_error());
+			return 1;
+		}
+		fprintf(stderr, "repacked %s on 1 thread in %.2f s\n", base_name(models[i]), now_s() - t0);
+		xbytes[i] = frt_model_bytes_per_token(rt);
 		frt_model_destroy(rt);
 		mtype[i] = fk_type_name(m[i].weights.layers[0].w1.type);
 	}
@@ -431,12 +445,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	static struct fp_sys sys[MAX_MODELS][MAX_THREADS];
+	static struct fp_sys sys[MAX_MODELS][MAX_THREADS][N_LAYOUTS];
 	static struct cell cells[MAX_MODELS][MAX_THREADS];
+	fprintf(stderr, "starting the runtimes (and repacking)...\n");
 	for (int i = 0; i < n_models; i++)
 		for (int t = 0; t < n_threads; t++)
-			if (fp_start(&sys[i][t], &m[i], threads[t], rounds * tokens))
-				return 1;
+			for (int l = 0; l < N_LAYOUTS; l++)
+				if (fp_start(&sys[i][t][l], &m[i], threads[t], rounds * tokens, l))
+					return 1;
 	read_pass(buf, bw_len, threads[n_threads - 1]);
 	for (int k = 0; k < rounds; k++) {
 		for (int i = 0; i < n_models; i++) {
@@ -444,18 +460,24 @@ int main(int argc, char **argv)
 				struct cell *c = &cells[i][t];
 				c->load[k] = load_average();
 				c->bw[k] = read_pass(buf, bw_len, threads[t]);
-				c->fp[k] = fp_round(&sys[i][t], &m[i], tokens);
+				/* the layouts take turns at going first */
+				for (int j = 0; j < N_LAYOUTS; j++) {
+					const int l = (j + k) % N_LAYOUTS;
+					c->fp[l][k] = fp_round(&sys[i][t][l], &m[i], tokens);
+				}
 				c->peer[k] = peer && is_gguf(models[i])
 				                     ? peer_round(peer, models[i], threads[t], tokens) : 0;
 				fprintf(stderr, "round %d/%d %s, %d threads: flexpage %.2f tokens/s, "
-				        "llama-bench %.2f, load %.2f\n", k + 1, rounds, base_name(models[i]),
-				        threads[t], c->fp[k], c->peer[k], c->load[k]);
+				        "repacked %.2f, llama-bench %.2f, load %.2f\n", k + 1, rounds,
+				        base_name(models[i]), threads[t], c->fp[FILE_LAYOUT][k],
+				        c->fp[REPACKED][k], c->peer[k], c->load[k]);
 			}
 		}
 	}
 	for (int i = 0; i < n_models; i++)
 		for (int t = 0; t < n_threads; t++)
-			frt_model_destroy(sys[i][t].rt);
+			for (int l = 0; l < N_LAYOUTS; l++)
+				frt_model_destroy(sys[i][t][l].rt);
 	munmap(buf, bw_len);
 
 	/* Markdown to stdout and to DIR/decode.md, CSV (one row per round and
@@ -474,45 +496,55 @@ int main(int argc, char **argv)
 			continue;
 		fprintf(f, "### Decode, fully resident, %s\n\n", peer ? "flexpage and llama-bench" : "flexpage");
 		fprintf(f, "CPU: %s, %ld CPUs online, flexpage kernels %s; %d rounds, each of: per "
-		           "model and thread count, a read pass over 1 GiB, %d tokens of flexpage%s; "
+		           "model and thread count, a read pass over 1 GiB, %d tokens of flexpage on the "
+		           "file's layout and %d on the repacked one (taking turns at going first)%s; "
 		           "medians over rounds\n\n", cpu, ncpu, fk_isa_name(fk_get_isa()), rounds, tokens,
-		        peer ? ", then llama-bench -p 0 -n N -r 1 -t T (its defaults otherwise)" : "");
-		fprintf(f, "| model | type | threads | flexpage tokens/s | weights GB/s | read bandwidth "
-		           "GB/s | of bandwidth |%s load avg |\n", peer ? " llama-bench tokens/s | "
-		           "flexpage / llama-bench (per round) | median ratio |" : "");
-		fprintf(f, "| --- | --- | ---: | ---: | ---: | ---: | ---: |%s ---: |\n",
-		        peer ? " ---: | --- | ---: |" : "");
+		        tokens, peer ? ", then llama-bench -p 0 -n N -r 1 -t T (its defaults otherwise)" : "");
+		fprintf(f, "| model | type | threads | flexpage tokens/s | repacked tokens/s | repacked / "
+		           "file (per round) | read bandwidth GB/s | repacked of bandwidth |%s load avg |\n",
+		        peer ? " llama-bench tokens/s | file / llama-bench (median) | repacked / "
+		               "llama-bench (per round) | median |" : "");
+		fprintf(f, "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |%s ---: |\n",
+		        peer ? " ---: | ---: | --- | ---: |" : "");
 		for (int i = 0; i < n_models; i++) {
 			for (int t = 0; t < n_threads; t++) {
 				const struct cell *c = &cells[i][t];
-				double frac[MAX_ROUNDS], ratio[MAX_ROUNDS];
+				double frac[MAX_ROUNDS], gain[MAX_ROUNDS], ratio[N_LAYOUTS][MAX_ROUNDS];
 				int n_ratio = 0;
 				for (int k = 0; k < rounds; k++) {
-					frac[k] = (double)bytes[i] * c->fp[k] / 1e9 / c->bw[k];
-					if (c->peer[k] > 0)
-						ratio[n_ratio++] = c->fp[k] / c->peer[k];
+					frac[k] = (double)xbytes[i] * c->fp[REPACKED][k] / 1e9 / c->bw[k];
+					gain[k] = c->fp[REPACKED][k] / c->fp[FILE_LAYOUT][k];
+					if (c->peer[k] > 0) {
+						for (int l = 0; l < N_LAYOUTS; l++)
+							ratio[l][n_ratio] = c->fp[l][k] / c->peer[k];
+						n_ratio++;
+					}
 				}
-				const double fp_med = med(c->fp, rounds);
-				fprintf(f, "| %s | %s | %d | %.2f | %.1f | %.1f | %.0f%% |", base_name(models[i]),
-				        mtype[i], threads[t], fp_med, (double)bytes[i] * fp_med / 1e9,
-				        med(c->bw, rounds), 100 * med(frac, rounds));
+				fprintf(f, "| %s | %s | %d | %.2f | %.2f | ", base_name(models[i]), mtype[i],
+				        threads[t], med(c->fp[FILE_LAYOUT], rounds), med(c->fp[REPACKED], rounds));
+				for (int k = 0; k < rounds; k++)
+					fprintf(f, "%s%.2f", k ? ", " : "", gain[k]);
+				fprintf(f, " | %.1f | %.0f%% |", med(c->bw, rounds), 100 * med(frac, rounds));
 				if (peer) {
 					if (n_ratio) {
-						fprintf(f, " %.2f | ", med(c->peer, rounds));
+						fprintf(f, " %.2f | %.2f | ", med(c->peer, rounds),
+						        med(ratio[FILE_LAYOUT], n_ratio));
 						for (int k = 0; k < n_ratio; k++)
-							fprintf(f, "%s%.2f", k ? ", " : "", ratio[k]);
-						fprintf(f, " | %.2f |", med(ratio, n_ratio));
+							fprintf(f, "%s%.2f", k ? ", " : "", ratio[REPACKED][k]);
+						fprintf(f, " | %.2f |", med(ratio[REPACKED], n_ratio));
 					} else {
-						fprintf(f, " – | – | – |");
+						fprintf(f, " – | – | – | – |");
 					}
 				}
 				fprintf(f, " %.2f–%.2f |\n", c->load[0], c->load[rounds - 1]);
 			}
 		}
-		fprintf(f, "\n(read bandwidth: the better of a plain and a prefetching streaming read by "
-		           "the same number of threads; of bandwidth: weight bytes per token x tokens/s / "
-		           "read bandwidth, per round; load avg: /proc/loadavg's 1-minute figure at the "
-		           "first and last round)\n");
+		fprintf(f, "\n(flexpage: the weights in the file's layout; repacked: after "
+		           "frt_model_repack, the kernels' 8-row interleaved copy, bit-identical logits; "
+		           "read bandwidth: the better of a plain and a prefetching streaming read by the "
+		           "same number of threads; of bandwidth: weight bytes per token x tokens/s / read "
+		           "bandwidth, per round; load avg: /proc/loadavg's 1-minute figure at the first "
+		           "and last round)\n");
 	}
 	if (md)
 		fclose(md);
@@ -523,12 +555,12 @@ int main(int argc, char **argv)
 			for (int t = 0; t < n_threads; t++)
 				for (int k = 0; k < rounds; k++) {
 					const struct cell *c = &cells[i][t];
-					for (int sy = 0; sy < (peer && is_gguf(models[i]) ? 2 : 1); sy++)
+					for (int sy = 0; sy < N_LAYOUTS + (peer && is_gguf(models[i])); sy++)
 						fprintf(csv, "%s,%s,%s,%d,%d,%s,%d,%llu,%.3f,%.3f,%.2f,\"%s\"\n",
 						        base_name(models[i]), mtype[i], fk_isa_name(fk_get_isa()),
-						        threads[t], k + 1, sy ? "llama-bench" : "flexpage", tokens,
-						        (unsigned long long)bytes[i], sy ? c->peer[k] : c->fp[k],
-						        c->bw[k], c->load[k], cpu);
+						        threads[t], k + 1, sy < N_LAYOUTS ? layout_name[sy] : "llama-bench",
+						        tokens, (unsigned long long)(sy == REPACKED ? xbytes[i] : bytes[i]),
+						        sy < N_LAYOUTS ? c->fp[sy][k] : c->peer[k], c->bw[k], c->load[k], cpu);
 				}
 		fclose(csv);
 		fprintf(stderr, "wrote %s and %s\n", csv_path, md_path);

@@ -120,6 +120,61 @@ Test(layout, q4_0_hand_computed_bytes)
 	cr_assert_eq(y[16], 0.0f);
 }
 
+/* The repacked layout, restated from kernels.h: groups of 8 rows, units
+ * of 4 blocks (576 or 1088 bytes), 64 bytes of scales with row r's block
+ * 2s + o at scale 16s + 2r + o, then per step s the 8 rows' two blocks of
+ * values, a row after the other; every other byte zero.  11 rows x 5
+ * blocks: a partial last group and a partial last unit. */
+static void check_repacked_layout(int type)
+{
+	enum { ROWS = 11, NB = 5 };
+	const int q4 = type == FK_Q4_0;
+	const size_t block = q4 ? 18 : 34, vals = block - 2, unit = q4 ? 576 : 1088;
+	const size_t units = 2, size = 2 * units * unit;
+	unsigned char w[ROWS * NB * 34];
+	for (size_t i = 0; i < sizeof w; i++)
+		w[i] = (unsigned char)(1 + i % 251); /* no zero byte */
+	cr_assert_eq(fk_repack_bytes(type, 32 * NB, ROWS), size);
+	unsigned char *out = malloc(size), *seen = calloc(size, 1);
+	memset(out, 0xee, size);
+	cr_assert_eq(fk_repack(type, w, out, 32 * NB, ROWS), 0);
+	for (int r = 0; r < ROWS; r++)
+		for (int b = 0; b < NB; b++) {
+			const unsigned char *src = w + ((size_t)r * NB + (size_t)b) * block;
+			const size_t u = (size_t)(r / 8) * units * unit + (size_t)(b / 4) * unit;
+			const int s = (b % 4) / 2, o = b % 2, gr = r % 8;
+			const size_t sc = u + 2 * (size_t)(16 * s + 2 * gr + o);
+			const size_t da = u + 64 + (size_t)(8 * s + gr) * 2 * vals + (size_t)o * vals;
+			cr_assert(!memcmp(out + sc, src, 2), "%s row %d block %d: scale", fk_type_name(type),
+			          r, b);
+			cr_assert(!memcmp(out + da, src + 2, vals), "%s row %d block %d: values",
+			          fk_type_name(type), r, b);
+			memset(seen + sc, 1, 2);
+			memset(seen + da, 1, vals);
+		}
+	for (size_t i = 0; i < size; i++)
+		if (!seen[i])
+			cr_assert_eq(out[i], 0, "%s byte %zu is padding, not zero", fk_type_name(type), i);
+	free(out);
+	free(seen);
+}
+
+Test(layout, repacked_bytes_where_documented)
+{
+	check_repacked_layout(FK_Q4_0);
+	check_repacked_layout(FK_Q8_0);
+	cr_assert_eq(fk_repack_type(FK_Q4_0), FK_Q4_0_X8);
+	cr_assert_eq(fk_repack_type(FK_Q8_0), FK_Q8_0_X8);
+	cr_assert_eq(fk_repack_type(FK_F16), 0);
+	char dst[64];
+	cr_assert_eq(fk_repack(FK_F32, dst, dst, 32, 1), -EINVAL);
+	cr_assert_eq(fk_repack(FK_Q4_0, dst, dst, 33, 1), -EINVAL);
+	cr_assert_eq(fk_repack(FK_Q4_0, dst, dst, 32, 0), -EINVAL);
+	cr_assert_eq(fk_repack_bytes(FK_Q8_0, 0, 8), 0);
+	cr_assert_eq(fk_row_bytes(FK_Q4_0_X8, 32), 0, "a repacked matrix has no row size");
+	cr_assert_str_eq(fk_type_name(FK_Q4_0_X8), "q4_0x8");
+}
+
 /* ------------------------------------------------------------------ */
 /* fp16                                                                 */
 
@@ -361,20 +416,34 @@ static void check_paths(int type, int n_in, int n_out)
 	for (int r = 0; r < n_out; r++)
 		want[r] = canonical_row(&m, r, xq, xd);
 
+	/* the repacked layout of the same matrix must give the same bits; an
+	 * odd offset checks that no path needs an aligned buffer */
+	const int xtype = fk_repack_type(type);
+	char *xbuf = NULL, *xw = NULL;
+	if (xtype) {
+		const size_t xbytes = fk_repack_bytes(type, n_in, n_out);
+		cr_assert(xbytes > 0 && xbytes % 64 == 0);
+		xbuf = malloc(xbytes + 1);
+		xw = xbuf + (n_out % 2);
+		cr_assert_eq(fk_repack(type, m.w, xw, n_in, n_out), 0);
+	}
 	for (int t = 1; t <= 3; t++) {
 		fk_pool *p = fk_pool_create(t);
 		for (int i = 0; i < n_isas; i++) {
 			cr_assert_eq(fk_set_isa(isas[i]), 0);
-			memset(y, 0xff, sizeof(float) * (size_t)n_out);
-			fk_matvec(p, y, m.w, type, m.x, n_in, n_out);
-			for (int r = 0; r < n_out; r++)
-				cr_assert_eq(bits(y[r]), bits(want[r]),
-				             "%s %dx%d %s, %d threads, row %d: %.9g, canonical %.9g",
-				             fk_type_name(type), n_out, n_in, fk_isa_name(isas[i]), t, r,
-				             y[r], want[r]);
+			for (int layout = 0; layout <= (xtype != 0); layout++) {
+				memset(y, 0xff, sizeof(float) * (size_t)n_out);
+				fk_matvec(p, y, layout ? xw : m.w, layout ? xtype : type, m.x, n_in, n_out);
+				for (int r = 0; r < n_out; r++)
+					cr_assert_eq(bits(y[r]), bits(want[r]),
+					             "%s %dx%d %s, %d threads, row %d: %.9g, canonical %.9g",
+					             fk_type_name(layout ? xtype : type), n_out, n_in,
+					             fk_isa_name(isas[i]), t, r, y[r], want[r]);
+			}
 		}
 		fk_pool_destroy(p);
 	}
+	free(xbuf);
 	free(xq);
 	free(xd);
 	free(want);
@@ -384,6 +453,13 @@ static void check_paths(int type, int n_in, int n_out)
 
 Test(matvec, every_path_is_the_canonical_arithmetic, .init = find_isas)
 {
+	/* repacked: every count of rows in a last group of 8 and of blocks in
+	 * a last unit of 4 (and 8 rows x 1 block, 16 x 9) */
+	for (int rows = 1; rows <= 17; rows++)
+		for (int blocks = 1; blocks <= 9; blocks += rows % 2 ? 1 : 3) {
+			check_paths(FK_Q8_0, 32 * blocks, rows);
+			check_paths(FK_Q4_0, 32 * blocks, rows);
+		}
 	cr_log_info("paths on this CPU: %d (best %s)", n_isas, fk_isa_name(isas[n_isas - 1]));
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
 		check_paths(FK_Q8_0, shapes[s][0], shapes[s][1]);
@@ -512,6 +588,7 @@ Test(matvec, many_jobs_many_threads, .init = find_isas)
 	struct mat m[JOBS];
 	float *want[JOBS], *got[JOBS];
 	struct fk_matvec jobs[JOBS];
+	void *xw[JOBS] = {0};
 	fk_set_isa(isas[n_isas - 1]);
 	for (int i = 0; i < JOBS; i++) {
 		const int type = i % 3 == 0 ? FK_F32 : i % 3 == 1 ? FK_Q8_0 : FK_Q4_0;
@@ -520,6 +597,13 @@ Test(matvec, many_jobs_many_threads, .init = find_isas)
 		got[i] = malloc(sizeof(float) * (size_t)m[i].n_out);
 		fk_matvec(NULL, want[i], m[i].w, type, m[i].x, m[i].n_in, m[i].n_out);
 		jobs[i] = (struct fk_matvec){ type, m[i].w, m[i].x, got[i], m[i].n_in, m[i].n_out };
+		/* every other quantized job repacked: grains of whole groups of 8 */
+		if (fk_repack_type(type) && i % 2) {
+			xw[i] = aligned_alloc(64, fk_repack_bytes(type, m[i].n_in, m[i].n_out));
+			cr_assert_eq(fk_repack(type, m[i].w, xw[i], m[i].n_in, m[i].n_out), 0);
+			jobs[i].type = fk_repack_type(type);
+			jobs[i].w = xw[i];
+		}
 	}
 	const int threads[] = { 2, 5, 19 };
 	for (int t = 0; t < 3; t++) {
@@ -537,6 +621,7 @@ Test(matvec, many_jobs_many_threads, .init = find_isas)
 	for (int i = 0; i < JOBS; i++) {
 		free(want[i]);
 		free(got[i]);
+		free(xw[i]);
 		free_mat(&m[i]);
 	}
 }

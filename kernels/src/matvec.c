@@ -71,6 +71,12 @@ static void run_rows(const struct batch *bt, int i, int r0, int r1)
 	case FK_Q4_0:
 		bt->impl->rows_q4_0(j->w, &bt->xq[i], j->y, j->n_in, r0, r1);
 		break;
+	case FK_Q8_0_X8:
+		bt->impl->rows_q8_0x8(j->w, &bt->xq[i], j->y, j->n_in, r0, r1);
+		break;
+	case FK_Q4_0_X8:
+		bt->impl->rows_q4_0x8(j->w, &bt->xq[i], j->y, j->n_in, r0, r1);
+		break;
 	}
 }
 
@@ -134,6 +140,8 @@ void fk_matvec_batch(fk_pool *p, const struct fk_matvec *jobs, int n_jobs)
 		const int n = jobs[i].n_in > 0 ? jobs[i].n_in : 1;
 		total += (long long)jobs[i].n_in * jobs[i].n_out;
 		grain_rows[i] = GRAIN / n > 0 ? GRAIN / n : 1;
+		if (jobs[i].type == FK_Q8_0_X8 || jobs[i].type == FK_Q4_0_X8) /* whole groups */
+			grain_rows[i] = (grain_rows[i] + X8_ROWS - 1) / X8_ROWS * X8_ROWS;
 		first[i + 1] = first[i] + (jobs[i].n_out + grain_rows[i] - 1) / grain_rows[i];
 		if (fk_quantizes_x(jobs[i].type))
 			need += xq_bytes(jobs[i].n_in);

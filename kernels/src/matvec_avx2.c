@@ -120,16 +120,16 @@ static inline __m256i lane_dot(__m256i w, __m256i x)
 
 /* The 32 nibbles of a q4_0 block as bytes 0..15 (values q + 8), in value
  * order: low nibbles first, then high. */
-static inline __m256i nibbles(const uint8_t *qs)
+static inline __m256i nibbles(const void *qs)
 {
 	const __m128i t = _mm_loadu_si128((const __m128i *)qs);
 	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0f));
 }
 
-static inline __m256 block_q8(const fk_block_q8_0 *blk, const struct fk_xq *x, int b, __m256 acc)
+static inline __m256 block_q8(uint16_t dh, const void *qs, const struct fk_xq *x, int b, __m256 acc)
 {
-	const __m256 d = _mm256_set1_ps(_cvtsh_ss(blk->d) * x->d[b]);
-	const __m256i w = _mm256_loadu_si256((const __m256i *)blk->qs);
+	const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh) * x->d[b]);
+	const __m256i w = _mm256_loadu_si256((const __m256i *)qs);
 	const __m256i xv = _mm256_load_si256((const __m256i *)(x->qs + b * FK_QK));
 	return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lane_dot(w, xv)), acc);
 }
@@ -137,12 +137,12 @@ static inline __m256 block_q8(const fk_block_q8_0 *blk, const struct fk_xq *x, i
 /* The nibble (q + 8) is unsigned already, so it multiplies x directly
  * (at most 2 * 15 * 127 per pair: no saturation), and the sums start from
  * -8 * sum x = bias / 16: the same exact integers as lane_dot of q. */
-static inline __m256 block_q4(const fk_block_q4_0 *blk, const struct fk_xq *x, int b, __m256 acc)
+static inline __m256 block_q4(uint16_t dh, const void *qs, const struct fk_xq *x, int b, __m256 acc)
 {
-	const __m256 d = _mm256_set1_ps(_cvtsh_ss(blk->d) * x->d[b]);
+	const __m256 d = _mm256_set1_ps(_cvtsh_ss(dh) * x->d[b]);
 	const __m256i xv = _mm256_load_si256((const __m256i *)(x->qs + b * FK_QK));
 	const __m256i bias = _mm256_srai_epi32(_mm256_load_si256((const __m256i *)(x->bias + b * 8)), 4);
-	const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(blk->qs), xv), _mm256_set1_epi16(1));
+	const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(qs), xv), _mm256_set1_epi16(1));
 	return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(p, bias)), acc);
 }
 
@@ -158,17 +158,48 @@ static void NAME(const BLOCK *w, const struct fk_xq *x, float *y,             \
 		int b = 0;                                                     \
 		for (; b + 2 <= nb; b += 2) {                                  \
 			PREFETCH(p + b);                                       \
-			a0 = STEP(p + b, x, b, a0);                            \
-			a1 = STEP(p + b + 1, x, b + 1, a1);                    \
+			a0 = STEP(p[b].d, p[b].qs, x, b, a0);                  \
+			a1 = STEP(p[b + 1].d, p[b + 1].qs, x, b + 1, a1);      \
 		}                                                              \
 		if (b < nb)                                                    \
-			a0 = STEP(p + b, x, b, a0);                            \
+			a0 = STEP(p[b].d, p[b].qs, x, b, a0);                  \
 		y[r] = reduce(a0, a1);                                         \
 	}                                                                      \
 }
 
 ROWS_Q(rows_q8_0, fk_block_q8_0, block_q8)
 ROWS_Q(rows_q4_0, fk_block_q4_0, block_q4)
+
+/* The repacked layouts, a row at a time as above: the first row of a
+ * group brings the group's lines into the cache (one stream), the other
+ * seven find them there.  AVX2 has no 8-row kernel: this path is the
+ * fallback, the AVX-512 one is where the layout pays. */
+#define ROWS_X8(NAME, UNIT, STEP_ROW, STEP)                                    \
+static void NAME(const uint8_t *w, const struct fk_xq *x, float *y,           \
+                 int n_in, int r0, int r1)                                    \
+{                                                                              \
+	const int nb = n_in / FK_QK;                                           \
+	const size_t group = (size_t)x8_units(n_in) * UNIT;                    \
+	for (int r = r0; r < r1; r++) {                                        \
+		const uint8_t *g = w + (size_t)(r / X8_ROWS) * group;          \
+		const int gr = r % X8_ROWS;                                    \
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();     \
+		int b = 0;                                                     \
+		for (; b + 2 <= nb; b += 2) {                                  \
+			a0 = STEP(x8_scale(g, UNIT, gr, b),                    \
+			          g + x8_data_at(UNIT, STEP_ROW, gr, b), x, b, a0); \
+			a1 = STEP(x8_scale(g, UNIT, gr, b + 1),                \
+			          g + x8_data_at(UNIT, STEP_ROW, gr, b + 1), x, b + 1, a1); \
+		}                                                              \
+		if (b < nb)                                                    \
+			a0 = STEP(x8_scale(g, UNIT, gr, b),                    \
+			          g + x8_data_at(UNIT, STEP_ROW, gr, b), x, b, a0); \
+		y[r] = reduce(a0, a1);                                         \
+	}                                                                      \
+}
+
+ROWS_X8(rows_q8_0x8, X8_UNIT_Q8, X8_STEP_ROW_Q8, block_q8)
+ROWS_X8(rows_q4_0x8, X8_UNIT_Q4, X8_STEP_ROW_Q4, block_q4)
 
 /* roundf: truncate, then step away from zero when the dropped fraction
  * (exact: a float minus its truncation) is at least one half. */
@@ -225,5 +256,7 @@ const struct fk_impl fk_impl_avx2 = {
 	.rows_f16 = rows_f16,
 	.rows_q8_0 = rows_q8_0,
 	.rows_q4_0 = rows_q4_0,
+	.rows_q8_0x8 = rows_q8_0x8,
+	.rows_q4_0x8 = rows_q4_0x8,
 	.quantize_x = fk_quantize_x_avx2,
 };

@@ -156,11 +156,155 @@ static void NAME(const BLOCK *w, const struct fk_xq *x, float *y,             \
 ROWS_Q(rows_q8_0, fk_block_q8_0, pair_q8, last_q8)
 ROWS_Q(rows_q4_0, fk_block_q4_0, pair_q4, last_q4)
 
+/* ------------------------------------------------------------------ */
+/* The repacked layouts (repack.c): 8 rows a pass over one stream.      */
+/* x, its sums and its scales are loaded once per step (two blocks) for */
+/* 8 rows; each row's sums still get exactly its canonical FMAs.        */
+
+/* Prefetch a unit's lines PREFETCH_AHEAD ahead, as the rows above do. */
+static inline void prefetch_unit(const uint8_t *u, int unit)
+{
+	for (int off = 0; off < unit; off += 64)
+		_mm_prefetch((const char *)u + PREFETCH_AHEAD + off, _MM_HINT_NTA);
+}
+
+/* dw * dx of a step's 16 scales (row r's blocks b, b + 1 in lanes 2r,
+ * 2r + 1): the products scale2() forms.  half: block b + 1 is past the
+ * row (its lanes are then never added). */
+static inline __m512 step_scales(const uint8_t *s, const float *xd, int half)
+{
+	const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)s));
+	const __m512 dx = _mm512_mask_blend_ps(0xaaaa, _mm512_set1_ps(xd[0]),
+	                                       _mm512_set1_ps(half ? 0.0f : xd[1]));
+	return _mm512_mul_ps(dw, dx);
+}
+
+/* 64 bytes of x (or of its sums) for blocks b, b + 1; zeros for b + 1
+ * when half, so nothing past x is read. */
+static inline __m512i load_pair(const void *p, int half)
+{
+	return half ? _mm512_zextsi256_si512(_mm256_load_si256((const __m256i *)p))
+	            : _mm512_load_si512(p);
+}
+
+/* q8_0: a row's two blocks are one register, lanes in canonical order
+ * (0-7 block b, 8-15 block b + 1), as in pair_q8.  m: 0x00ff for a half
+ * step, whose odd-block sums stay untouched. */
+static inline void step_q8(__m512 acc[8], const uint8_t *data, __m512 d, __m512i xv, __m512i bias,
+                           __mmask16 m)
+{
+	const __m512i two = _mm512_set1_epi32(2);
+	__m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	for (int i = 0; i < X8_ROWS; i++, idx = _mm512_add_epi32(idx, two)) {
+		const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(data + i * X8_STEP_ROW_Q8),
+		                                   _mm512_set1_epi8((char)0x80));
+		const __m512i p = _mm512_dpbusd_epi32(bias, u, xv);
+		acc[i] = _mm512_mask3_fmadd_ps(_mm512_permutexvar_ps(idx, d), _mm512_cvtepi32_ps(p),
+		                               acc[i], m);
+	}
+}
+
+static void rows_q8_0x8(const uint8_t *w, const struct fk_xq *x, float *y,
+                        int n_in, int r0, int r1)
+{
+	const int nb = n_in / FK_QK;
+	const size_t group = (size_t)x8_units(n_in) * X8_UNIT_Q8;
+	for (int r = r0; r < r1; r += X8_ROWS) {
+		const uint8_t *g = w + (size_t)(r / X8_ROWS) * group;
+		__m512 acc[X8_ROWS];
+		for (int i = 0; i < X8_ROWS; i++)
+			acc[i] = _mm512_setzero_ps();
+		for (int b = 0; b < nb; b += 2) {
+			const int half = b + 1 == nb;
+			const uint8_t *u = g + (size_t)(b / 4) * X8_UNIT_Q8;
+			const int s = (b % 4) / 2;
+			if (!s)
+				prefetch_unit(u, X8_UNIT_Q8);
+			step_q8(acc, u + X8_SCALES + s * X8_ROWS * X8_STEP_ROW_Q8,
+			        step_scales(u + 32 * s, x->d + b, half), load_pair(x->qs + b * FK_QK, half),
+			        load_pair(x->bias + b * 8, half), half ? 0x00ff : 0xffff);
+		}
+		for (int i = 0; i < X8_ROWS && r + i < r1; i++)
+			y[r + i] = reduce(acc[i]);
+	}
+}
+
+/* q4_0: one load holds two rows' two blocks, [row: nibbles of b, of
+ * b + 1; next row: the same].  The low nibbles (values 0-15, groups 0-3)
+ * and the high ones (groups 4-7) go through separate dot products against
+ * x rearranged to match, [b 0-15, b+1 0-15, b 0-15, b+1 0-15] and the
+ * same for 16-31, so no nibble is shuffled.  Sums of rows 2i, 2i + 1:
+ * lo[i] lanes 4L + k = group k of (row, block) L = (2i, b), (2i, b+1),
+ * (2i+1, b), (2i+1, b+1); hi[i] the same for group 4 + k.  m: 0x0f0f for
+ * a half step (the lanes of block b). */
+static inline void step_q4(__m512 lo[4], __m512 hi[4], const uint8_t *data, __m512 d,
+                           __m512i xv, __m512i bias, __mmask16 m)
+{
+	const __m512i xlo = _mm512_shuffle_i64x2(xv, xv, _MM_SHUFFLE(2, 0, 2, 0));
+	const __m512i xhi = _mm512_shuffle_i64x2(xv, xv, _MM_SHUFFLE(3, 1, 3, 1));
+	const __m512i b4 = _mm512_srai_epi32(bias, 4);
+	const __m512i blo = _mm512_shuffle_i64x2(b4, b4, _MM_SHUFFLE(2, 0, 2, 0));
+	const __m512i bhi = _mm512_shuffle_i64x2(b4, b4, _MM_SHUFFLE(3, 1, 3, 1));
+	const __m512i mask = _mm512_set1_epi8(0x0f), four = _mm512_set1_epi32(4);
+	__m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	for (int i = 0; i < X8_ROWS / 2; i++, idx = _mm512_add_epi32(idx, four)) {
+		const __m512i wv = _mm512_loadu_si512(data + i * 2 * X8_STEP_ROW_Q4);
+		const __m512i nl = _mm512_and_si512(wv, mask);
+		const __m512i nh = _mm512_and_si512(_mm512_srli_epi16(wv, 4), mask);
+		const __m512 di = _mm512_permutexvar_ps(idx, d);
+		lo[i] = _mm512_mask3_fmadd_ps(di, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(blo, nl, xlo)),
+		                              lo[i], m);
+		hi[i] = _mm512_mask3_fmadd_ps(di, _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bhi, nh, xhi)),
+		                              hi[i], m);
+	}
+}
+
+static void rows_q4_0x8(const uint8_t *w, const struct fk_xq *x, float *y,
+                        int n_in, int r0, int r1)
+{
+	const int nb = n_in / FK_QK;
+	const size_t group = (size_t)x8_units(n_in) * X8_UNIT_Q4;
+	for (int r = r0; r < r1; r += X8_ROWS) {
+		const uint8_t *g = w + (size_t)(r / X8_ROWS) * group;
+		__m512 lo[X8_ROWS / 2], hi[X8_ROWS / 2];
+		for (int i = 0; i < X8_ROWS / 2; i++)
+			lo[i] = hi[i] = _mm512_setzero_ps();
+		for (int b = 0; b < nb; b += 2) {
+			const int half = b + 1 == nb;
+			const uint8_t *u = g + (size_t)(b / 4) * X8_UNIT_Q4;
+			const int s = (b % 4) / 2;
+			if (!s)
+				prefetch_unit(u, X8_UNIT_Q4);
+			step_q4(lo, hi, u + X8_SCALES + s * X8_ROWS * X8_STEP_ROW_Q4,
+			        step_scales(u + 32 * s, x->d + b, half), load_pair(x->qs + b * FK_QK, half),
+			        load_pair(x->bias + b * 8, half), half ? 0x0f0f : 0xffff);
+		}
+		/* back to each row's 16 canonical sums, then the canonical fold */
+		for (int i = 0; i < X8_ROWS / 2; i++) {
+			float l[16], h[16];
+			_mm512_storeu_ps(l, lo[i]);
+			_mm512_storeu_ps(h, hi[i]);
+			for (int o = 0; o < 2 && r + 2 * i + o < r1; o++) {
+				float a[16];
+				for (int k = 0; k < 4; k++) {
+					a[k] = l[8 * o + k];
+					a[8 + k] = l[8 * o + 4 + k];
+					a[4 + k] = h[8 * o + k];
+					a[12 + k] = h[8 * o + 4 + k];
+				}
+				y[r + 2 * i + o] = fk_reduce16(a);
+			}
+		}
+	}
+}
+
 /* Activations are quantized as on the AVX2 path (identical bytes). */
 const struct fk_impl fk_impl_avx512 = {
 	.rows_f32 = rows_f32,
 	.rows_f16 = rows_f16,
 	.rows_q8_0 = rows_q8_0,
 	.rows_q4_0 = rows_q4_0,
+	.rows_q8_0x8 = rows_q8_0x8,
+	.rows_q4_0x8 = rows_q4_0x8,
 	.quantize_x = fk_quantize_x_avx2,
 };

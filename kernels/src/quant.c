@@ -16,6 +16,8 @@ const char *fk_type_name(int type)
 	case FK_F16: return "f16";
 	case FK_Q8_0: return "q8_0";
 	case FK_Q4_0: return "q4_0";
+	case FK_Q4_0_X8: return "q4_0x8";
+	case FK_Q8_0_X8: return "q8_0x8";
 	}
 	return NULL;
 }

@@ -4,10 +4,14 @@
 
 #include <flexrt/runtime.h>
 
+#include <stdlib.h>
+
 struct frt_model {
 	struct frt_config cfg;
 	struct frt_weights w;
 	struct frt_layer *layers;    /* own copy of the caller's table */
+	void *packed;                /* frt_model_repack's copies, or NULL */
+	size_t packed_size;
 	fk_pool *pool;
 	int max_seq;
 	int kv_dim, head_size;
@@ -48,6 +52,9 @@ int frt_tokenizer_lookup(const frt_tokenizer *t, const char *a, size_t alen, con
 /* Set errno and the calling thread's frt_last_error(); returns -errnum,
  * for `return frt_fail(EINVAL, ...)`. */
 int frt_fail(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Unmap frt_model_repack's copies (repack.c); nothing if there are none. */
+void frt_repack_free(frt_model *m);
 
 /* Multi-head attention of layer l at pos: reads q and the cache up to pos,
  * writes xb. */

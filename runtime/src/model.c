@@ -153,6 +153,7 @@ void frt_model_destroy(frt_model *m)
 	if (!m)
 		return;
 	fk_pool_destroy(m->pool);
+	frt_repack_free(m);
 	free(m->skip);
 	free(m->layers);
 	free(m->x);
@@ -196,9 +197,14 @@ void frt_model_record_states(frt_model *m, float *states)
 	m->states = states;
 }
 
-/* Bytes of n_out rows of n_in values of t's type. */
+/* Bytes of n_out rows of n_in values of t's type (of the whole matrix
+ * for a repacked one, padding included: the products read it). */
 static uint64_t matrix_bytes(const struct frt_tensor *t, int n_in, int n_out)
 {
+	if (t->type == FK_Q4_0_X8)
+		return fk_repack_bytes(FK_Q4_0, n_in, n_out);
+	if (t->type == FK_Q8_0_X8)
+		return fk_repack_bytes(FK_Q8_0, n_in, n_out);
 	return fk_row_bytes(t->type, (size_t)n_in) * (uint64_t)n_out;
 }
 

@@ -48,6 +48,10 @@ enum fk_type {
 	FK_F16 = 1,              /* IEEE binary16, little-endian */
 	FK_Q4_0 = 2,
 	FK_Q8_0 = 8,
+	/* Layouts of whole matrices that only fk_repack() writes (never in a
+	 * file): q4_0 and q8_0 blocks of 8 rows interleaved, see fk_repack. */
+	FK_Q4_0_X8 = 0x102,
+	FK_Q8_0_X8 = 0x108,
 };
 
 #define FK_QK 32 /* values per quantized block */
@@ -66,17 +70,57 @@ typedef struct {
 } fk_block_q4_0;
 
 /* The name of an enum fk_type.
- * @return "f32", "f16", "q8_0" or "q4_0" (static storage); NULL for any
- *         other value. */
+ * @return "f32", "f16", "q8_0", "q4_0", "q4_0x8" or "q8_0x8" (static
+ *         storage); NULL for any other value. */
 const char *fk_type_name(int type);
-/* The enum fk_type named name ("f32", "f16", "q8_0", "q4_0"; case matters).
+/* The enum fk_type named name ("f32", "f16", "q8_0", "q4_0"; case matters;
+ * the repacked layouts are not file types and are not parsed).
  * @return the type (>= 0); -EINVAL if name is NULL or no type's name, with
  *         the name in fk_last_error(). */
 int fk_type_parse(const char *name);
 /* Bytes of a row of n values of type.
- * @return the size; 0 if the type is unknown or n is not a whole number
- *         of blocks (FK_QK) of a quantized type. */
+ * @return the size; 0 if the type is unknown or a repacked layout (whose
+ *         rows are not stored one by one: see fk_repack_bytes), or n is
+ *         not a whole number of blocks (FK_QK) of a quantized type. */
 size_t fk_row_bytes(int type, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Repacked layouts                                                     */
+
+/* A q4_0 or q8_0 matrix with its rows in groups of 8 and, within a group,
+ * their blocks interleaved so that one stream of memory feeds 8 rows at a
+ * time: the products then load x and build its scales once per 8 rows.
+ * Each row keeps its own canonical arithmetic (docs/runtime.md), so a
+ * product over the repacked matrix gives the same bits as over the
+ * original, on every path and thread count.
+ *
+ * The layout (docs/runtime.md, "Repacked layout"): group g holds rows
+ * 8g..8g+7 as ceil(nb / 4) units of 4 blocks (nb = n_in / FK_QK).  A unit
+ * is 64 bytes of scales, then for each of its two steps (blocks 2s, 2s+1
+ * of the unit) the 8 rows' data of those two blocks, one row after the
+ * other: 2 x 16 bytes of nibbles (q4_0) or 2 x 32 bytes of values (q8_0).
+ * Scale 16s + 2r + o is row r's block 2s + o.  Rows and blocks past the
+ * matrix are zero bytes.  Units are 576 (q4_0) or 1088 (q8_0) bytes,
+ * multiples of 64: an aligned buffer keeps every load in one line. */
+
+/* The repacked type of type: FK_Q4_0_X8 for FK_Q4_0, FK_Q8_0_X8 for
+ * FK_Q8_0.
+ * @return the type; 0 (FK_F32) for a type that has no repacked layout. */
+int fk_repack_type(int type);
+/* Bytes of an n_out x n_in matrix of type repacked.
+ * @return the size (a multiple of 64); 0 if fk_repack_type(type) is 0,
+ *         n_in is not a positive multiple of FK_QK or n_out is not
+ *         positive. */
+size_t fk_repack_bytes(int type, int n_in, int n_out);
+/* Write the n_out x n_in matrix w of type into dst, fk_repack_bytes(type,
+ * n_in, n_out) bytes, in the repacked layout; products then take dst with
+ * type fk_repack_type(type).  dst is best 64-byte aligned (any alignment
+ * works).
+ * @return 0; -EINVAL (with the reason in fk_last_error()) if the type or
+ *         the sizes are ones fk_repack_bytes answers 0 for.
+ * Preconditions: w and dst do not overlap.  Any thread; reads every byte
+ * of w once. */
+int fk_repack(int type, const void *w, void *dst, int n_in, int n_out);
 
 /* ------------------------------------------------------------------ */
 /* Conversion and quantization (scalar, exact, used by tools too)       */
@@ -96,7 +140,8 @@ uint16_t fk_fp32_to_fp16(float f);
 void fk_quantize_row_q8_0(const float *x, fk_block_q8_0 *y, size_t n);
 void fk_quantize_row_q4_0(const float *x, fk_block_q4_0 *y, size_t n);
 /* A row of n values of any fk_type at src back to n floats at dst.
- * Preconditions: a known type (an unknown one writes nothing); for a
+ * Preconditions: a known type (an unknown one or a repacked layout, which
+ * has no rows of its own, writes nothing); for a
  * quantized type n is a multiple of FK_QK; src and dst do not overlap.
  * Cannot fail. */
 void fk_dequantize_row(int type, const void *src, float *dst, size_t n);
@@ -169,7 +214,7 @@ void fk_pool_run(fk_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx)
  * and each block's product is an exact integer dot product; see
  * docs/runtime.md. */
 struct fk_matvec {
-	int type;                /* enum fk_type of w */
+	int type;                /* enum fk_type of w (a repacked one too) */
 	const void *w;           /* n_out rows of n_in values */
 	const float *x;          /* n_in */
 	float *y;                /* n_out; must not overlap x */

@@ -123,15 +123,30 @@ frt_model *frt_model_create(const struct frt_config *cfg, const struct frt_weigh
 /* Join the compute threads and free the state (never the weights); NULL
  * does nothing.  Precondition: no call on m is in progress. */
 void frt_model_destroy(frt_model *m);
+/* Copy m's q4_0 matrices (every layer's and the classifier; not the
+ * embedding, read a row at a time) into flexkern's 8-row interleaved
+ * layout (fk_repack) in memory m owns, and compute with those copies from
+ * now on: the logits are bit for bit the same.  (q8_0 stays as it is: its
+ * repacked layout measured no faster in a decode.)  For weights that are resident anyway (read into memory, or a
+ * file mapping that stays in the page cache): the copies take as much
+ * memory again as those matrices, and making them reads every weight
+ * once.  Paged weights (a flexpage region) are best left as they are.
+ * Calling it again does nothing.
+ * @return 0 (also when no matrix is q4_0); -ENOMEM with the size
+ *         in frt_last_error() if the copies do not fit (m is unchanged).
+ * Threads: as frt_forward (one call on m at a time); the copy runs on m's
+ * compute threads.  The caller's weights must stay readable as before
+ * (the embedding and the matrices of other types are still read there). */
+int frt_model_repack(frt_model *m);
 /* @return the model's configuration, defaults filled in (rope_theta,
  *         norm_eps); valid while m lives. */
 const struct frt_config *frt_model_config(const frt_model *m);
 /* @return the positions the KV cache holds (frt_options.max_seq, at most
  *         seq_len). */
 int frt_model_max_seq(const frt_model *m);
-/* @return the bytes of weights one forward pass reads: every matrix, one
- *         embedding row and the norms (of the layers that run: see
- *         frt_model_skip_layers). */
+/* @return the bytes of weights one forward pass reads: every matrix (as
+ *         repacked, after frt_model_repack), one embedding row and the
+ *         norms (of the layers that run: see frt_model_skip_layers). */
 uint64_t frt_model_bytes_per_token(const frt_model *m);
 
 /* Run token at position pos and return the logits over the vocabulary.
