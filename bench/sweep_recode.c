@@ -7,11 +7,13 @@
  * has just measured: re-running a compression-aware pack would repeat its
  * calibration (minutes on a 1B model) to get the same quantized values.
  * It checks that OUT holds IN's tensors at the same offsets and that every
- * chunk of OUT decodes to the checksum of IN's chunk.  Prints one line:
+ * chunk of OUT decodes to the checksum of IN's chunk; an existing OUT is
+ * not replaced.  Prints one line:
  * "chunks raw zstd split stored_bytes". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <flexpage/flexpage.h>
 
@@ -40,6 +42,10 @@ int main(int argc, char **argv)
 	if (!in || !out || read_rate <= 0) {
 		fprintf(stderr, "usage: sweep_recode IN OUT --read-rate BYTES_PER_S [--decode-rate BYTES_PER_S]\n");
 		return 2;
+	}
+	if (!access(out, F_OK)) {
+		fprintf(stderr, "sweep_recode: %s exists; not replacing it\n", out);
+		return 1;
 	}
 	fp_image *img = fp_image_open(in);
 	if (!img)
