@@ -4,3 +4,8 @@
 # otherwise.
 add_executable(sweep_read ${CMAKE_CURRENT_LIST_DIR}/sweep_read.c)
 target_link_libraries(sweep_read PRIVATE Threads::Threads)
+
+# bench/sweep --auto-pack: an image's tensors stored again with the
+# writer's speed-adaptive codec at a read rate measured in the sweep.
+add_executable(sweep_recode ${CMAKE_CURRENT_LIST_DIR}/sweep_recode.c)
+target_link_libraries(sweep_recode PRIVATE flexpage_pager)
