@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 3:
 		if (!parse_codec(s, &u32, &i))
 			check(((u32 == FP_CODEC_RAW || u32 == FP_CODEC_AUTO) && i == 0) ||
-			      (u32 == FP_CODEC_ZSTD && i >= 0 && i <= 22));
+			      ((u32 == FP_CODEC_ZSTD || u32 == FP_CODEC_BOTH) && i >= 0 && i <= 22));
 		break;
 	case 4:
 		if (!parse_chunk_size(s, &u32, err, sizeof err))
