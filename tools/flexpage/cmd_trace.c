@@ -104,6 +104,17 @@ static int load_chunks(struct tt_model *m, const char *path)
 	const struct fp_trace_header *h = m->h;
 	fp_image *img = matching_image(m, path);
 	m->nc = img ? h->n_chunks : chunks_named(m);
+	/* Without the image, the tables follow the chunk numbers the records
+	 * name; past TT_MAX_UNSEEN_CHUNKS (1 TiB of 64 KiB chunks) a damaged
+	 * record is likelier than a real image, and the tables would need
+	 * gigabytes: refused, with the image as the way round. */
+	if (!img && m->nc > TT_MAX_UNSEEN_CHUNKS) {
+		snprintf(m->error, sizeof m->error,
+		         "a record names chunk %u: more than %u chunks need the traced image "
+		         "(--image IMG)",
+		         m->nc - 1, TT_MAX_UNSEEN_CHUNKS);
+		return -1;
+	}
 	m->chunk_bytes = malloc((m->nc ? m->nc : 1) * sizeof *m->chunk_bytes);
 	if (img) {
 		m->stored_bytes = calloc(m->nc, sizeof *m->stored_bytes);
@@ -589,7 +600,7 @@ int cmd_trace(int argc, char **argv)
 	}
 	struct tt_model m;
 	if (tt_build(&m, t, path, image)) {
-		fprintf(stderr, "flexpage trace: %s: out of memory\n", path);
+		fprintf(stderr, "flexpage trace: %s: %s\n", path, m.error[0] ? m.error : "out of memory");
 		tt_free(&m);
 		fp_trace_close(t);
 		return 1;

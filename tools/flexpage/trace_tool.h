@@ -92,6 +92,7 @@ struct tt_model {
 	 * header's count alone is a claim: a small damaged trace may name
 	 * four billion chunks). */
 	uint32_t nc;
+	char error[160];             /* why tt_build failed, if not for memory */
 	/* Per chunk: resident bytes (logical_len rounded up to 4 KiB when the
 	 * image could be opened, else chunk_size) and stored bytes (0 unknown). */
 	uint32_t *chunk_bytes;
@@ -137,6 +138,9 @@ struct tt_model {
 
 /* Analyse an open trace (which must outlive the model).  image: the image
  * to take chunk sizes from; NULL: the header's.  -1 on out of memory. */
+/* The most chunks the tables cover when the traced image is not at hand. */
+#define TT_MAX_UNSEEN_CHUNKS (1u << 24)
+
 int tt_build(struct tt_model *m, const fp_trace *t, const char *path, const char *image);
 void tt_free(struct tt_model *m);
 
