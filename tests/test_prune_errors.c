@@ -52,6 +52,13 @@ Test(prune_errors, k_of_every_layer_or_more)
 	               "--drop", "--drop 0");
 	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "1K", "-o", out, NULL),
 	               0, "--target 1K", "a target below one layer");
+	/* a speed target: the rate is measured, so only the ends are certain */
+	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "1e9tok/s", "-o", out,
+	                       NULL), 1, "more than all layers", "a rate no model of 1 layer reaches");
+	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "0.001tok/s", "-o",
+	                       out, NULL), 1, "as fast already", "a rate the full model beats");
+	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "fasttok/s", "-o", out,
+	                       NULL), 2, "not a rate", "a rate that is no number");
 }
 
 Test(prune_errors, text_too_short_for_one_window)
