@@ -13,7 +13,7 @@ struct ref_state {
 	int kv_dim, head_size;
 	double *x, *xb, *xb2, *q, *hb, *hb2, *att, *logits;
 	double *kcache, *vcache; /* [layers][seq][kv_dim] */
-	unsigned char *skip;     /* [layers] */
+	unsigned char *skip;     /* [layers]: REF_SKIP_* bits */
 	double *hidden;          /* [dim] */
 };
 
@@ -149,8 +149,8 @@ const double *ref_forward(struct ref_state *s, int token, int pos)
 		s->x[i] = m->token_embedding[(size_t)token * dim + i];
 
 	for (int l = 0; l < m->n_layers; l++) {
-		if (s->skip[l])
-			continue;
+		if (s->skip[l] & REF_SKIP_ATTN)
+			goto ffn;
 		rmsnorm(s->xb, s->x, m->rms_att + (size_t)l * dim, dim);
 		double *k = s->kcache + ((size_t)l * seq + pos) * kv;
 		double *v = s->vcache + ((size_t)l * seq + pos) * kv;
@@ -188,7 +188,9 @@ const double *ref_forward(struct ref_state *s, int token, int pos)
 		matmul(s->xb2, m->wo + (size_t)l * dim * dim, s->xb, dim, dim);
 		for (int i = 0; i < dim; i++)
 			s->x[i] += s->xb2[i];
-
+	ffn:
+		if (s->skip[l] & REF_SKIP_FFN)
+			continue;
 		rmsnorm(s->xb, s->x, m->rms_ffn + (size_t)l * dim, dim);
 		matmul(s->hb, m->w1 + (size_t)l * hd * dim, s->xb, hd, dim);
 		matmul(s->hb2, m->w3 + (size_t)l * hd * dim, s->xb, hd, dim);
@@ -207,7 +209,13 @@ const double *ref_forward(struct ref_state *s, int token, int pos)
 void ref_skip_layers(struct ref_state *s, const unsigned char *skip)
 {
 	for (int l = 0; l < s->m.n_layers; l++)
-		s->skip[l] = skip && skip[l];
+		s->skip[l] = skip && skip[l] ? REF_SKIP_ATTN | REF_SKIP_FFN : 0;
+}
+
+void ref_skip_parts(struct ref_state *s, const unsigned char *parts)
+{
+	for (int l = 0; l < s->m.n_layers; l++)
+		s->skip[l] = parts ? parts[l] & (REF_SKIP_ATTN | REF_SKIP_FFN) : 0;
 }
 
 const double *ref_hidden(const struct ref_state *s)

@@ -36,6 +36,12 @@ const double *ref_forward(struct ref_state *s, int token, int pos);
  * input goes on to the next layer as it is), as a model without it would
  * compute; skip is copied; NULL runs every layer. */
 void ref_skip_layers(struct ref_state *s, const unsigned char *skip);
+/* Leave parts of layers out: parts[l] a set of REF_SKIP_ATTN (the
+ * attention sub-block: its norm, q, k, v, attention and output
+ * projection) and REF_SKIP_FFN (the feed-forward sub-block); a skipped
+ * part adds nothing to the residual stream.  NULL runs every part. */
+enum { REF_SKIP_ATTN = 1, REF_SKIP_FFN = 2 };
+void ref_skip_parts(struct ref_state *s, const unsigned char *parts);
 /* The last pass's residual stream after the last layer, before the final
  * norm [dim]. */
 const double *ref_hidden(const struct ref_state *s);

@@ -11,42 +11,24 @@
 
 #include <flexkern/kernels.h>
 
+#include "prune_fixture.h"
 #include "rt_util.h"
 
-#define MODELS FLEXPAGE_SHARED_MODELS
-#define STORIES MODELS "/stories260K.bin"
-#define TOK512 MODELS "/tok512.bin"
-#define TEXT MODELS "/../data/tinystories_val.txt"
+#define STORIES PRUNE_STORIES
+#define TOK512 PRUNE_TOK512
 
-static char *dir;
-static char calib[4096], out[4096];
+static const char *dir, *calib;
+static char out[4096];
 
 static void setup(void)
 {
-	const char *need[] = {STORIES, TOK512, TEXT};
-	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-		if (access(need[i], R_OK))
-			cr_skip_test("%s is missing: these tests need the shared model and text", need[i]);
-	dir = rt_tmpdir();
-	cr_assert(dir, "no temporary directory");
-	size_t n;
-	char *text = rt_read_file(TEXT, &n);
-	cr_assert(text && n > 20000);
-	snprintf(calib, sizeof calib, "%s", rt_path(dir, "calib.txt"));
-	cr_assert_eq(rt_write_file(calib, text, 20000), 0);
-	free(text);
+	prune_fixture_init(20000, NULL);
+	dir = prune_dir;
+	calib = prune_calib;
 	snprintf(out, sizeof out, "%s", rt_path(dir, "out.img"));
 }
 
-static void teardown(void)
-{
-	if (dir)
-		rt_rmtree(dir);
-	free(dir);
-	dir = NULL;
-}
-
-TestSuite(prune_errors, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(prune_errors, .init = setup, .fini = prune_fixture_fini, .timeout = 300);
 
 /* It failed with an exit code in want (0: any non-zero), said needle, and
  * left no OUT. */
@@ -70,6 +52,13 @@ Test(prune_errors, k_of_every_layer_or_more)
 	               "--drop", "--drop 0");
 	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "1K", "-o", out, NULL),
 	               0, "--target 1K", "a target below one layer");
+	/* a speed target: the rate is measured, so only the ends are certain */
+	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "1e9tok/s", "-o", out,
+	                       NULL), 1, "more than all layers", "a rate no model of 1 layer reaches");
+	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "0.001tok/s", "-o",
+	                       out, NULL), 1, "as fast already", "a rate the full model beats");
+	expect_refused(rt_tool("prune", STORIES, "--calib", calib, "--target", "fasttok/s", "-o", out,
+	                       NULL), 2, "not a rate", "a rate that is no number");
 }
 
 Test(prune_errors, text_too_short_for_one_window)

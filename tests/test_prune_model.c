@@ -3,7 +3,8 @@
  * skipped (tests/ref_forward.c, which shares no code with the runtime),
  * as an image, as a GGUF from the checkpoint and as a GGUF from a GGUF;
  * its metadata names what was removed; it has fewer tensors and bytes;
- * flexpage run and flexpage perplexity take it like any model. */
+ * flexpage run and flexpage perplexity take it like any model.  The
+ * runtime's sub-block mask equals the reference with those parts skipped. */
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -17,42 +18,23 @@
 #include <flexrt/runtime.h>
 
 #include "ref_forward.h"
+#include "prune_fixture.h"
 #include "rt_util.h"
 
-#define MODELS FLEXPAGE_SHARED_MODELS
-#define STORIES MODELS "/stories260K.bin"
-#define STORIES_GGUF MODELS "/stories260K.gguf"
-#define TOK512 MODELS "/tok512.bin"
-#define TEXT MODELS "/../data/tinystories_val.txt"
+#define STORIES PRUNE_STORIES
+#define STORIES_GGUF PRUNE_MODELS "/stories260K.gguf"
+#define TOK512 PRUNE_TOK512
 
-static char *dir;
-static char calib[4096];
+static const char *dir, *calib;
 
 static void setup(void)
 {
-	const char *need[] = {STORIES, STORIES_GGUF, TOK512, TEXT};
-	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-		if (access(need[i], R_OK))
-			cr_skip_test("%s is missing: these tests need the shared models and text", need[i]);
-	dir = rt_tmpdir();
-	cr_assert(dir, "no temporary directory");
-	size_t n;
-	char *text = rt_read_file(TEXT, &n);
-	cr_assert(text && n > 40000);
-	snprintf(calib, sizeof calib, "%s", rt_path(dir, "calib.txt"));
-	cr_assert_eq(rt_write_file(calib, text, 40000), 0);
-	free(text);
+	prune_fixture_init(40000, STORIES_GGUF);
+	dir = prune_dir;
+	calib = prune_calib;
 }
 
-static void teardown(void)
-{
-	if (dir)
-		rt_rmtree(dir);
-	free(dir);
-	dir = NULL;
-}
-
-TestSuite(prune_model, .init = setup, .fini = teardown, .timeout = 600);
+TestSuite(prune_model, .init = setup, .fini = prune_fixture_fini, .timeout = 600);
 
 /* The removed layers as the file's metadata says them: "1,3" into drop. */
 static void parse_removed(const char *list, unsigned char *drop, int n)
@@ -113,6 +95,22 @@ static void removed_of(const char *path, unsigned char *drop, int n)
 /* The pruned model's logits over a sequence against the float64 reference
  * of the source with those layers skipped; and the runtime's own mask on
  * the full model gives the file's logits bit for bit. */
+/* Over a vocabulary of 512: the largest |got - ref| (the return), the
+ * largest |ref| in *largest, and the largest |other - ref| raised into
+ * *far. */
+static double logit_gap(const float *got, const double *ref, const double *other,
+                        double *largest, double *far)
+{
+	double mx = 0, diff = 0;
+	for (int v = 0; v < 512; v++) {
+		mx = fmax(mx, fabs(ref[v]));
+		diff = fmax(diff, fabs(got[v] - ref[v]));
+		*far = fmax(*far, fabs(other[v] - ref[v]));
+	}
+	*largest = mx;
+	return diff;
+}
+
 static void expect_reference(const char *pruned, int k)
 {
 	unsigned char drop[5];
@@ -147,12 +145,8 @@ static void expect_reference(const char *pruned, int k)
 		cr_assert(lp);
 		const double *lr = ref_forward(rs, token, pos);
 		const double *lf = ref_forward(full, token, pos);
-		double mx = 0, diff = 0;
-		for (int v = 0; v < 512; v++) {
-			mx = fmax(mx, fabs(lr[v]));
-			diff = fmax(diff, fabs(lp[v] - lr[v]));
-			far = fmax(far, fabs(lf[v] - lr[v]));
-		}
+		double mx;
+		const double diff = logit_gap(lp, lr, lf, &mx, &far);
 		cr_assert(diff <= 1e-4 * mx, "%s, position %d: logits %g from the reference (largest "
 		          "%g)", pruned, pos, diff, mx);
 		float copy[512];
@@ -258,4 +252,76 @@ Test(prune_model, runs_in_run_and_perplexity_with_fewer_bytes)
 	cr_assert(p && sscanf(p, "perplexity: %lf", &ppl) == 1, "%s", rt_out);
 	cr_expect(ppl > 4 && ppl < 512, "perplexity %g", ppl);
 	free((char *)out);
+}
+
+/* The runtime's sub-block mask (frt_model_skip_parts, what bench/prune_units
+ * measures removal by attention or FFN with) against the reference with
+ * the same parts left out; the bytes a token reads drop by the parts'
+ * matrices and norms, counted here from the shape. */
+Test(prune_model, sub_block_mask_equals_the_reference_with_those_parts_skipped)
+{
+	const unsigned char masks[][5] = {
+		{FRT_SKIP_ATTN, 0, FRT_SKIP_FFN, FRT_SKIP_ATTN | FRT_SKIP_FFN, 0},
+		{FRT_SKIP_ATTN, FRT_SKIP_ATTN, FRT_SKIP_ATTN, FRT_SKIP_ATTN, FRT_SKIP_ATTN},
+		{FRT_SKIP_FFN, FRT_SKIP_FFN, FRT_SKIP_FFN, FRT_SKIP_FFN, 0},
+	};
+	struct model fm;
+	cr_assert_eq(model_open(&fm, STORIES, NULL), 0, "%s", model_last_error());
+	const struct frt_options o = {1, 64};
+	frt_model *rt = frt_model_create(&fm.cfg, &fm.weights, &o);
+	cr_assert(rt);
+	struct ref_model rm;
+	float *buf;
+	cr_assert_eq(ref_load_llama2c(STORIES, &rm, &buf), 0);
+	const uint64_t d = (uint64_t)rm.dim, hd = (uint64_t)rm.hidden_dim;
+	const uint64_t kv = d / (uint64_t)rm.n_heads * (uint64_t)rm.n_kv_heads;
+	const uint64_t attn = 4 * (2 * d * d + 2 * d * kv + d), ffn = 4 * (3 * d * hd + d);
+	const uint64_t full = frt_model_bytes_per_token(rt);
+
+	for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+		unsigned char ref_parts[5];
+		uint64_t gone = 0;
+		for (int l = 0; l < 5; l++) {
+			ref_parts[l] = (unsigned char)((masks[i][l] & FRT_SKIP_ATTN ? REF_SKIP_ATTN : 0) |
+			                               (masks[i][l] & FRT_SKIP_FFN ? REF_SKIP_FFN : 0));
+			gone += (masks[i][l] & FRT_SKIP_ATTN ? attn : 0) +
+			        (masks[i][l] & FRT_SKIP_FFN ? ffn : 0);
+		}
+		cr_assert_eq(frt_model_skip_parts(rt, masks[i]), 0, "%s", frt_last_error());
+		cr_expect_eq(full - frt_model_bytes_per_token(rt), gone, "mask %zu: %llu bytes fewer, "
+		             "expected %llu", i, (unsigned long long)(full - frt_model_bytes_per_token(rt)),
+		             (unsigned long long)gone);
+		struct ref_state *rs = ref_create(&rm), *whole = ref_create(&rm);
+		ref_skip_parts(rs, ref_parts);
+		unsigned char layers[5];
+		for (int l = 0; l < 5; l++)
+			layers[l] = masks[i][l] != 0;
+		ref_skip_layers(whole, layers);
+		int token = 1;
+		double far = 0;
+		for (int pos = 0; pos < 64; pos++) {
+			const float *lp = frt_forward(rt, token, pos);
+			cr_assert(lp);
+			const double *lr = ref_forward(rs, token, pos);
+			const double *lw = ref_forward(whole, token, pos);
+			double mx;
+			const double diff = logit_gap(lp, lr, lw, &mx, &far);
+			cr_assert(diff <= 1e-4 * mx, "mask %zu, position %d: logits %g from the reference "
+			          "(largest %g)", i, pos, diff, mx);
+			token = frt_argmax(lp, 512);
+		}
+		/* a part is not its whole layer: the comparison could tell them apart */
+		cr_expect_gt(far, 1.0, "mask %zu: skipping parts computed what skipping layers does", i);
+		ref_destroy(rs);
+		ref_destroy(whole);
+	}
+	const unsigned char bad[5] = {4, 0, 0, 0, 0};
+	cr_expect_lt(frt_model_skip_parts(rt, bad), 0, "a value of other bits is taken");
+	unsigned char all[5];
+	memset(all, FRT_SKIP_ATTN | FRT_SKIP_FFN, sizeof all);
+	cr_expect_lt(frt_model_skip_parts(rt, all), 0, "every part left out is taken");
+	cr_expect(strstr(frt_last_error(), "at least one"), "%s", frt_last_error());
+	free(buf);
+	frt_model_destroy(rt);
+	model_close(&fm);
 }

@@ -18,41 +18,20 @@
 #include <flexrt/runtime.h>
 
 #include "ref_forward.h"
+#include "prune_fixture.h"
 #include "rt_util.h"
 
-#define MODELS FLEXPAGE_SHARED_MODELS
-#define STORIES MODELS "/stories260K.bin"
-#define TOK512 MODELS "/tok512.bin"
-#define TEXT MODELS "/../data/tinystories_val.txt"
+#define STORIES PRUNE_STORIES
+#define TOK512 PRUNE_TOK512
 #define CALIB_BYTES 60000
 
-static char *dir;
-static const char *calib;
+static const char *dir, *calib;
 
 static void setup(void)
 {
-	const char *need[] = {STORIES, TOK512, TEXT};
-	for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-		if (access(need[i], R_OK))
-			cr_skip_test("%s is missing: these tests need the shared model and text", need[i]);
-	dir = rt_tmpdir();
-	cr_assert(dir, "no temporary directory");
-	size_t n;
-	char *text = rt_read_file(TEXT, &n);
-	cr_assert(text && n > CALIB_BYTES);
-	calib = strdup(rt_path(dir, "calib.txt"));
-	cr_assert_eq(rt_write_file(calib, text, CALIB_BYTES), 0);
-	free(text);
-}
-
-static void teardown(void)
-{
-	if (dir)
-		rt_rmtree(dir);
-	free(dir);
-	free((char *)calib);
-	dir = NULL;
-	calib = NULL;
+	prune_fixture_init(CALIB_BYTES, NULL);
+	dir = prune_dir;
+	calib = prune_calib;
 }
 
 /* The stdout line of a search: the removed layers and the evaluations. */
@@ -78,7 +57,7 @@ static struct found search(const char *method, int k, int seed)
 	return f;
 }
 
-TestSuite(prune_search, .init = setup, .fini = teardown, .timeout = 900);
+TestSuite(prune_search, .init = setup, .fini = prune_fixture_fini, .timeout = 900);
 
 Test(prune_search, evop_finds_the_exhaustive_mask_from_every_seed)
 {

@@ -9,9 +9,10 @@
  * as one batch, so the pool wakes once for q, k and v and once for the
  * gate and up projections.
  *
- * A layer mask (frt_model_skip_layers) leaves layers out: the residual
- * stream passes a skipped layer unchanged, which is what a model without
- * that layer computes.  frt_forward_from starts the pass at a layer from
+ * A layer mask (frt_model_skip_layers, frt_model_skip_parts) leaves
+ * layers, or a layer's attention or FFN alone, out: the residual stream
+ * passes a skipped part unchanged, which is what a model without that
+ * part computes.  frt_forward_from starts the pass at a layer from
  * a residual stream recorded earlier (frt_model_record_states), so a
  * search over masks reruns only the layers after the first one it
  * changes. */
@@ -40,9 +41,9 @@ static float *layers_from(frt_model *m, int first, int pos)
 
 	for (int l = first; l < c->n_layers; l++) {
 		record(m, l);
-		if (m->skip[l])
-			continue;
 		const struct frt_layer *L = &m->layers[l];
+		if (m->skip[l] & FRT_SKIP_ATTN)
+			goto ffn;
 		const size_t at = ((size_t)l * m->max_seq + pos) * kv_dim;
 		float *k = m->key_cache + at, *v = m->value_cache + at;
 
@@ -59,7 +60,9 @@ static float *layers_from(frt_model *m, int first, int pos)
 		frt_attention(m, l, pos);
 		fk_matvec(m->pool, m->xb2, L->wo.data, L->wo.type, m->xb, dim, dim);
 		add(m->x, m->xb2, dim);
-
+	ffn:
+		if (m->skip[l] & FRT_SKIP_FFN)
+			continue;
 		fk_rmsnorm(m->xb, m->x, L->ffn_norm, dim, c->norm_eps);
 		const struct fk_matvec ffn[2] = {
 			{ L->w1.type, L->w1.data, m->xb, m->hb, dim, hidden },

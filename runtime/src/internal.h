@@ -24,7 +24,7 @@ struct frt_model {
 	float *q;                    /* [dim] */
 	float *att;                  /* [n_heads][max_seq] */
 	float *logits;               /* [vocab] */
-	unsigned char *skip;         /* [n_layers]: 1 leaves the layer out */
+	unsigned char *skip;         /* [n_layers]: FRT_SKIP_ATTN | FRT_SKIP_FFN bits */
 	float *states;               /* NULL, or the caller's [n_layers + 1][dim] */
 	/* [n_layers][max_seq][kv_dim] */
 	float *key_cache, *value_cache;

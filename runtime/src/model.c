@@ -188,7 +188,26 @@ int frt_model_skip_layers(frt_model *m, const unsigned char *skip)
 	if (!kept)
 		return frt_fail(EINVAL, "skip: all %d layers left out (at least one must run)", n);
 	for (int l = 0; l < n; l++)
-		m->skip[l] = skip && skip[l];
+		m->skip[l] = skip && skip[l] ? FRT_SKIP_ATTN | FRT_SKIP_FFN : 0;
+	return 0;
+}
+
+int frt_model_skip_parts(frt_model *m, const unsigned char *parts)
+{
+	const int n = m->cfg.n_layers, all = FRT_SKIP_ATTN | FRT_SKIP_FFN;
+	int kept = 0;
+	for (int l = 0; l < n; l++) {
+		const int p = parts ? parts[l] : 0;
+		if (p & ~all)
+			return frt_fail(EINVAL, "skip: layer %d: %#x is not a set of FRT_SKIP_ATTN (1) and "
+			                "FRT_SKIP_FFN (2)", l, (unsigned)p);
+		kept += (p & all) != all;
+	}
+	if (!kept)
+		return frt_fail(EINVAL, "skip: every part of all %d layers left out (at least one "
+		                "must run)", n);
+	for (int l = 0; l < n; l++)
+		m->skip[l] = parts ? parts[l] : 0;
 	return 0;
 }
 
@@ -217,12 +236,12 @@ uint64_t frt_model_bytes_per_token(const frt_model *m)
 	             matrix_bytes(&m->w.output, d, c->vocab_size);
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct frt_layer *L = &m->layers[l];
-		if (m->skip[l])
-			continue;
-		n += matrix_bytes(&L->wq, d, d) + matrix_bytes(&L->wk, d, kv) +
-		     matrix_bytes(&L->wv, d, kv) + matrix_bytes(&L->wo, d, d) +
-		     matrix_bytes(&L->w1, d, hd) + matrix_bytes(&L->w3, d, hd) +
-		     matrix_bytes(&L->w2, hd, d) + 2 * norms;
+		if (!(m->skip[l] & FRT_SKIP_ATTN))
+			n += matrix_bytes(&L->wq, d, d) + matrix_bytes(&L->wk, d, kv) +
+			     matrix_bytes(&L->wv, d, kv) + matrix_bytes(&L->wo, d, d) + norms;
+		if (!(m->skip[l] & FRT_SKIP_FFN))
+			n += matrix_bytes(&L->w1, d, hd) + matrix_bytes(&L->w3, d, hd) +
+			     matrix_bytes(&L->w2, hd, d) + norms;
 	}
 	return n;
 }

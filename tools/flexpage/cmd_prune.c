@@ -38,7 +38,9 @@ static void prune_usage(FILE *f)
 	        "  --calib-bytes N     only the first N bytes of TEXT (default all)\n"
 	        "  --drop K            layers to remove, 1 .. layers - 1\n"
 	        "  --target SIZE       instead of --drop: the fewest layers that bring the\n"
-	        "                      model's weights to SIZE or below (900M, 75%%)\n"
+	        "                      model's weights to SIZE or below (900M, 75%%), or its\n"
+	        "                      speed to N tok/s (40tok/s: the full model's rate\n"
+	        "                      measured here, scaled by the bytes a token reads)\n"
 	        "  --method M          evop (default), last (the last K), influence (the K of\n"
 	        "                      least block influence, ShortGPT), random (the best of\n"
 	        "                      --trials random masks), exhaustive (every mask)\n"
@@ -263,10 +265,54 @@ static int parse_args(int argc, char **argv, struct prune_args *a, char *err, si
 	return 0;
 }
 
+/* The full model's forward passes a second over the windows of w (at
+ * least 0.25 s of them, 8 passes): the rate a tokens/s target scales. */
+static double measured_rate(frt_model *rt, const struct prune_windows *w)
+{
+	const uint64_t t0 = now_ns();
+	uint64_t t = t0;
+	int passes = 0;
+	for (int i = 0; passes < 8 || t - t0 < 250000000u; i = (i + 1) % (w->n * w->len)) {
+		frt_forward(rt, w->ids[i], i % w->len);
+		passes++;
+		t = now_ns();
+	}
+	return passes / ((double)(t - t0) / 1e9);
+}
+
+/* K from a --target of N tok/s: the fewest layers whose removal brings
+ * the full model's measured rate, scaled by the bytes a token reads (the
+ * passes stream the weights: their time follows the bytes), to N. */
+static int drop_for_rate(const struct prune_args *a, const struct model *m, frt_model *rt,
+                         const struct prune_windows *w, uint64_t full, uint64_t layer, int *k)
+{
+	char *end;
+	const double want = strtod(a->target, &end);
+	if (end == a->target || !(want > 0) || !isfinite(want)) {
+		fprintf(stderr, "flexpage prune: --target %s: not a rate (like 40tok/s)\n", a->target);
+		return -2;
+	}
+	const double rate = measured_rate(rt, w);
+	*k = 0;
+	while (*k < m->cfg.n_layers && rate * (double)full / (double)(full - *k * layer) < want)
+		++*k;
+	if (*k < 1 || *k >= m->cfg.n_layers) {
+		fprintf(stderr, "flexpage prune: --target %s: the model runs at %.1f tok/s here (%d "
+		        "layers): %s\n", a->target, rate, m->cfg.n_layers,
+		        *k < 1 ? "it is as fast already, nothing to remove"
+		               : "more than all layers but one would have to go");
+		return -1;
+	}
+	if (!a->quiet)
+		fprintf(stderr, "target: %.1f tok/s measured, %.1f tok/s expected without %d layers\n",
+		        rate, rate * (double)full / (double)(full - *k * layer), *k);
+	return 0;
+}
+
 /* K from --target: the fewest layers whose removal leaves at most target
- * bytes of the model's weights. */
+ * bytes of the model's weights, or (N tok/s) brings the speed to N. */
 static int drop_for_target(const struct prune_args *a, const struct model *m, frt_model *rt,
-                           int *k)
+                           const struct prune_windows *w, int *k)
 {
 	char err[256], b1[32], b2[32];
 	uint64_t target;
@@ -279,6 +325,8 @@ static int drop_for_target(const struct prune_args *a, const struct model *m, fr
 	const uint64_t layer = full - frt_model_bytes_per_token(rt);
 	frt_model_skip_layers(rt, NULL);
 	free(one);
+	if (ends_with(a->target, "tok/s"))
+		return drop_for_rate(a, m, rt, w, full, layer, k);
 	/* the weights' bytes: what a token reads, and the rest of the
 	 * embedding when it is not the classifier too */
 	const uint64_t row = fk_row_bytes(m->weights.token_embd.type, (size_t)m->cfg.dim);
@@ -449,8 +497,13 @@ int cmd_prune(int argc, char **argv)
 		fprintf(stderr, "flexpage prune: %s: %s\n", a.model, frt_last_error());
 		goto out;
 	}
-	if (a.target && drop_for_target(&a, &m, rt, &a.drop))
-		goto out;
+	if (a.target) {
+		const int t = drop_for_target(&a, &m, rt, &win, &a.drop);
+		if (t == -2)
+			rc = 2;
+		if (t)
+			goto out;
+	}
 	a.search.method = a.method;
 	a.search.drop = a.drop;
 

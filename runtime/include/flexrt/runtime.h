@@ -146,7 +146,8 @@ const struct frt_config *frt_model_config(const frt_model *m);
 int frt_model_max_seq(const frt_model *m);
 /* @return the bytes of weights one forward pass reads: every matrix (as
  *         repacked, after frt_model_repack), one embedding row and the
- *         norms (of the layers that run: see frt_model_skip_layers). */
+ *         norms (of the layers and parts that run: see
+ *         frt_model_skip_layers, frt_model_skip_parts). */
 uint64_t frt_model_bytes_per_token(const frt_model *m);
 
 /* Run token at position pos and return the logits over the vocabulary.
@@ -171,6 +172,23 @@ float *frt_forward(frt_model *m, int token, int pos);
  * Preconditions: skip holds n_layers bytes.  Threads: as frt_forward (one
  * call on m at a time); the mask is copied. */
 int frt_model_skip_layers(frt_model *m, const unsigned char *skip);
+
+/* The parts of a layer frt_model_skip_parts leaves out, as bits. */
+enum { FRT_SKIP_ATTN = 1, FRT_SKIP_FFN = 2 };
+
+/* Leave parts of layers out of every later forward pass: parts[l] is a
+ * set of FRT_SKIP_ATTN (layer l's attention: its norm, q, k, v and output
+ * projections) and FRT_SKIP_FFN (its feed-forward: norm, gate, up and
+ * down); a skipped part adds nothing to the residual stream, which is
+ * what a model without it computes.  Both bits: frt_model_skip_layers'
+ * skip.  NULL runs every part again.  For measures of removing
+ * sub-blocks rather than whole blocks.
+ * @return 0; -EINVAL with a message if a value holds other bits or every
+ *         part of every layer would be skipped (the mask is then
+ *         unchanged).
+ * Preconditions: parts holds n_layers bytes.  Threads: as frt_forward;
+ * the mask is copied. */
+int frt_model_skip_parts(frt_model *m, const unsigned char *parts);
 
 /* Record the residual stream of every later forward pass into states
  * [n_layers + 1][dim]: row l the input to layer l (skipped or not), row

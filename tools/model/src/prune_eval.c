@@ -1,7 +1,8 @@
 /* The fitness of a mask of removed layers on the calibration sample.
  *
- * The runtime skips the removed layers (frt_model_skip_layers), so no
- * model is written per mask.  Layers before a mask's first removed one
+ * The runtime skips the removed layers (frt_model_skip_parts: whole
+ * layers, or a layer's attention or FFN alone), so no model is written
+ * per mask.  Layers before a mask's first removed one
  * compute what the full model computes, so the full model's residual
  * stream is kept at every layer boundary and position, and a mask starts
  * each position at its first removed layer (frt_forward_from): a mask
@@ -159,17 +160,22 @@ void prune_eval_destroy(prune_eval *e)
 
 int prune_eval_score(prune_eval *e, const unsigned char *drop, double *score)
 {
+	for (int l = 0; drop && l < e->n_layers; l++)
+		e->skip[l] = drop[l] ? FRT_SKIP_ATTN | FRT_SKIP_FFN : 0;
+	return prune_eval_score_parts(e, drop ? e->skip : NULL, score);
+}
+
+int prune_eval_score_parts(prune_eval *e, const unsigned char *parts, double *score)
+{
 	int first = e->n_layers;
-	for (int l = e->n_layers - 1; drop && l >= 0; l--)
-		if (drop[l])
+	for (int l = e->n_layers - 1; parts && l >= 0; l--)
+		if (parts[l])
 			first = l;
 	if (first == e->n_layers) {
 		*score = e->full;
 		return 0;
 	}
-	for (int l = 0; l < e->n_layers; l++)
-		e->skip[l] = drop[l] != 0;
-	if (frt_model_skip_layers(e->rt, e->skip))
+	if (frt_model_skip_parts(e->rt, parts))
 		return model_fail(EINVAL, "%s", frt_last_error());
 	double sum = 0;
 	int rc = 0;

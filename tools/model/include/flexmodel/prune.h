@@ -121,6 +121,15 @@ void prune_eval_destroy(prune_eval *e);
  */
 int prune_eval_score(prune_eval *e, const unsigned char *drop, double *score);
 
+/**
+ * As prune_eval_score, for a mask of sub-blocks: parts[l] a set of
+ * FRT_SKIP_ATTN and FRT_SKIP_FFN (flexrt/runtime.h), both for a removed
+ * layer.  For measuring removal by sub-block (bench/prune_units).
+ *
+ * @return 0; -EINVAL if every part is removed or a value has other bits.
+ */
+int prune_eval_score_parts(prune_eval *e, const unsigned char *parts, double *score);
+
 /** Masks scored so far by prune_eval_score (the full model not counted). */
 int prune_eval_count(const prune_eval *e);
 
