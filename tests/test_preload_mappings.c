@@ -474,6 +474,17 @@ Test(served, mlockall_locks_the_program_but_not_the_model, .timeout = 120)
 	                     NULL};
 	struct pu_result s;
 	probe(args, env, 1, &s);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* The sanitizer's runtime, preloaded first, answers mlock, mlockall
+	 * and munlockall itself (0, nothing done): the library never sees
+	 * them, so only what holds either way is checked. */
+	cr_log_info("under a sanitizer, mlockall never reaches the library: MCL_FUTURE is not checked");
+	cr_expect(has_line(s.out, "mlockall current: 0") && has_line(s.out, "bytes after mlockall: equal"), "%s",
+	          s.out);
+	cr_expect(strstr(s.out, "resident after mlockall: 0 of "), "%s", s.out);
+	pu_result_free(&s);
+	return;
+#endif
 	for (const char *const *l = (const char *const[]){"map: served", "mlockall current: 0",
 	                                                   "bytes after mlockall: equal", "mlockall future: 0",
 	                                                   "map: under mlockall future: kernel",
