@@ -4,8 +4,10 @@
  * library, each run in a memory cgroup of its budget plus what the engine
  * needs, on stories260K.gguf (64 KiB chunks, FLEXPAGE_CHUNK, so that its
  * 1.1 MB feel the budgets) and on a TinyLlama-layout q8_0 GGUF of 4 layers
- * (2 MiB chunks).  A model file truncated while the engine runs must end
- * in SIGBUS with the reporter naming the tensor, never a hang or wrong ids. */
+ * (2 MiB chunks).  Two models in one process (a draft and a target) are
+ * each served and give each one's ids.  A model file truncated while the
+ * engine runs must end in SIGBUS with the reporter naming the tensor,
+ * never a hang or wrong ids. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -96,6 +98,42 @@ Test(llama, greedy_ids_equal_at_every_budget_on_a_tinyllama_layout_q8_0, .timeou
 {
 	ids_at_every_budget(pu_peer("TINYLLAMA_GGUF"), "tinyllama-layout-4l-q8_0-seed2.gguf", NULL, 2 << 20,
 	                    "16");
+}
+
+Test(llama, two_models_in_one_process_give_each_ones_ids, .timeout = 900)
+{
+	/* Both loaded before either decodes, then a token of each in turn, as
+	 * speculative decoding reads a draft and a target model: each has its
+	 * region and budget, and each one's ids are its ids alone. */
+	const char *tiny = pu_peer("TINYLLAMA_GGUF"), *stories = pu_peer("STORIES_GGUF");
+	struct pu_result a, b, both;
+	driver(tiny, "12", NULL, 0, 0, 0, &a);
+	driver(stories, "12", NULL, 0, 0, 0, &b);
+	cr_assert(strlen(a.out) > 10 && strlen(b.out) > 10, "no ids: %s%s", a.err, b.err);
+	char want[16384];
+	snprintf(want, sizeof want, "%s%s", a.out, b.out);
+	const char *env[] = {"FLEXPAGE_BUDGET=50%", "FLEXPAGE_CHUNK=64K", "FLEXPAGE_STATS=exit", NULL};
+	const char *argv[] = {pu_peer("LLAMA_DRIVER"), tiny, "12", "--threads", "2", "--backends",
+	                      pu_peer("LLAMA_BACKENDS"), "--also", stories, NULL};
+	struct pu_opts o = {.env = env, .preload = 1, .timeout_s = 600};
+	pu_run(argv, &o, &both);
+	cr_assert(!both.timed_out && WIFEXITED(both.status) && WEXITSTATUS(both.status) == 0,
+	          "the driver failed (status 0x%x): %s", both.status, both.err);
+	cr_expect_str_eq(both.out, want, "two models in one process give other ids");
+	const char *names[] = {"tinyllama-layout-4l-q8_0-seed2.gguf", "stories260K.gguf"};
+	for (int i = 0; i < 2; i++) {
+		long long faults = pu_summary(both.err, names[i], "faults");
+		long long peak = pu_summary(both.err, names[i], "peak resident");
+		long long budget = pu_summary(both.err, names[i], "of budget");
+		cr_expect_gt(faults, 0, "%s not served: %s", names[i], both.err);
+		cr_expect_gt(budget, 0, "%s: no budget: %s", names[i], both.err);
+		cr_expect_leq(peak, budget + 4 * 65536, "%s: peak resident %lld over budget %lld", names[i], peak,
+		              budget);
+	}
+	cr_expect_eq(pu_count(both.err, ": unmapped: "), 2, "%s", both.err);
+	pu_result_free(&a);
+	pu_result_free(&b);
+	pu_result_free(&both);
 }
 
 /* ---- a model truncated under the engine ---- */

@@ -3,8 +3,11 @@
  * reads the file's bytes (checked against pread of the file); what it must
  * not take goes to the kernel and behaves exactly as without it; llama.cpp's
  * unmapping pattern really frees the ranges; MAP_POPULATE, MADV_WILLNEED
- * and mlock read nothing at load; threads, several models and fork work;
- * what cannot be served is said once, or fails with FLEXPAGE_STRICT=1. */
+ * and mlock read nothing at load; mmap64 and posix_madvise are the
+ * library's too; threads, several models and fork (also while threads
+ * fault, map and unmap) work; what cannot be served (no userfaultfd
+ * included) is said once, or fails with FLEXPAGE_STRICT=1; FLEXPAGE_LOG
+ * says what each level promises. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -142,6 +145,31 @@ Test(served, populate_willneed_and_mlock_read_nothing_at_load, .timeout = 300)
 	cr_expect_leq(res, all / 2 + 1, "more than the budget resident at load: %s", s.out);
 	pu_result_free(&s);
 	pu_result_free(&k);
+}
+
+Test(served, mmap64_and_posix_madvise_go_through_the_library, .timeout = 120)
+{
+	/* llama.cpp maps with mmap and advises with posix_madvise(WILLNEED);
+	 * a program built with 64-bit offsets on a 32-bit ABI calls mmap64.
+	 * glibc's own mmap64 and posix_madvise would not reach the library's
+	 * mmap and madvise, so each must be interposed on its own: the
+	 * mapping is served, and the debug log shows the advice taken. */
+	const char *gguf = pu_peer("STORIES_GGUF");
+	const char *args[] = {"read", gguf, "mmap64", "pwillneed", NULL};
+	const char *env[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_PRESERVE=none", "FLEXPAGE_LOG=debug",
+	                     NULL};
+	struct pu_result k, s;
+	probe(args, NULL, 0, &k);
+	probe(args, env, 1, &s);
+	cr_expect(has_line(k.out, "map: kernel"), "%s", k.out);
+	cr_expect(has_line(s.out, "map: served"), "mmap64 was not served: %s", s.out);
+	cr_expect(has_line(s.out, "posix_madvise willneed: 0") && has_line(s.out, "bytes: equal"), "%s", s.out);
+	cr_expect(strstr(s.out, "resident after mapping: 0 of "), "WILLNEED read at load: %s", s.out);
+	cr_expect(strstr(s.err, "posix_madvise of [0, ") && strstr(s.err, "accepted, not acted on"),
+	          "posix_madvise did not reach the library: %s", s.err);
+	expect_same_behaviour(&k, &s);
+	pu_result_free(&k);
+	pu_result_free(&s);
 }
 
 /* Where a GGUF's tensor data start, by the tests' own reader. */
@@ -321,6 +349,15 @@ Test(not_taken, settings_that_cannot_be_used_are_said_once_and_nothing_is_served
 		cr_expect_eq(pu_count(s.err, "flexpage: "), 1, "%s: said once: %s", bad[i].env, s.err);
 		pu_result_free(&s);
 	}
+	/* FLEXPAGE_STRICT=1: a GGUF's mapping fails instead */
+	const char *strict[] = {"FLEXPAGE_BUDGET=lots", "FLEXPAGE_STRICT=1", NULL};
+	const char *argv[] = {pu_probe(), "read", gguf, NULL};
+	struct pu_opts o = {.env = strict, .preload = 1, .timeout_s = 60};
+	struct pu_result s;
+	pu_run(argv, &o, &s);
+	cr_expect(WIFEXITED(s.status) && WEXITSTATUS(s.status) == 3, "status 0x%x", s.status);
+	cr_expect(strstr(s.out, "mmap: failed: Invalid argument"), "%s", s.out);
+	pu_result_free(&s);
 }
 
 Test(images, an_image_serves_the_file_it_holds, .timeout = 300)
@@ -426,6 +463,46 @@ Test(served, advice_locks_and_protections_on_a_served_mapping, .timeout = 120)
 	pu_result_free(&s);
 }
 
+Test(served, mlockall_locks_the_program_but_not_the_model, .timeout = 120)
+{
+	/* MCL_CURRENT would fault every page of the region in and stop its
+	 * evictions; under MCL_FUTURE a new region would be filled whole, so
+	 * none is opened until munlockall. */
+	const char *gguf = pu_peer("STORIES_GGUF");
+	const char *args[] = {"mlockall", gguf, NULL};
+	const char *env[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_PRESERVE=none", "FLEXPAGE_STATS=exit",
+	                     NULL};
+	struct pu_result s;
+	probe(args, env, 1, &s);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* The sanitizer's runtime, preloaded first, answers mlock, mlockall
+	 * and munlockall itself (0, nothing done): the library never sees
+	 * them, so only what holds either way is checked. */
+	cr_log_info("under a sanitizer, mlockall never reaches the library: MCL_FUTURE is not checked");
+	cr_expect(has_line(s.out, "mlockall current: 0") && has_line(s.out, "bytes after mlockall: equal"), "%s",
+	          s.out);
+	cr_expect(strstr(s.out, "resident after mlockall: 0 of "), "%s", s.out);
+	pu_result_free(&s);
+	return;
+#endif
+	for (const char *const *l = (const char *const[]){"map: served", "mlockall current: 0",
+	                                                   "bytes after mlockall: equal", "mlockall future: 0",
+	                                                   "map: under mlockall future: kernel",
+	                                                   "bytes under mlockall future: equal", "munlockall: 0",
+	                                                   "map: after munlockall: served",
+	                                                   "bytes after munlockall: equal", NULL};
+	     *l; l++)
+		cr_expect(has_line(s.out, *l), "'%s' missing:\n%s", *l, s.out);
+	cr_expect(strstr(s.out, "resident after mlockall: 0 of "), "mlockall filled the region: %s", s.out);
+	cr_expect_eq(pu_count(s.err, "mlockall(MCL_FUTURE) is in effect"), 1, "%s", s.err);
+	/* the first region evicted as it read: within its budget */
+	long long peak = pu_summary(s.err, "stories260K.gguf", "peak resident");
+	long long budget = pu_summary(s.err, "stories260K.gguf", "of budget");
+	cr_expect_eq(pu_count(s.err, ": unmapped: "), 2, "%s", s.err);
+	cr_expect(budget > 0 && peak <= budget + 4 * 65536, "peak %lld, budget %lld: %s", peak, budget, s.err);
+	pu_result_free(&s);
+}
+
 Test(served, trace_files_and_interval_lines, .timeout = 300)
 {
 	char trace[512], env_trace[600];
@@ -448,4 +525,110 @@ Test(served, trace_files_and_interval_lines, .timeout = 300)
 	cr_expect_gt(pu_count(s.err, "s] "), 0, "no interval line: %s", s.err);
 	cr_expect_eq(pu_count(s.err, ": unmapped: "), 2, "%s", s.err);
 	pu_result_free(&s);
+}
+
+Test(served, a_model_still_mapped_at_exit_has_its_summary_then, .timeout = 120)
+{
+	const char *gguf = pu_peer("STORIES_GGUF");
+	const char *args[] = {"read", gguf, "keep", NULL};
+	const char *env[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_STATS=exit", NULL};
+	struct pu_result s;
+	probe(args, env, 1, &s);
+	cr_expect(has_line(s.out, "map: served") && has_line(s.out, "bytes again: equal"), "%s", s.out);
+	cr_expect_eq(pu_count(s.err, "stories260K.gguf: at exit: faults "), 1, "%s", s.err);
+	cr_expect_eq(pu_count(s.err, ": unmapped: "), 0, "%s", s.err);
+	cr_expect_gt(pu_summary(s.err, "stories260K.gguf", "faults"), 0, "%s", s.err);
+	pu_result_free(&s);
+}
+
+Test(settings, each_log_level_says_what_it_promises, .timeout = 120)
+{
+	const char *gguf = pu_peer("STORIES_GGUF");
+	char damaged[512];
+	snprintf(damaged, sizeof damaged, "%s/damaged-log.gguf", ru_tmpdir());
+	const uint32_t version = 99;
+	damaged_copy(damaged, 4, &version, 4, 0);
+	const char *served[] = {"read", gguf, NULL}, *refused[] = {"read", damaged, NULL};
+	struct pu_result s;
+	/* quiet: not even a mapping that cannot be served is said */
+	const char *quiet[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_LOG=quiet", NULL};
+	probe(refused, quiet, 1, &s);
+	cr_expect(has_line(s.out, "map: kernel") && has_line(s.out, "bytes: equal"), "%s", s.out);
+	cr_expect_str_eq(s.err, "", "quiet, yet: %s", s.err);
+	pu_result_free(&s);
+	/* warn (the default): that is said, a mapping served is not */
+	const char *warn[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", NULL};
+	probe(refused, warn, 1, &s);
+	cr_expect_eq(pu_count(s.err, "damaged-log.gguf: not served"), 1, "%s", s.err);
+	pu_result_free(&s);
+	probe(served, warn, 1, &s);
+	cr_expect(has_line(s.out, "map: served"), "%s", s.out);
+	cr_expect_str_eq(s.err, "", "all is well, yet: %s", s.err);
+	pu_result_free(&s);
+	/* info: each mapping served, and with the summary the pager's report */
+	const char *info[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_LOG=info", "FLEXPAGE_STATS=exit", NULL};
+	probe(served, info, 1, &s);
+	cr_expect_eq(pu_count(s.err, "stories260K.gguf: served from the GGUF itself"), 1, "%s", s.err);
+	cr_expect_eq(pu_count(s.err, ": unmapped: faults "), 1, "%s", s.err);
+	cr_expect_gt(pu_count(s.err, "stories260K.gguf:   "), 2, "no report under the summary: %s", s.err);
+	cr_expect_eq(pu_count(s.err, "accepted, not acted on"), 0, "a debug line at info: %s", s.err);
+	pu_result_free(&s);
+	/* debug: each call on the served mapping too */
+	const char *llama[] = {"llama", gguf, "12288", NULL};
+	const char *debug[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_LOG=debug", NULL};
+	probe(llama, debug, 1, &s);
+	cr_expect(strstr(s.err, "stories260K.gguf: madvise of [0, ") && strstr(s.err, "accepted, not acted on"),
+	          "%s", s.err);
+	cr_expect_eq(pu_count(s.err, "stories260K.gguf: unmapped ["), 3, "header, last page, rest: %s", s.err);
+	cr_expect_eq(pu_count(s.err, "stories260K.gguf: closed"), 1, "%s", s.err);
+	pu_result_free(&s);
+	unlink(damaged);
+}
+
+Test(not_taken, without_userfaultfd_the_kernel_maps_it_said_once_or_it_fails_strictly, .timeout = 120)
+{
+	const char *gguf = pu_peer("STORIES_GGUF");
+	const char *args[] = {"nouffd", "twice", gguf, NULL};
+	const char *env[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", NULL};
+	struct pu_result k, s;
+	probe(args, NULL, 0, &k);
+	probe(args, env, 1, &s);
+	cr_expect(has_line(s.out, "userfaultfd: off"), "%s", s.out);
+	cr_expect(strstr(s.out, "first: kernel, second: kernel"), "%s", s.out);
+	cr_expect_str_eq(s.out, k.out, "the program behaves otherwise with the library");
+	cr_expect_eq(pu_count(s.err, "not served"), 1, "said once, for two mappings: %s", s.err);
+	cr_expect(strstr(s.err, "stories260K.gguf") && strstr(s.err, "userfaultfd is not available"),
+	          "the message names the file and the reason: %s", s.err);
+	pu_result_free(&s);
+	const char *strict[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", "FLEXPAGE_STRICT=1", NULL};
+	const char *argv[] = {pu_probe(), "nouffd", "read", gguf, NULL};
+	struct pu_opts o = {.env = strict, .preload = 1, .timeout_s = 60};
+	pu_run(argv, &o, &s);
+	cr_expect(WIFEXITED(s.status) && WEXITSTATUS(s.status) == 3, "status 0x%x", s.status);
+	cr_expect(strstr(s.out, "mmap: failed: No such device"), "%s", s.out);
+	pu_result_free(&s);
+	pu_result_free(&k);
+}
+
+Test(processes, forks_while_threads_fault_map_and_unmap, .timeout = 300)
+{
+	/* Four threads fault through a quarter-budget mapping, two more map,
+	 * read and unmap the file as regions of their own, and meanwhile the
+	 * main thread forks eight children that read every byte: the fork
+	 * handlers must see a whole table, never a half-changed one, and no
+	 * child may hang or read wrong bytes.  Three rounds. */
+	const char *gguf = pu_peer("STORIES_GGUF");
+	const char *args[] = {"forkbusy", gguf, "4", NULL};
+	const char *env[] = {CHUNK_64K, "FLEXPAGE_BUDGET=25%", NULL};
+	for (int round = 0; round < 3; round++) {
+		struct pu_result s;
+		probe(args, env, 1, &s);
+		for (const char *const *l = (const char *const[]){"map: served",
+		                                                   "forkbusy children: 8 of 8 read equal bytes",
+		                                                   "forkbusy threads: equal", "forkbusy work: done",
+		                                                   "parent bytes after: equal", NULL};
+		     *l; l++)
+			cr_expect(has_line(s.out, *l), "round %d: '%s' missing:\n%s\n%s", round, *l, s.out, s.err);
+		pu_result_free(&s);
+	}
 }

@@ -12,26 +12,57 @@
  *                                  header pages, the last page, then the rest
  *                                  unmapped, each checked free afterwards
  *   map_probe advice FILE          madvise, mlock, mprotect, mremap on it
+ *   map_probe mlockall FILE        mlockall(MCL_CURRENT) over a mapping, then
+ *                                  the file mapped under MCL_FUTURE and after
+ *                                  munlockall (with the library only: plain
+ *                                  MCL_CURRENT fills every mapping there is)
  *   map_probe threads FILE N       N threads map, read and unmap at once
  *   map_probe models FILE...       several files mapped at once, read in turn
  *   map_probe fork FILE            a child of fork reads the mapping
- *   map_probe twice FILE           the same file mapped twice */
+ *   map_probe forkbusy FILE N      N threads read the mapping and two more map
+ *                                  and unmap the file again, while the main
+ *                                  thread forks children that read it
+ *   map_probe twice FILE           the same file mapped twice
+ *
+ * read also takes mmap64 (map with mmap64), pwillneed (posix_madvise
+ * WILLNEED) and keep (exit without munmap).  Any command may be preceded
+ * by nouffd: a seccomp filter first makes userfaultfd(2) fail with ENOSYS
+ * and /dev/userfaultfd's USERFAULTFD_IOC_NEW with ENOTTY, as on a kernel
+ * without userfaultfd. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+#if defined(__x86_64__)
+#define PROBE_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define PROBE_AUDIT_ARCH AUDIT_ARCH_AARCH64
 #endif
 
 #define PAGE 4096ul
@@ -138,9 +169,15 @@ static int cmd_read(int argc, char **argv)
 {
 	size_t size;
 	int fd = open_file(argv[2], &size);
-	int flags = MAP_SHARED, willneed = 0, lock = 0;
+	int flags = MAP_SHARED, willneed = 0, pwillneed = 0, lock = 0, use64 = 0, keep = 0;
 	for (int i = 3; i < argc; i++) {
-		if (!strcmp(argv[i], "private"))
+		if (!strcmp(argv[i], "mmap64"))
+			use64 = 1;
+		else if (!strcmp(argv[i], "pwillneed"))
+			pwillneed = 1;
+		else if (!strcmp(argv[i], "keep"))
+			keep = 1;
+		else if (!strcmp(argv[i], "private"))
 			flags = (flags & ~MAP_SHARED) | MAP_PRIVATE;
 		else if (!strcmp(argv[i], "populate"))
 			flags |= MAP_POPULATE;
@@ -151,15 +188,23 @@ static int cmd_read(int argc, char **argv)
 		else if (!strcmp(argv[i], "at_secure"))
 			printf("at_secure: %lu\n", getauxval(AT_SECURE));
 	}
-	uint8_t *p = map(fd, size, PROT_READ, flags, 0);
+	uint8_t *p = use64 ? mmap64(NULL, size, PROT_READ, flags, fd, 0) : map(fd, size, PROT_READ, flags, 0);
+	if (p == MAP_FAILED) {
+		printf("mmap64: failed: %s\n", strerror(errno));
+		return 3;
+	}
 	printf("map: %s\n", who_maps(p));
 	if (willneed)
 		printf("madvise willneed: %d\n", madvise(p, size, MADV_WILLNEED));
+	if (pwillneed)
+		printf("posix_madvise willneed: %d\n", posix_madvise(p, size, POSIX_MADV_WILLNEED));
 	if (lock)
 		printf("mlock: %d\n", mlock(p, size));
 	printf("resident after mapping: %zu of %zu pages\n", resident(p, size), pages(size));
 	say_bytes("bytes", fd, p, 0, size);
 	say_bytes("bytes again", fd, p, 0, size);
+	if (keep)
+		return 0; /* still mapped at exit */
 	printf("munmap: %d\n", munmap(p, size));
 	printf("free after munmap: %s\n", is_free(p, size));
 	return 0;
@@ -263,6 +308,29 @@ static int cmd_advice(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_mlockall(int argc, char **argv)
+{
+	size_t size;
+	int fd = open_file(argv[2], &size);
+	uint8_t *p = map(fd, size, PROT_READ, MAP_SHARED, 0);
+	printf("map: %s\n", who_maps(p));
+	printf("mlockall current: %d\n", mlockall(MCL_CURRENT));
+	printf("resident after mlockall: %zu of %zu pages\n", resident(p, size), pages(size));
+	say_bytes("bytes after mlockall", fd, p, 0, size);
+	printf("munmap: %d\n", munmap(p, size));
+	printf("mlockall future: %d\n", mlockall(MCL_FUTURE));
+	p = map(fd, size, PROT_READ, MAP_SHARED, 0);
+	printf("map: under mlockall future: %s\n", who_maps(p));
+	say_bytes("bytes under mlockall future", fd, p, 0, size);
+	munmap(p, size);
+	printf("munlockall: %d\n", munlockall());
+	p = map(fd, size, PROT_READ, MAP_SHARED, 0);
+	printf("map: after munlockall: %s\n", who_maps(p));
+	say_bytes("bytes after munlockall", fd, p, 0, size);
+	munmap(p, size);
+	return 0;
+}
+
 struct thread_arg {
 	const char *path;
 	int ok;
@@ -350,6 +418,91 @@ static int cmd_fork(int argc, char **argv)
 	return 0;
 }
 
+struct busy {
+	const char *path;
+	const uint8_t *p;
+	size_t size;
+	int fd;
+	atomic_int *stop;
+	long rounds, bad;
+};
+
+/* Read the mapping slice by slice, over and over, against the file. */
+static void *busy_reader(void *arg)
+{
+	struct busy *b = arg;
+	size_t slice = 64u << 10, n = (b->size + slice - 1) / slice;
+	for (size_t k = (size_t)b->rounds * 7919; !atomic_load(b->stop); k += 7919, b->rounds++) {
+		size_t lo = k % n * slice, hi = lo + slice < b->size ? lo + slice : b->size;
+		b->bad += first_diff(b->fd, b->p, lo, hi) != hi;
+	}
+	return NULL;
+}
+
+/* Map the file again and again (each a region of its own), read a little
+ * of it and unmap it. */
+static void *busy_mapper(void *arg)
+{
+	struct busy *b = arg;
+	while (!atomic_load(b->stop)) {
+		uint8_t *q = mmap(NULL, b->size, PROT_READ, MAP_SHARED, b->fd, 0);
+		if (q == MAP_FAILED) {
+			b->bad++;
+			continue;
+		}
+		size_t hi = b->size < (256u << 10) ? b->size : 256u << 10;
+		b->bad += first_diff(b->fd, q, 0, hi) != hi;
+		b->bad += munmap(q, b->size) != 0;
+		b->rounds++;
+	}
+	return NULL;
+}
+
+static int cmd_forkbusy(int argc, char **argv)
+{
+	size_t size;
+	int fd = open_file(argv[2], &size), n = atoi(argv[3]);
+	uint8_t *p = map(fd, size, PROT_READ, MAP_SHARED, 0);
+	printf("map: %s\n", who_maps(p));
+	atomic_int stop = 0;
+	pthread_t t[34];
+	struct busy b[34];
+	n = n < 1 ? 1 : n > 32 ? 32 : n;
+	for (int i = 0; i < n + 2; i++) {
+		b[i] = (struct busy){argv[2], p, size, fd, &stop, i, 0};
+		pthread_create(&t[i], NULL, i < n ? busy_reader : busy_mapper, &b[i]);
+	}
+	int children = 8, ok = 0;
+	for (int c = 0; c < children; c++) {
+		usleep(20000);
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid == 0) {
+			alarm(30);
+			_exit(first_diff(fd, p, 0, size) == size && !munmap(p, size) ? 0 : 1);
+		}
+		int status;
+		if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status))
+			ok++;
+	}
+	atomic_store(&stop, 1);
+	long bad = 0, reads = 0, maps = 0;
+	for (int i = 0; i < n + 2; i++) {
+		pthread_join(t[i], NULL);
+		bad += b[i].bad;
+		if (i < n)
+			reads += b[i].rounds;
+		else
+			maps += b[i].rounds;
+	}
+	printf("forkbusy children: %d of %d read equal bytes\n", ok, children);
+	printf("forkbusy threads: %s\n", bad ? "differ" : "equal");
+	printf("forkbusy work: %s\n", reads > 0 && maps > 0 ? "done" : "none");
+	say_bytes("parent bytes after", fd, p, 0, size);
+	printf("munmap: %d\n", munmap(p, size));
+	return 0;
+}
+
 static int cmd_twice(int argc, char **argv)
 {
 	size_t size;
@@ -364,11 +517,48 @@ static int cmd_twice(int argc, char **argv)
 	return 0;
 }
 
+/* As on a kernel without userfaultfd: the system call fails with ENOSYS,
+ * and so does /dev/userfaultfd's ioctl that makes one. */
+static int no_userfaultfd(void)
+{
+#ifdef PROBE_AUDIT_ARCH
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROBE_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_userfaultfd, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, USERFAULTFD_IOC_NEW, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTTY),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+		return -1;
+	errno = 0;
+	return syscall(SYS_userfaultfd, O_CLOEXEC) == -1 && errno == ENOSYS ? 0 : -1;
+#else
+	return -1;
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "nouffd")) {
+		if (no_userfaultfd()) {
+			fprintf(stderr, "map_probe: cannot switch userfaultfd off: %s\n", strerror(errno));
+			return 2;
+		}
+		printf("userfaultfd: off\n");
+		argv++;
+		argc--;
+	}
 	if (argc < 3) {
-		fprintf(stderr, "usage: map_probe read|notake|llama|advice|threads|models|fork|twice FILE ...\n");
+		fprintf(stderr, "usage: map_probe [nouffd] read|notake|llama|advice|mlockall|threads|models|fork|forkbusy|twice FILE ...\n");
 		return 2;
 	}
 	const char *c = argv[1];
@@ -386,6 +576,10 @@ int main(int argc, char **argv)
 		return cmd_models(argc, argv);
 	if (!strcmp(c, "fork"))
 		return cmd_fork(argc, argv);
+	if (!strcmp(c, "mlockall"))
+		return cmd_mlockall(argc, argv);
+	if (!strcmp(c, "forkbusy") && argc > 3)
+		return cmd_forkbusy(argc, argv);
 	if (!strcmp(c, "twice"))
 		return cmd_twice(argc, argv);
 	fprintf(stderr, "map_probe: unknown command %s\n", c);
