@@ -1,8 +1,10 @@
 /* sweep_recode IN OUT --read-rate R [--decode-rate D]: the same tensors as
  * the image IN, stored as `flexpage pack --codec auto --read-rate R`
- * stores them (the writer's FP_CODEC_AUTO: per chunk the form, raw, zstd
- * or zstd-split, whose read at R plus decode is least; without D each
- * candidate's decode is timed as it is packed), without quantizing again.
+ * stores them (the writer's FP_CODEC_AUTO: per chunk raw or the smaller of
+ * zstd and zstd-split, so that streaming the image is quickest in the
+ * pipeline model, reads overlapped with decodes on the cores decoding
+ * gets; without D each candidate's decode is timed as it is packed),
+ * without quantizing again.
  * bench/sweep makes its speed-adaptive image with it at the read rate it
  * has just measured: re-running a compression-aware pack would repeat its
  * calibration (minutes on a 1B model) to get the same quantized values.
