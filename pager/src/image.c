@@ -348,6 +348,7 @@ static fp_image *open_image(const char *path)
 		.raw_base = (h.flags & PG_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
 		.kind = (h.flags & PG_FLAG_VERBATIM) ? FP_IMAGE_VERBATIM : FP_IMAGE_PACKED,
 		.n_alt_forms = h.n_alts,
+		.version = h.version,
 	};
 	img->tensors = calloc(h.n_tensors ? h.n_tensors : 1, sizeof *img->tensors);
 	img->chunks = malloc(h.chunk_table_size);

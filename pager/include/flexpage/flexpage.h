@@ -72,8 +72,9 @@ enum fp_codec {
 	FP_CODEC_ZSTD = 1,
 	FP_CODEC_ZSTD_SPLIT = 2,    /* zstd of quantized blocks with their scales stored
 	                             * ahead of their quants (image version 3) */
-	FP_CODEC_AUTO = 255,        /* writer only: per chunk, whichever of raw, zstd and
-	                             * zstd-split loads fastest at read_rate */
+	FP_CODEC_AUTO = 255,        /* writer only: per chunk raw or the smaller of zstd
+	                             * and zstd-split, so that the image streams
+	                             * fastest at read_rate (the pipeline model) */
 	FP_CODEC_BOTH = 254,        /* writer only: per chunk the smaller of zstd and
 	                             * zstd-split, and the raw bytes too where that
 	                             * saves anything (image version 4): the pager
@@ -136,6 +137,10 @@ struct fp_image_info {
 	uint32_t kind;
 	/* Chunks stored in two forms (version 4, fp_image_chunk_form). */
 	uint32_t n_alt_forms;
+	/* The file's format version (its header's: 1 to FP_IMAGE_VERSION, the
+	 * oldest that holds what it stores); 0 for a GGUF file opened
+	 * directly. */
+	uint32_t version;
 };
 
 enum fp_image_kind {
