@@ -28,6 +28,7 @@ struct item {
 	double weight;           /* of them, read a token (cost x read share) */
 	double benefit;          /* ns saved a token */
 	double stored;           /* stored bytes read a token */
+	double decoded;          /* bytes decoded a token (0: read raw) */
 };
 
 /* The tensor holding most of chunk d's bytes: a chunk may hold the end of
@@ -165,6 +166,8 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		x->weight = share * (double)x->cost;
 		out->streamed_ns += x->benefit;
 		out->streamed_stored += (uint64_t)x->stored;
+		x->decoded = f->codec != FP_CODEC_RAW ? share * f->logical_len : 0;
+		out->streamed_decoded += (uint64_t)x->decoded;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (it[i].group < 0)
@@ -244,6 +247,7 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 			out->saved_ns += it[i].benefit;
 			out->streamed_ns -= it[i].benefit;
 			out->streamed_stored -= (uint64_t)it[i].stored;
+			out->streamed_decoded -= (uint64_t)it[i].decoded;
 		}
 	free(it);
 	free(keep);

@@ -226,6 +226,8 @@ struct fp_plan {
 	uint64_t streamed_stored;    /* stored bytes read a token for the others */
 	double saved_ns;             /* streaming time a token the plan saves */
 	double streamed_ns;          /* streaming time a token left to stream */
+	uint64_t streamed_decoded;   /* of the bytes streamed a token, those decoded
+	                                (read in a compressed form) */
 };
 
 /**
