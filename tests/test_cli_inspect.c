@@ -73,6 +73,7 @@ Test(cli, inspect_names_the_files_version)
 		          p.out);
 		tu_proc_free(&p);
 		seen |= 1u << v;
+		unlink(img);
 		free(img);
 	}
 	cr_assert(seen & (1u << 2) && seen & (1u << 4), "versions seen 0x%x: not both 2 and 4", seen);
