@@ -1,8 +1,12 @@
 /* sweep_recode IN OUT --read-rate R [--decode-rate D]: the same tensors as
  * the image IN, stored as `flexpage pack --codec auto --read-rate R`
- * stores them (the writer's FP_CODEC_AUTO: per chunk the form, raw, zstd
- * or zstd-split, whose read at R plus decode is least; without D each
- * candidate's decode is timed as it is packed), without quantizing again.
+ * stores them (the writer's FP_CODEC_AUTO: per chunk raw or the smaller of
+ * zstd and zstd-split, so that streaming the image is quickest in the
+ * pipeline model, reads overlapped with decodes on the cores decoding
+ * gets; without D each candidate's decode is timed as it is packed),
+ * without quantizing again.  With --both, as `pack --codec both` stores
+ * them (each compressed chunk with its raw form beside it: the reader
+ * chooses); --decoders N as pack's.
  * bench/sweep makes its speed-adaptive image with it at the read rate it
  * has just measured: re-running a compression-aware pack would repeat its
  * calibration (minutes on a 1B model) to get the same quantized values.
@@ -26,12 +30,17 @@ static int fail(const char *what)
 int main(int argc, char **argv)
 {
 	double read_rate = 0, decode_rate = 0;
+	int both = 0, decoders = 0;
 	const char *in = NULL, *out = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--read-rate") && i + 1 < argc)
 			read_rate = strtod(argv[++i], NULL);
 		else if (!strcmp(argv[i], "--decode-rate") && i + 1 < argc)
 			decode_rate = strtod(argv[++i], NULL);
+		else if (!strcmp(argv[i], "--decoders") && i + 1 < argc)
+			decoders = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--both"))
+			both = 1;
 		else if (!in)
 			in = argv[i];
 		else if (!out)
@@ -39,8 +48,9 @@ int main(int argc, char **argv)
 		else
 			in = NULL, i = argc;
 	}
-	if (!in || !out || read_rate <= 0) {
-		fprintf(stderr, "usage: sweep_recode IN OUT --read-rate BYTES_PER_S [--decode-rate BYTES_PER_S]\n");
+	if (!in || !out || (read_rate <= 0 && !both)) {
+		fprintf(stderr, "usage: sweep_recode IN OUT --read-rate BYTES_PER_S [--decode-rate "
+		                "BYTES_PER_S] [--decoders N] | --both\n");
 		return 2;
 	}
 	if (!access(out, F_OK)) {
@@ -63,8 +73,10 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < info->n_chunks; i++)
 		if (fp_image_read_chunk(img, i, data + (uint64_t)i * info->chunk_size))
 			return fail(in);
-	struct fp_writer_options wo = {.chunk_size = info->chunk_size, .codec = FP_CODEC_AUTO,
-	                               .read_rate = read_rate, .decode_rate = decode_rate};
+	struct fp_writer_options wo = {.chunk_size = info->chunk_size,
+	                               .codec = both ? FP_CODEC_BOTH : FP_CODEC_AUTO,
+	                               .read_rate = both ? 0 : read_rate,
+	                               .decode_rate = both ? 0 : decode_rate, .decoders = decoders};
 	fp_writer *w = fp_writer_create(out, &wo);
 	if (!w || fp_writer_set_meta(w, info->meta))
 		return fail(out);

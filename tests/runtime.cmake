@@ -41,6 +41,8 @@ add_dependencies(test_compress flexpage)
 
 # Images holding both forms of a chunk (pack --codec both), the form a
 # region reads at given or measured rates, and the open-time probe.
-flexpage_test(test_adapt test_adapt.c)
-target_link_libraries(test_adapt PRIVATE flexpage_rt_testutil flexpage_testutil PkgConfig::ZSTD)
+flexpage_test(test_adapt test_adapt.c test_adapt_pipe.c)
+target_link_libraries(test_adapt PRIVATE flexpage_rt_testutil flexpage_testutil PkgConfig::ZSTD
+  flexpage_pager)
+target_include_directories(test_adapt PRIVATE ${CMAKE_SOURCE_DIR}/pager/src)
 add_dependencies(test_adapt flexpage)

@@ -52,6 +52,33 @@ Test(cli, inspect_valid_image)
 	free(img);
 }
 
+/* The version inspect names is the file's (its header word, read here),
+ * not the newest the library reads: a raw or zstd image of opaque bytes
+ * is version 2, one with both forms of a chunk version 4. */
+Test(cli, inspect_names_the_files_version)
+{
+	const char *codecs[] = {"raw", "zstd", "both"};
+	uint32_t seen = 0;
+	for (int k = 0; k < 3; k++) {
+		char *img = pack_small(codecs[k], 5 * 65536 + 1000, NULL);
+		tu_file f;
+		cr_assert(!tu_load(img, &f));
+		const uint32_t v = tu_get32(&f, TU_H_VERSION);
+		tu_free(&f);
+		char want[64];
+		snprintf(want, sizeof want, "format     flexpage v%u,", v);
+		struct tu_proc p = RUN("inspect", "--quick", img);
+		expect_exit(&p, 0, "inspect");
+		cr_assert(strstr(p.out, want), "%s: the header says version %u:\n%s", codecs[k], v,
+		          p.out);
+		tu_proc_free(&p);
+		seen |= 1u << v;
+		unlink(img);
+		free(img);
+	}
+	cr_assert(seen & (1u << 2) && seen & (1u << 4), "versions seen 0x%x: not both 2 and 4", seen);
+}
+
 Test(cli, inspect_corrupt_raw_payload)
 {
 	char *img = pack_small("raw", 6 * 65536 + 10, NULL);

@@ -116,6 +116,23 @@ Test(served, a_gguf_read_only_mapping_is_served_and_reads_the_files_bytes, .time
 	pu_result_free(&k);
 }
 
+/* FLEXPAGE_READ_RATE and FLEXPAGE_DECODE_RATE reach the region (its
+ * report says the rates it chose forms and planned by, not measured). */
+Test(served, the_rates_given_are_the_regions, .timeout = 120)
+{
+	const char *gguf = pu_peer("STORIES_GGUF");
+	const char *args[] = {"read", gguf, NULL};
+	const char *env[] = {CHUNK_64K, "FLEXPAGE_BUDGET=50%", "FLEXPAGE_STATS=exit",
+	                     "FLEXPAGE_LOG=info", "FLEXPAGE_READ_RATE=300M",
+	                     "FLEXPAGE_DECODE_RATE=900M", "FLEXPAGE_DECODERS=1", NULL};
+	struct pu_result s;
+	probe(args, env, 1, &s);
+	cr_expect(has_line(s.out, "map: served") && has_line(s.out, "bytes: equal"), "%s", s.out);
+	/* 300M and 900M are binary: 314572800 and 943718400 bytes/s */
+	cr_expect(strstr(s.err, "rates: read 315 MB/s, decode 944 MB/s a core;"), "%s", s.err);
+	pu_result_free(&s);
+}
+
 Test(served, populate_willneed_and_mlock_read_nothing_at_load, .timeout = 300)
 {
 	const char *tiny = pu_peer("TINYLLAMA_GGUF");
@@ -338,6 +355,10 @@ Test(not_taken, settings_that_cannot_be_used_are_said_once_and_nothing_is_served
 		{"FLEXPAGE_CHUNK=100K", "FLEXPAGE_CHUNK: '100K' is not a power of two"},
 		{"FLEXPAGE_STATS=often", "FLEXPAGE_STATS: 'often'"},
 		{"FLEXPAGE_LOADERS=0", "FLEXPAGE_LOADERS"},
+		{"FLEXPAGE_READ_RATE=fast", "FLEXPAGE_READ_RATE: 'fast' is not a size"},
+		{"FLEXPAGE_DECODE_RATE=0", "FLEXPAGE_DECODE_RATE"},
+		{"FLEXPAGE_DECODERS=-1", "FLEXPAGE_DECODERS: '-1' is not a number from 0 to 64"},
+		{"FLEXPAGE_DECODERS=2x", "FLEXPAGE_DECODERS: '2x' is not a number"},
 		{"FLEXPAGE_POLICY=psychic", "no policy named 'psychic'"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -86,6 +86,28 @@ static int images_of(const char *var, const char *s)
 	return 0;
 }
 
+/* A whole number from lo to hi. */
+static int count_of(const char *var, const char *s, int lo, int hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(s, &end, 10);
+	if (*end || errno || n < lo || n > hi)
+		return bad(var, "'%s' is not a number from %d to %d", s, lo, hi);
+	*out = (int)n;
+	return 0;
+}
+
+/* A rate in bytes/s, written as a size (600M, 1.5G). */
+static int rate_of(const char *var, const char *s, double *out)
+{
+	uint64_t b = 0;
+	if (size_of(var, s, &b, NULL))
+		return -1;
+	*out = (double)b;
+	return 0;
+}
+
 static const char *env(const char *name)
 {
 	const char *v = secure_getenv(name);
@@ -120,13 +142,14 @@ static void read_env(void)
 			bad("FLEXPAGE_CHUNK", "'%s' is not a power of two from 64K to 4M", v);
 		cfg.chunk = (uint32_t)c;
 	}
-	if ((v = env("FLEXPAGE_LOADERS"))) {
-		char *end;
-		long n = strtol(v, &end, 10);
-		if (*end || n < 1 || n > 64)
-			bad("FLEXPAGE_LOADERS", "'%s' is not a number from 1 to 64", v);
-		cfg.loaders = (int)n;
-	}
+	if ((v = env("FLEXPAGE_LOADERS")))
+		count_of("FLEXPAGE_LOADERS", v, 1, 64, &cfg.loaders);
+	if ((v = env("FLEXPAGE_READ_RATE")))
+		rate_of("FLEXPAGE_READ_RATE", v, &cfg.read_rate);
+	if ((v = env("FLEXPAGE_DECODE_RATE")))
+		rate_of("FLEXPAGE_DECODE_RATE", v, &cfg.decode_rate);
+	if ((v = env("FLEXPAGE_DECODERS")))
+		count_of("FLEXPAGE_DECODERS", v, 0, 64, &cfg.decoders);
 	if ((v = env("FLEXPAGE_POLICY"))) {
 		if (!fp_policy_find(v))
 			bad("FLEXPAGE_POLICY", "no policy named '%s'", v);

@@ -8,7 +8,8 @@
 
 #define STREAM_CHUNKS 16
 
-int pl_plan(const fp_image *img, uint64_t budget, int preserve, struct fp_plan *out)
+int pl_plan(const fp_image *img, uint64_t budget, int preserve, const struct fp_options *o,
+            struct fp_plan *out)
 {
 	uint64_t chunk = fp_image_info(img)->chunk_size, stream = budget / 2;
 	if (stream > STREAM_CHUNKS * chunk)
@@ -23,6 +24,10 @@ int pl_plan(const fp_image *img, uint64_t budget, int preserve, struct fp_plan *
 		.tensor_layer = fp_plan_llama_layer,
 		.read_share = fp_plan_llama_read_share,
 		.read_share_ctx = (void *)img,
+		/* the rates and decoders fp_open chooses the stored forms by */
+		.read_bytes_per_s = o->read_rate,
+		.decode_bytes_per_s = o->decode_rate,
+		.decoders = o->decoders,
 	};
 	return fp_plan_make(img, &po, out);
 }

@@ -95,6 +95,9 @@ struct pl_config {
 	int preserve;                /* enum pl_preserve */
 	uint32_t chunk;              /* 0: the pager's default */
 	int loaders;                 /* 0: the pager's default */
+	double read_rate;            /* bytes/s; 0: measured when it matters */
+	double decode_rate;          /* bytes/s a core; 0: measured when it matters */
+	int decoders;                /* the most loaders decoding at once; 0: no limit */
 	char *policy;                /* NULL: the pager's default */
 	char *trace;
 	int stats;                   /* summaries */
@@ -136,7 +139,8 @@ void pl_find_source(int fd, const struct stat *st, const char *name, struct pl_s
 
 /* ---- plan.c: which chunks stay resident ---- */
 /* A plan for preserve (enum pl_preserve, not NONE); 0, or a negative errno. */
-int pl_plan(const fp_image *img, uint64_t budget, int preserve, struct fp_plan *out);
+int pl_plan(const fp_image *img, uint64_t budget, int preserve, const struct fp_options *o,
+            struct fp_plan *out);
 
 /* ---- table.c: the mappings served ---- */
 struct pl_served {

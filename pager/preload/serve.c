@@ -53,6 +53,27 @@ static void *refuse(const struct stat *st, const char *name, int err, const char
 /* A byte budget of the file's size holds the whole file: the mapping is
  * the file's pages, and a budget a few bytes short of them would leave
  * the plan's stream reserve (16 chunks) out of the preserved set. */
+/* The rates the plan and the choice of stored forms are made at: those
+ * given (FLEXPAGE_READ_RATE, FLEXPAGE_DECODE_RATE), the others measured
+ * once here when they matter (an image with compressed chunks or two forms
+ * of some), so that the plan and fp_open's choice of forms agree. */
+static void probe_rates(const fp_image *img, struct fp_options *o)
+{
+	const struct fp_image_info *info = fp_image_info(img);
+	unsigned want = (o->read_rate > 0 ? 0 : FP_RATE_READ) |
+	                (o->decode_rate > 0 ? 0 : FP_RATE_DECODE);
+	struct fp_rates m;
+	if (!want || (!info->n_alt_forms && info->stored_bytes >= info->data_bytes) ||
+	    fp_image_probe_rates(img, want, &m))
+		return; /* not needed, or fp_open meets the same trouble */
+	if (m.measured & FP_RATE_READ)
+		o->read_rate = m.read_bytes_per_s;
+	if (m.measured & FP_RATE_DECODE)
+		o->decode_rate = m.decode_bytes_per_s;
+	pl_log(PL_LOG_INFO, "%s: rates measured: read %.0f MB/s, decode %.0f MB/s a core",
+	       info->path, o->read_rate / 1e6, o->decode_rate / 1e6);
+}
+
 static uint64_t budget_for(const struct pl_config *c, uint64_t size)
 {
 	uint64_t whole = pages_of(size);
@@ -152,11 +173,6 @@ void *pl_serve(size_t len, int flags, int fd, const struct stat *st)
 		ret = refuse(st, name, ENOMEM, why);
 		goto out;
 	}
-	if (c->preserve != PL_PRESERVE_NONE && pl_plan(src->img, budget, c->preserve, &plan)) {
-		snprintf(why, sizeof why, "plan: %s", fp_last_error());
-		ret = refuse(st, name, ENODEV, why);
-		goto out;
-	}
 	struct fp_options o = {
 		.budget = budget,
 		.loaders = c->loaders,
@@ -164,9 +180,18 @@ void *pl_serve(size_t len, int flags, int fd, const struct stat *st)
 		.retries = -1,
 		.readahead = -1,
 		.trace_path = trace_path(c, trace, sizeof trace),
-		.preserve = plan.preserve,
 		.chunk_size = c->chunk,
+		.read_rate = c->read_rate,
+		.decode_rate = c->decode_rate,
+		.decoders = c->decoders,
 	};
+	probe_rates(src->img, &o);
+	if (c->preserve != PL_PRESERVE_NONE && pl_plan(src->img, budget, c->preserve, &o, &plan)) {
+		snprintf(why, sizeof why, "plan: %s", fp_last_error());
+		ret = refuse(st, name, ENODEV, why);
+		goto out;
+	}
+	o.preserve = plan.preserve;
 	if (c->preserve == PL_PRESERVE_NONE)
 		o.flags |= FP_OPEN_NO_PRESERVE; /* else fp_open plans on its own */
 	/* The SIGBUS reporter names the tensor of a chunk that failed; it

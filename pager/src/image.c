@@ -13,6 +13,7 @@
 #include "codec_split.h"
 #include "format.h"
 #include "image.h"
+#include "pipeline.h"
 
 int pg_read_full(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -347,6 +348,7 @@ static fp_image *open_image(const char *path)
 		.raw_base = (h.flags & PG_FLAG_RAW_LAYOUT) ? h.raw_base : 0,
 		.kind = (h.flags & PG_FLAG_VERBATIM) ? FP_IMAGE_VERBATIM : FP_IMAGE_PACKED,
 		.n_alt_forms = h.n_alts,
+		.version = h.version,
 	};
 	img->tensors = calloc(h.n_tensors ? h.n_tensors : 1, sizeof *img->tensors);
 	img->chunks = malloc(h.chunk_table_size);
@@ -584,18 +586,40 @@ const struct fp_chunk_desc *fp_image_chunk_form(const fp_image *img, uint32_t i,
 	                                                                 : NULL;
 }
 
-const struct fp_chunk_desc *pg_image_cheaper_form(const struct fp_image *img, uint32_t i,
-                                                  double read, double decode)
+double pg_image_pick_forms(const struct fp_image *img, double read, double decode,
+                           double cpus, uint8_t *alt)
 {
-	const struct fp_chunk_desc *c = &img->chunks[i], *a = fp_image_chunk_form(img, i, 1);
-	return a && pg_form_ns(a, read, decode) < pg_form_ns(c, read, decode) ? a : c;
+	const uint32_t n = img->info.n_chunks;
+	struct pg_pipe_item *it = calloc(n ? n : 1, sizeof *it);
+	if (!it) {
+		pg_err(ENOMEM, "%s: out of memory", img->path);
+		return -1;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t f = 0; f < 2; f++) {
+			const struct fp_chunk_desc *d = fp_image_chunk_form(img, i, f);
+			if (!d)
+				break;
+			it[i].read[f] = (double)d->stored_len / read;
+			it[i].decode[f] = d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode : 0;
+			it[i].forms = (int)f + 1;
+		}
+	}
+	double t = pg_pipe_choose(it, n, cpus, alt);
+	free(it);
+	return t;
 }
 
-uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode)
+uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode, double cpus)
 {
 	uint32_t swapped = 0;
-	for (uint32_t i = 0; img->alt_of && i < img->info.n_chunks; i++) {
-		if (pg_image_cheaper_form(img, i, read, decode) == &img->chunks[i])
+	uint8_t *alt = img->alt_of ? calloc(img->info.n_chunks, 1) : NULL;
+	if (!alt || pg_image_pick_forms(img, read, decode, cpus, alt) < 0) {
+		free(alt);
+		return 0; /* each chunk in its table entry's form */
+	}
+	for (uint32_t i = 0; i < img->info.n_chunks; i++) {
+		if (!alt[i])
 			continue;
 		struct fp_chunk_desc *a = &img->alts[img->alt_of[i]], t = img->chunks[i];
 		img->info.stored_bytes += a->stored_len - (uint64_t)t.stored_len;
@@ -603,6 +627,7 @@ uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode)
 		*a = t;
 		swapped++;
 	}
+	free(alt);
 	return swapped;
 }
 

@@ -33,22 +33,28 @@ int pg_gguf_image_attach(struct fp_image *img);
 #define PG_DEFAULT_READ_RATE 2e9
 #define PG_DEFAULT_DECODE_RATE 1.2e9
 
-/* Nanoseconds to read a form at read bytes/s and decode it at decode
- * bytes/s (one core): the cost the reader and the planner minimise. */
-static inline double pg_form_ns(const struct fp_chunk_desc *d, double read, double decode)
+/* Nanoseconds a form of a chunk adds to a token's streaming on its own:
+ * the larger of its read at read bytes/s and its decode at decode bytes/s
+ * a core spread over cpus cores (pipeline.h).  What preserving the chunk
+ * saves, in the planner's weights. */
+static inline double pg_form_ns(const struct fp_chunk_desc *d, double read, double decode,
+                                double cpus)
 {
-	return (double)d->stored_len / read * 1e9 +
-	       (d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode * 1e9 : 0);
+	double r = (double)d->stored_len / read * 1e9;
+	double c = d->codec != FP_CODEC_RAW ? (double)d->logical_len / decode / cpus * 1e9 : 0;
+	return r > c ? r : c;
 }
 
-/* The cheaper of chunk i's forms at these rates (its table entry when it
- * has one form, or on a tie). */
-const struct fp_chunk_desc *pg_image_cheaper_form(const struct fp_image *img, uint32_t i,
-                                                  double read, double decode);
+/* The form of every chunk that makes the streaming of all of them least
+ * at these rates (pipeline.h): alt[i] = 1 for chunk i's alternate, 0 for
+ * its table entry.  Returns that least time in seconds, or -1 (ENOMEM). */
+double pg_image_pick_forms(const struct fp_image *img, double read, double decode,
+                           double cpus, uint8_t *alt);
 
-/* Make every chunk's table entry its cheaper form (swapping it with its
- * alternate): a region reads its own image so.  Returns the chunks swapped. */
-uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode);
+/* Make every chunk's table entry the form pg_image_pick_forms picks
+ * (swapping it with its alternate): a region reads its own image so.
+ * Returns the chunks swapped. */
+uint32_t pg_image_choose_forms(struct fp_image *img, double read, double decode, double cpus);
 
 /* Decode a stored payload of chunk i into dst (chunk_size bytes);
  * verifies length and checksum.  src holds c->stored_len bytes.  For zstd,

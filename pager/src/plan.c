@@ -1,5 +1,6 @@
-/* The preservation planner.  Preserving a chunk saves, every token, the
- * time to read its stored bytes and to decode them, and costs its bytes of
+/* The preservation planner.  Preserving a chunk saves, every token, its
+ * streaming time (the larger of reading its stored bytes and decoding them
+ * on the cores decoding gets: pipeline.h), and costs its bytes of
  * memory for good.  Within a capacity the best set is a 0/1 knapsack:
  * solved exactly by dynamic programming over pages when it is small, and
  * greedily by benefit per byte otherwise (the chunks of a model are many
@@ -17,6 +18,7 @@
 
 #include "error.h"
 #include "image.h"
+#include "pipeline.h"
 
 struct item {
 	uint32_t chunk;
@@ -26,6 +28,7 @@ struct item {
 	double weight;           /* of them, read a token (cost x read share) */
 	double benefit;          /* ns saved a token */
 	double stored;           /* stored bytes read a token */
+	double decoded;          /* bytes decoded a token (0: read raw) */
 };
 
 /* The tensor holding most of chunk d's bytes: a chunk may hold the end of
@@ -114,15 +117,19 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 	const struct fp_image_info *info = fp_image_info(img);
 	double read = o->read_bytes_per_s > 0 ? o->read_bytes_per_s : PG_DEFAULT_READ_RATE;
 	double decode = o->decode_bytes_per_s > 0 ? o->decode_bytes_per_s : PG_DEFAULT_DECODE_RATE;
+	double cpus = pg_pipe_cpus(o->decoders);
 	uint64_t all = 0; /* every chunk's resident bytes */
 	size_t n = 0;
 	int n_layers = 0;
 	struct item *it = calloc(info->n_chunks, sizeof *it);
 	uint8_t *keep = calloc(info->n_chunks, 1);
+	uint8_t *alt = calloc(info->n_chunks ? info->n_chunks : 1, 1);
 	out->preserve = calloc(info->n_chunks, 1);
-	if (!it || !keep || !out->preserve) {
+	if (!it || !keep || !alt || !out->preserve ||
+	    pg_image_pick_forms(img, read, decode, cpus, alt) < 0) {
 		free(it);
 		free(keep);
+		free(alt);
 		fp_plan_free(out);
 		return pg_err(ENOMEM, "plan: out of memory");
 	}
@@ -144,10 +151,11 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		x->attention = attention != 0;
 		x->cost = cost;
 		double share = o->read_share ? o->read_share(t, o->read_share_ctx) : 1.0;
-		/* Streamed, the chunk is read in its cheaper form (fp_open
-		 * chooses so at the same rates): that is what keeping it saves. */
-		const struct fp_chunk_desc *f = pg_image_cheaper_form(img, c, read, decode);
-		x->benefit = share * pg_form_ns(f, read, decode);
+		/* Streamed, the chunk is read in the form fp_open picks at the
+		 * same rates; keeping it saves that form's own streaming time
+		 * (the larger of its read and its decode over the cores). */
+		const struct fp_chunk_desc *f = fp_image_chunk_form(img, c, alt[c]);
+		x->benefit = share * pg_form_ns(f, read, decode, cpus);
 		if (!(x->benefit > 0)) {
 			n--; /* read too little to be worth memory */
 			continue;
@@ -158,6 +166,8 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 		x->weight = share * (double)x->cost;
 		out->streamed_ns += x->benefit;
 		out->streamed_stored += (uint64_t)x->stored;
+		x->decoded = f->codec != FP_CODEC_RAW ? share * f->logical_len : 0;
+		out->streamed_decoded += (uint64_t)x->decoded;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (it[i].group < 0)
@@ -237,9 +247,11 @@ int fp_plan_make(const fp_image *img, const struct fp_plan_options *o, struct fp
 			out->saved_ns += it[i].benefit;
 			out->streamed_ns -= it[i].benefit;
 			out->streamed_stored -= (uint64_t)it[i].stored;
+			out->streamed_decoded -= (uint64_t)it[i].decoded;
 		}
 	free(it);
 	free(keep);
+	free(alt);
 	return 0;
 }
 

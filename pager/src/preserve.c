@@ -30,6 +30,7 @@ static uint8_t *default_plan(fp_region *r, uint64_t budget)
 		.stream_bytes = (uint64_t)DEFAULT_STREAM_CHUNKS * r->chunk_size,
 		.read_bytes_per_s = r->rates.read,
 		.decode_bytes_per_s = r->rates.decode,
+		.decoders = r->opt.decoders,
 		.balanced = 1,
 	};
 	struct fp_plan plan;

@@ -18,6 +18,7 @@
 #include "codec_split.h"
 #include "error.h"
 #include "internal.h"
+#include "pipeline.h"
 
 #define PROBE_READ_NS 50000000ull    /* reading, wall time */
 #define PROBE_DECODE_NS 30000000ull  /* decoding, the thread's CPU time */
@@ -207,7 +208,7 @@ int pg_rates_init(fp_region *r, uint64_t budget)
 		/* A probe that failed leaves the defaults: the loads that meet
 		 * the same trouble report it per chunk. */
 	}
-	k->alt_chosen = pg_image_choose_forms(r->img, k->read, k->decode);
+	k->alt_chosen = pg_image_choose_forms(r->img, k->read, k->decode, pg_pipe_cpus(o->decoders));
 	for (uint32_t i = 0; i < r->n_chunks; i++)
 		k->compressed += r->img->chunks[i].codec != FP_CODEC_RAW;
 	return 0;

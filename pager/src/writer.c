@@ -19,6 +19,7 @@
 #include "error.h"
 #include "codec_split.h"
 #include "format.h"
+#include "pipeline.h"
 #include "progress.h"
 #include "tmpfile.h"
 
@@ -48,8 +49,10 @@ struct fp_writer {
 	uint32_t n_tensors, cap_tensors;
 	struct fp_chunk_desc *chunks;
 	uint32_t n_chunks, cap_chunks;
-	struct fp_chunk_desc *alts;  /* FP_CODEC_BOTH: the raw forms stored beside */
+	struct fp_chunk_desc *alts;  /* FP_CODEC_BOTH and AUTO: the raw forms stored beside */
 	uint32_t n_alts, cap_alts;
+	double *decode_s;            /* FP_CODEC_AUTO: CPU seconds to decode each chunk's entry */
+	uint32_t cap_decode_s;
 	char *meta;
 	uint64_t written;        /* tensor bytes taken in, for the progress bar */
 	struct pg_progress progress;
@@ -198,9 +201,9 @@ static double decode_time(fp_writer *w, const struct pg_form *f)
 /* The stored forms of the chunk in buf: raw, zstd and, over quantized
  * blocks, zstd-split; the index of the one to store, or -errno.  zstd
  * stores the smallest (raw when nothing shrinks: decoding it would cost
- * time and save nothing), and so does both (which stores the raw form
- * beside it); auto the one whose read at read_rate plus decode is
- * quickest. */
+ * time and save nothing), and so do both and auto, which store the raw
+ * form beside it (auto chooses between the two when the image is
+ * finished: pick_auto_forms). */
 static int pick_form(fp_writer *w, struct pg_form f[3])
 {
 	int n = 0;
@@ -220,13 +223,8 @@ static int pick_form(fp_writer *w, struct pg_form f[3])
 		f[n++] = (struct pg_form){FP_CODEC_ZSTD_SPLIT, (uint32_t)z + PG_SPLIT_HEADER, w->sz};
 	}
 	double cost[3];
-	for (int i = 0; i < n; i++) {
-		if (w->opt.codec == FP_CODEC_AUTO)
-			cost[i] = f[i].stored / (w->opt.read_rate > 0 ? w->opt.read_rate : 1e9) +
-			          decode_time(w, &f[i]);
-		else
-			cost[i] = i ? f[i].stored : f[i].stored - 0.5; /* ties: raw */
-	}
+	for (int i = 0; i < n; i++)
+		cost[i] = i ? f[i].stored : f[i].stored - 0.5; /* ties: raw */
 	int best = 0;
 	for (int i = 1; i < n; i++)
 		if (cost[i] < cost[best])
@@ -251,9 +249,18 @@ static int grow(fp_writer *w, struct fp_chunk_desc **t, uint32_t n, uint32_t *ca
 static int flush_chunk(fp_writer *w)
 {
 	uint32_t cs = w->opt.chunk_size;
+	const int alts = w->opt.codec == FP_CODEC_BOTH || w->opt.codec == FP_CODEC_AUTO;
 	if (grow(w, &w->chunks, w->n_chunks, &w->cap_chunks) ||
-	    (w->opt.codec == FP_CODEC_BOTH && grow(w, &w->alts, w->n_alts, &w->cap_alts)))
+	    (alts && grow(w, &w->alts, w->n_alts, &w->cap_alts)))
 		return -ENOMEM;
+	if (w->opt.codec == FP_CODEC_AUTO && w->n_chunks == w->cap_decode_s) {
+		uint32_t c = w->cap_decode_s ? w->cap_decode_s * 2 : 256;
+		double *p = realloc(w->decode_s, sizeof *p * c);
+		if (!p)
+			return pg_err(ENOMEM, "%s: out of memory", w->path);
+		w->decode_s = p;
+		w->cap_decode_s = c;
+	}
 	struct fp_chunk_desc *c = &w->chunks[w->n_chunks];
 	*c = (struct fp_chunk_desc){
 		.logical_offset = (uint64_t)w->n_chunks * cs,
@@ -273,6 +280,8 @@ static int flush_chunk(fp_writer *w)
 		c->codec = f[rc].codec;
 		c->stored_len = f[rc].stored;
 		payload = f[rc].payload;
+		if (w->opt.codec == FP_CODEC_AUTO)
+			w->decode_s[w->n_chunks] = decode_time(w, &f[rc]);
 		w->any_split |= c->codec == FP_CODEC_ZSTD_SPLIT;
 		c->file_offset = w->cursor;
 	}
@@ -284,9 +293,12 @@ static int flush_chunk(fp_writer *w)
 	else
 		w->cursor = align_up(c->file_offset + cs, FP_IMAGE_ALIGN);
 	/* Both forms: the raw bytes too, where compressing saved at least
-	 * both_min_saving (else reading the raw form is never dearer). */
-	if (w->opt.codec == FP_CODEC_BOTH && c->codec != FP_CODEC_RAW &&
-	    (uint64_t)c->stored_len + w->opt.both_min_saving <= w->fill) {
+	 * both_min_saving (else reading the raw form is never dearer); auto
+	 * keeps the raw form of every compressed chunk until it chooses. */
+	if (c->codec != FP_CODEC_RAW &&
+	    ((w->opt.codec == FP_CODEC_BOTH &&
+	      (uint64_t)c->stored_len + w->opt.both_min_saving <= w->fill) ||
+	     w->opt.codec == FP_CODEC_AUTO)) {
 		struct fp_chunk_desc *a = &w->alts[w->n_alts];
 		*a = *c;
 		a->codec = FP_CODEC_RAW;
@@ -439,6 +451,76 @@ int fp_writer_end_tensor(fp_writer *w)
 	return 0;
 }
 
+static int read_full(fp_writer *w, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pread(w->fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return pg_err(n < 0 ? errno : EIO, "%s: read back failed: %s", w->tmp_path,
+			              n < 0 ? strerror(errno) : "short file");
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* FP_CODEC_AUTO, at the end: every compressed chunk was stored with its raw
+ * form beside it; keep, of each, the form that makes streaming the whole
+ * image least at read_rate with decoding spread over the reader's cores
+ * (pipeline.h: max of the summed reads and the summed decodes, not the
+ * sum per chunk), and move the payloads kept down over the ones dropped.
+ * A payload only moves towards the start, each read whole before it is
+ * written, so none is overwritten before it is moved. */
+static int pick_auto_forms(fp_writer *w)
+{
+	const uint32_t n = w->n_chunks;
+	const double read = w->opt.read_rate > 0 ? w->opt.read_rate : 1e9;
+	struct pg_pipe_item *it = calloc(n ? n : 1, sizeof *it);
+	uint32_t *alt = calloc(n ? n : 1, sizeof *alt);
+	uint8_t *pick = calloc(n ? n : 1, 1);
+	int rc = 0;
+	if (!it || !alt || !pick) {
+		rc = pg_err(ENOMEM, "%s: out of memory", w->path);
+		goto out;
+	}
+	for (uint32_t i = 0, j = 0; i < n; i++) {
+		const struct fp_chunk_desc *c = &w->chunks[i];
+		it[i] = (struct pg_pipe_item){.read = {c->stored_len / read}, .forms = 1};
+		if (c->codec != FP_CODEC_RAW)
+			it[i].decode[0] = w->decode_s[i];
+		alt[i] = UINT32_MAX;
+		if (j < w->n_alts && w->alts[j].logical_offset == c->logical_offset) {
+			alt[i] = j++;
+			it[i].read[1] = w->alts[alt[i]].stored_len / read;
+			it[i].forms = 2;
+		}
+	}
+	pg_pipe_choose(it, n, pg_pipe_cpus(w->opt.decoders), pick);
+	uint64_t cursor = FP_IMAGE_ALIGN;
+	w->any_split = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct fp_chunk_desc *c = &w->chunks[i];
+		if (pick[i])
+			*c = w->alts[alt[i]];
+		if (c->stored_len && c->file_offset != cursor &&
+		    ((rc = read_full(w, w->sbuf, c->stored_len, c->file_offset)) ||
+		     (rc = write_full(w, w->sbuf, c->stored_len, cursor))))
+			goto out;
+		c->file_offset = cursor;
+		cursor = align_up(cursor + c->stored_len, FP_IMAGE_ALIGN);
+		w->any_split |= c->codec == FP_CODEC_ZSTD_SPLIT;
+	}
+	w->cursor = cursor;
+	w->n_alts = 0;
+out:
+	free(it);
+	free(alt);
+	free(pick);
+	return rc;
+}
+
 static int by_offset(const void *a, const void *b)
 {
 	const struct pg_disk_tensor *x = a, *y = b;
@@ -480,6 +562,8 @@ int fp_writer_finish(fp_writer *w)
 	if (w->opt.verbatim && (rc = check_placement(w)))
 		goto out;
 	if (w->fill && (rc = flush_chunk(w))) /* the last, partial chunk */
+		goto out;
+	if (w->opt.codec == FP_CODEC_AUTO && (rc = pick_auto_forms(w)))
 		goto out;
 	const char *meta = w->meta ? w->meta : "";
 	struct pg_disk_header h = {
@@ -553,6 +637,7 @@ void fp_writer_abort(fp_writer *w)
 	free(w->tensors);
 	free(w->chunks);
 	free(w->alts);
+	free(w->decode_s);
 	free(w->meta);
 	free(w);
 }

@@ -119,7 +119,7 @@ int cmd_inspect(int argc, char **argv)
 	}
 	char a[32], b[32], c[32], sh[96];
 	printf("image      %s\n", info->path);
-	printf("format     flexpage v%u, %s file\n", FP_IMAGE_VERSION,
+	printf("format     flexpage v%u, %s file\n", info->version,
 	       fmt_bytes(info->file_size, a, sizeof a));
 	if (info->kind == FP_IMAGE_VERBATIM)
 		printf("verbatim   logical bytes [0, %llu) are a whole file's, tensors at its offsets\n",

@@ -29,13 +29,17 @@ static void pack_usage(FILE *f)
 	        "  --codec raw|zstd[:LEVEL]|auto|both[:LEVEL]  payload codec (default raw; zstd\n"
 	        "                      level default 3): zstd stores each chunk as the smaller of\n"
 	        "                      zstd and zstd-split (quantized blocks' scales apart,\n"
-	        "                      docs/format.md) or raw; auto as whichever of the three\n"
-	        "                      loads fastest; both as zstd does, and the raw bytes too\n"
+	        "                      docs/format.md) or raw; auto raw or compressed, chunk by\n"
+	        "                      chunk, so that the image streams fastest at --read-rate\n"
+	        "                      (reads overlapped with decodes); both as zstd does, and the raw bytes too\n"
 	        "                      where compressing saved a page or more: the pager reads\n"
 	        "                      whichever form is cheaper at the rates it measures\n"
 	        "  --read-rate RATE    for auto: bytes/s the image will be read at (600M; default 1G)\n"
 	        "  --decode-rate RATE  for auto: bytes/s a core decodes zstd at (default: each\n"
 	        "                      candidate's decode is timed)\n"
+	        "  --decoders N        for auto: the most loaders the reader decodes with at once\n"
+	        "                      (its run --decoders); decoding is counted as spread over\n"
+	        "                      this machine's cores less one, at most N (default 0: no limit)\n"
 	        "  --quant f32|q8_0|q4_0     quantize a checkpoint's matrices (default f32)\n"
 	        "  --opaque            pack a checkpoint (or a GGUF) as one opaque tensor\n"
 	        "  --compressible LEVEL  compression-aware quantization of a model (a llama2.c\n"
@@ -147,6 +151,7 @@ int cmd_pack(int argc, char **argv)
 		{"calib-skip", required_argument, 0, 'S'}, {"calib-tokens", required_argument, 0, 'N'},
 		{"cq-params", required_argument, 0, 'P'}, {"threads", required_argument, 0, 't'},
 		{"read-rate", required_argument, 0, 'R'}, {"decode-rate", required_argument, 0, 'D'},
+		{"decoders", required_argument, 0, 'd'},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	struct model_compress_options co = {.type = FK_Q8_0, .level = -1};
@@ -192,6 +197,13 @@ int cmd_pack(int argc, char **argv)
 			*(o == 'R' ? &wo.read_rate : &wo.decode_rate) = (double)rate;
 			break;
 		}
+		case 'd':
+			if (parse_int(optarg, 0, 64, &wo.decoders)) {
+				snprintf(err, sizeof err, "--decoders: '%s' is not a count from 0 to 64",
+				         optarg);
+				goto usage_err;
+			}
+			break;
 		case 'S':
 			if (parse_size(optarg, 0, &co.calib_skip, "--calib-skip", err, sizeof err))
 				goto usage_err;
@@ -236,8 +248,8 @@ int cmd_pack(int argc, char **argv)
 		snprintf(err, sizeof err, "expected IN and OUT");
 		goto usage_err;
 	}
-	if ((wo.read_rate > 0 || wo.decode_rate > 0) && wo.codec != FP_CODEC_AUTO) {
-		snprintf(err, sizeof err, "--read-rate and --decode-rate go with --codec auto");
+	if ((wo.read_rate > 0 || wo.decode_rate > 0 || wo.decoders) && wo.codec != FP_CODEC_AUTO) {
+		snprintf(err, sizeof err, "--read-rate, --decode-rate and --decoders go with --codec auto");
 		goto usage_err;
 	}
 	const char *in = argv[optind], *out = argv[optind + 1];

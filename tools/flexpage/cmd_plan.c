@@ -130,8 +130,10 @@ int cmd_plan(int argc, char **argv)
 	printf("\npreserved %u of %u chunks: %s resident (%.0f%% of the weights)\n", p.n_preserved,
 	       info->n_chunks, fmt_bytes(p.preserved_bytes, a, sizeof a),
 	       100.0 * (double)p.preserved_bytes / (double)(tot ? tot : 1));
-	printf("streamed every token: %s stored; read + decode %.1f ms a token (saved %.1f ms)\n",
-	       fmt_bytes(p.streamed_stored, c, sizeof c), p.streamed_ns / 1e6, p.saved_ns / 1e6);
+	char d[32];
+	printf("streamed every token: %s stored, %s decoded; streaming %.1f ms a token (saved "
+	       "%.1f ms)\n", fmt_bytes(p.streamed_stored, c, sizeof c),
+	       fmt_bytes(p.streamed_decoded, d, sizeof d), p.streamed_ns / 1e6, p.saved_ns / 1e6);
 	fp_plan_free(&p);
 	rc = 0;
 	goto out;

@@ -48,6 +48,7 @@ int run_paging_plan(struct run_paging *p, const char *path, struct fp_options *o
 	struct fp_plan_options po = {
 		.read_bytes_per_s = o->read_rate,
 		.decode_bytes_per_s = o->decode_rate,
+		.decoders = o->decoders,
 		.budget = o->budget ? o->budget : info->data_bytes,
 		.stream_bytes = (uint64_t)PLAN_STREAM_CHUNKS * info->chunk_size,
 		.balanced = balanced,

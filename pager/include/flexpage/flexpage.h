@@ -72,8 +72,9 @@ enum fp_codec {
 	FP_CODEC_ZSTD = 1,
 	FP_CODEC_ZSTD_SPLIT = 2,    /* zstd of quantized blocks with their scales stored
 	                             * ahead of their quants (image version 3) */
-	FP_CODEC_AUTO = 255,        /* writer only: per chunk, whichever of raw, zstd and
-	                             * zstd-split loads fastest at read_rate */
+	FP_CODEC_AUTO = 255,        /* writer only: per chunk raw or the smaller of zstd
+	                             * and zstd-split, so that the image streams
+	                             * fastest at read_rate (the pipeline model) */
 	FP_CODEC_BOTH = 254,        /* writer only: per chunk the smaller of zstd and
 	                             * zstd-split, and the raw bytes too where that
 	                             * saves anything (image version 4): the pager
@@ -136,6 +137,10 @@ struct fp_image_info {
 	uint32_t kind;
 	/* Chunks stored in two forms (version 4, fp_image_chunk_form). */
 	uint32_t n_alt_forms;
+	/* The file's format version (its header's: 1 to FP_IMAGE_VERSION, the
+	 * oldest that holds what it stores); 0 for a GGUF file opened
+	 * directly. */
+	uint32_t version;
 };
 
 enum fp_image_kind {
@@ -277,15 +282,23 @@ struct fp_writer_options {
 	                              * with fp_writer_write (no begin/end_tensor); tensors
 	                              * are placed with fp_writer_add_tensor_at, at any
 	                              * offset, of any ggml type (FP_IMAGE_VERBATIM) */
-	double read_rate;            /* FP_CODEC_AUTO: bytes/s the image will be read at;
-	                              * a chunk is stored in the form whose read plus
-	                              * decode time is least (0: 1 GB/s) */
+	/* FP_CODEC_AUTO stores each chunk raw or compressed so that
+	 * streaming the image takes least time: the larger of its stored
+	 * bytes over read_rate and its decoding over the reader's cores (the
+	 * pipeline model, docs/compression.md), not each chunk's read plus
+	 * decode. */
+	double read_rate;            /* FP_CODEC_AUTO: bytes/s the image will be read at
+	                              * (0: 1 GB/s) */
 	double decode_rate;          /* FP_CODEC_AUTO: bytes/s a core decodes zstd at;
 	                              * 0: each candidate's decode is timed as it is packed */
 	/* FP_CODEC_BOTH stores a chunk's raw form beside its compressed one
 	 * only if the compressed one is at least this many bytes smaller
 	 * (0: 4096, one page of reading). */
 	uint32_t both_min_saving;
+	/* FP_CODEC_AUTO: the most decoders the reader runs at once (as
+	 * fp_options.decoders); the cores decoding gets are this machine's
+	 * online cores less one, at least 1, and no more than this if > 0. */
+	int decoders;
 };
 
 typedef struct fp_writer fp_writer;
@@ -629,7 +642,9 @@ struct fp_options {
 	/* The most loaders that decode compressed chunks at once (the others
 	 * wait to decode, their reads go on), so that decoding leaves the
 	 * compute threads their cores: e.g. cores - compute threads, at least
-	 * 1.  0: no limit. */
+	 * 1.  0: no limit.  The choice of forms and the plan count decoding
+	 * as spread over the online cores less one, at least 1, and no more
+	 * than this limit (docs/compression.md). */
 	int decoders;
 };
 

@@ -188,9 +188,11 @@ enum fp_plan_order {
 struct fp_plan_options {
 	uint64_t budget;             /* resident bytes in all */
 	uint64_t stream_bytes;       /* of it, kept for streaming the rest (at least two chunks) */
-	/* A chunk's benefit is its cheaper stored form's read time at
-	 * read_bytes_per_s plus its decode time at decode_bytes_per_s (one
-	 * core), the form fp_open reads at the same rates. */
+	/* A chunk's benefit is the streaming time a token its stored form
+	 * takes: the larger of its read at read_bytes_per_s and its decode at
+	 * decode_bytes_per_s a core over the cores decoding gets (the
+	 * pipeline model of docs/compression.md), in the form fp_open reads
+	 * at the same rates and decoders. */
 	double read_bytes_per_s;     /* measured storage rate; 0: 2e9 */
 	double decode_bytes_per_s;   /* measured zstd rate; 0: 1.2e9 */
 	int balanced;                /* same share of every layer (balanced locking);
@@ -210,6 +212,9 @@ struct fp_plan_options {
 	 * NULL: every tensor is read whole. */
 	double (*read_share)(const struct fp_tensor_desc *t, void *ctx);
 	void *read_share_ctx;
+	/* As fp_options.decoders: the cores decoding gets are the online
+	 * cores less one, at least 1, and no more than decoders if > 0. */
+	int decoders;
 };
 
 struct fp_plan {
@@ -219,8 +224,10 @@ struct fp_plan {
 	uint64_t stream_bytes;       /* of the budget, left for streaming (0: it
 	                                holds every chunk, all kept) */
 	uint64_t streamed_stored;    /* stored bytes read a token for the others */
-	double saved_ns;             /* read + decode time a token the plan saves */
-	double streamed_ns;          /* read + decode time a token left to stream */
+	double saved_ns;             /* streaming time a token the plan saves */
+	double streamed_ns;          /* streaming time a token left to stream */
+	uint64_t streamed_decoded;   /* of the bytes streamed a token, those decoded
+	                                (read in a compressed form) */
 };
 
 /**
