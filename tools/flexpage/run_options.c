@@ -31,9 +31,9 @@ void run_options_usage(FILE *f)
 	        "  --load MODE         resident, mmap or flexpage (default: flexpage for\n"
 	        "                      images and GGUF files, resident for checkpoints)\n"
 	        "  --no-repack         for resident: compute on q4_0 matrices in the file's\n"
-	        "                      layout (default: a copy of them in the kernels' 8-row\n"
-	        "                      interleaved layout, which decodes faster to the same\n"
-	        "                      results and takes their size in memory again)\n"
+	        "                      layout (default: repack them in place into the\n"
+	        "                      kernels' 8-row interleaved layout, which decodes\n"
+	        "                      faster to the same results)\n"
 	        "  --madvise ADVICE    for mmap: normal, sequential or random (default normal)\n"
 	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, or 40%%\n"
 	        "                      of the model's bytes (default: the whole image)\n"
@@ -218,7 +218,8 @@ int run_options_prepare(const struct run_options *o, const struct model *m, frt_
 {
 	if (m->load != MODEL_LOAD_RESIDENT || o->no_repack)
 		return 0;
-	if (frt_model_repack(rt)) {
+	/* the resident copy is this runtime's alone: repack over it */
+	if (frt_model_repack_in_place(rt)) {
 		snprintf(err, errlen, "%s: %s", m->path, frt_last_error());
 		return -1;
 	}

@@ -60,8 +60,9 @@ int run_options_open(struct run_options *o, const char *path, struct model *m,
                      char *err, size_t errlen);
 /* After frt_model_create on m: for a resident load (and unless
  * --no-repack), the runtime's repacked layout of the q4_0 matrices
- * (frt_model_repack), which decodes faster; paged and mapped weights keep
- * the file's layout.  0, or -1 with the message in err. */
+ * (frt_model_repack_in_place: over the resident copy m owns, which holds
+ * the repacked layout from then on), which decodes faster; paged and
+ * mapped weights keep the file's layout.  0, or -1 with the message in err. */
 int run_options_prepare(const struct run_options *o, const struct model *m, frt_model *rt,
                         char *err, size_t errlen);
 /* "model: PATH (image, q8_0, 1.10 GiB), load flexpage, kernels avx2, 2 threads". */
