@@ -258,13 +258,13 @@ static float *fill(float *p, size_t n, double scale, double mean)
 	return p + n;
 }
 
-/* dim 64, hidden 96, 2 layers, 4 heads over 2 KV heads, vocab 80, an
- * unshared classifier. */
-static float *synth_model(struct ref_model *m)
+/* 2 layers, 4 heads over 2 KV heads, an unshared classifier, of dim d,
+ * hidden hd and vocabulary V. */
+static float *synth_shape(struct ref_model *m, size_t d, size_t hd, size_t V)
 {
-	*m = (struct ref_model){ 64, 96, 2, 4, 2, 80, 32, NULL, NULL, NULL, NULL, NULL, NULL,
-	                         NULL, NULL, NULL, NULL, NULL, NULL };
-	const size_t d = 64, hd = 96, L = 2, kv = 32, V = 80;
+	*m = (struct ref_model){ (int)d, (int)hd, 2, 4, 2, (int)V, 32, NULL, NULL, NULL, NULL, NULL,
+	                         NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+	const size_t L = 2, kv = d / 2;
 	const size_t n = V * d * 2 + L * (2 * d + 2 * d * d + 2 * kv * d + 3 * hd * d) + d;
 	float *buf = malloc(n * sizeof(float)), *p = buf;
 	m->token_embedding = p; p = fill(p, V * d, 1.0, 0);
@@ -281,6 +281,12 @@ static float *synth_model(struct ref_model *m)
 	m->w2 = p; p = fill(p, L * d * hd, 0.1, 0);
 	cr_assert_eq((size_t)(p - buf), n);
 	return buf;
+}
+
+/* dim 64, hidden 96, vocab 80. */
+static float *synth_model(struct ref_model *m)
+{
+	return synth_shape(m, 64, 96, 80);
 }
 
 static void mixed_against_reference(const struct types *types, const char *label)
@@ -329,6 +335,53 @@ static void mixed_against_reference(const struct types *types, const char *label
 	frt_model_destroy(mp);
 	unwire(&wd);
 	free(buf);
+}
+
+/* Repacked in place (frt_model_repack_in_place) over the caller's own
+ * copy of the weights: the same logits bit for bit as the file's layout.
+ * dim 128 and hidden 256 are whole units, so every layer matrix is
+ * overwritten; a classifier of 80 rows is too, one of 100 (a partial
+ * group) is copied, and a q8_0 one is left alone. */
+static void in_place_same_logits(size_t vocab, int cls_type)
+{
+	struct ref_model sm;
+	float *buf = synth_shape(&sm, 128, 256, vocab);
+	const struct types t = { FK_Q4_0, FK_Q4_0, FK_Q4_0, FK_Q4_0, FK_Q4_0, FK_Q4_0, FK_Q4_0,
+	                         FK_Q4_0, cls_type };
+	struct wired wd, wi;
+	wire_types(&wd, &sm, &t);
+	wire_types(&wi, &sm, &t);
+	const void *wq = wi.layers[0].wq.data, *cls = wi.w.output.data;
+	uint8_t *before = malloc(fk_row_bytes(FK_Q4_0, 128) * 128);
+	memcpy(before, wq, fk_row_bytes(FK_Q4_0, 128) * 128);
+	frt_model *m = create(&wd, 2), *mi = create(&wi, 2);
+	cr_assert_eq(frt_model_repack_in_place(mi), 0, "%s", frt_last_error());
+	cr_assert_eq(frt_model_repack_in_place(mi), 0, "a second call does nothing");
+	cr_assert(memcmp(before, wq, fk_row_bytes(FK_Q4_0, 128) * 128),
+	          "wq was not repacked where it is");
+	cr_assert_eq(memcmp(cls, wd.w.output.data, fk_row_bytes(cls_type, 128) * vocab) != 0,
+	             cls_type == FK_Q4_0 && vocab % 8 == 0, "classifier in place: vocab %zu", vocab);
+	int token = FRT_BOS;
+	for (int pos = 0; pos < sm.seq_len; pos++) {
+		const float *lg = frt_forward(m, token, pos);
+		const float *li = frt_forward(mi, token, pos);
+		cr_assert(lg && li && !memcmp(lg, li, sizeof *lg * vocab),
+		          "vocab %zu pos %d: logits repacked in place differ", vocab, pos);
+		token = frt_argmax(lg, (int)vocab);
+	}
+	frt_model_destroy(m);
+	frt_model_destroy(mi);
+	free(before);
+	unwire(&wd);
+	unwire(&wi);
+	free(buf);
+}
+
+Test(forward, q4_0_repacked_in_place_same_logits)
+{
+	in_place_same_logits(80, FK_Q4_0);
+	in_place_same_logits(100, FK_Q4_0);
+	in_place_same_logits(80, FK_Q8_0);
 }
 
 static void quantized_against_reference(int type)

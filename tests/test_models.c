@@ -678,6 +678,54 @@ Test(cli, bad_models_and_options_fail_cleanly, .init = need_stories, .fini = tea
 	cr_assert(strstr(err_, "--stream: '1K' is 1.00 KiB, less than one chunk"), "%s", err_);
 }
 
+/* A resident q4_0 model runs on the repacked layout unless --no-repack,
+ * and prints the ids the file's layout (a mapping, never repacked) does.
+ * The shape has a kv matrix of 2 blocks (half a unit) and a classifier of
+ * 100 rows (a partial group of 8), so the repacked matrices are larger
+ * (padding) and the weights read per token say which layout ran. */
+static void per_token(const char *err, char *buf, size_t n)
+{
+	const char *e = strstr(err, " of weights per token");
+	const char *b = e;
+	while (b && b > err && b[-1] != '(')
+		b--;
+	cr_assert(e && b > err, "no weights per token: %s", err);
+	snprintf(buf, n, "%.*s", (int)(e - b), b);
+}
+
+Test(cli, run_repacks_resident_q4_0_to_the_same_ids, .init = setup, .fini = teardown)
+{
+	const char *img = rt_path(dir, "q4.img");
+	int rc = tool(NULL, "synth", "--shape", "128,256,2,4,2,100,64,0", "--quant", "q4_0", "-o", img,
+	              "-q", NULL);
+	cr_assert_eq(rc, 0, "%s", err_);
+	char want[4096];
+	rc = tool(NULL, "run", img, "--load", "mmap", "--steps", "40", "--temperature", "0",
+	          "--no-stop", "--ids", NULL);
+	cr_assert_eq(rc, 0, "%s", err_);
+	cr_assert(!strstr(err_, "repacked"), "a mapping is repacked: %s", err_);
+	strcpy(want, out);
+	char file_bytes[64], bytes[64];
+	per_token(err_, file_bytes, sizeof file_bytes);
+	const char *threads[] = {"1", "2", "3"};
+	for (int i = 0; i < 3; i++) {
+		rc = tool(NULL, "run", img, "--load", "resident", "--threads", threads[i], "--steps", "40",
+		          "--temperature", "0", "--no-stop", "--ids", NULL);
+		cr_assert_eq(rc, 0, "%s", err_);
+		cr_assert(strstr(err_, "load resident (q4_0 repacked)"), "%s", err_);
+		cr_assert_str_eq(out, want, "repacked on %s threads prints other ids", threads[i]);
+		per_token(err_, bytes, sizeof bytes);
+		cr_assert_str_neq(bytes, file_bytes, "not repacked: %s", err_);
+	}
+	rc = tool(NULL, "run", img, "--load", "resident", "--no-repack", "--steps", "40",
+	          "--temperature", "0", "--no-stop", "--ids", NULL);
+	cr_assert_eq(rc, 0, "%s", err_);
+	cr_assert(strstr(err_, "load resident,") && !strstr(err_, "repacked"), "%s", err_);
+	cr_assert_str_eq(out, want);
+	per_token(err_, bytes, sizeof bytes);
+	cr_assert_str_eq(bytes, file_bytes);
+}
+
 Test(cli, synth_writes_a_runnable_model, .init = setup, .fini = teardown)
 {
 	const char *img = rt_path(dir, "syn.img");

@@ -161,6 +161,11 @@ ROWS_Q(rows_q4_0, fk_block_q4_0, pair_q4, last_q4)
 /* x, its sums and its scales are loaded once per step (two blocks) for */
 /* 8 rows; each row's sums still get exactly its canonical FMAs.        */
 
+/* The loops over a group's rows unrolled, so that the accumulators stay
+ * in registers: rolled, GCC keeps them on the stack and every FMA waits
+ * for a store to be forwarded (measured 1.3x slower). */
+#define UNROLL_ROWS _Pragma("GCC unroll 8")
+
 /* Prefetch a unit's lines PREFETCH_AHEAD ahead, as the rows above do. */
 static inline void prefetch_unit(const uint8_t *u, int unit)
 {
@@ -195,6 +200,7 @@ static inline void step_q8(__m512 acc[8], const uint8_t *data, __m512 d, __m512i
 {
 	const __m512i two = _mm512_set1_epi32(2);
 	__m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+	UNROLL_ROWS
 	for (int i = 0; i < X8_ROWS; i++, idx = _mm512_add_epi32(idx, two)) {
 		const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(data + i * X8_STEP_ROW_Q8),
 		                                   _mm512_set1_epi8((char)0x80));
@@ -212,6 +218,7 @@ static void rows_q8_0x8(const uint8_t *w, const struct fk_xq *x, float *y,
 	for (int r = r0; r < r1; r += X8_ROWS) {
 		const uint8_t *g = w + (size_t)(r / X8_ROWS) * group;
 		__m512 acc[X8_ROWS];
+		UNROLL_ROWS
 		for (int i = 0; i < X8_ROWS; i++)
 			acc[i] = _mm512_setzero_ps();
 		for (int b = 0; b < nb; b += 2) {
@@ -247,6 +254,7 @@ static inline void step_q4(__m512 lo[4], __m512 hi[4], const uint8_t *data, __m5
 	const __m512i bhi = _mm512_shuffle_i64x2(b4, b4, _MM_SHUFFLE(3, 1, 3, 1));
 	const __m512i mask = _mm512_set1_epi8(0x0f), four = _mm512_set1_epi32(4);
 	__m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+	UNROLL_ROWS
 	for (int i = 0; i < X8_ROWS / 2; i++, idx = _mm512_add_epi32(idx, four)) {
 		const __m512i wv = _mm512_loadu_si512(data + i * 2 * X8_STEP_ROW_Q4);
 		const __m512i nl = _mm512_and_si512(wv, mask);
@@ -267,6 +275,7 @@ static void rows_q4_0x8(const uint8_t *w, const struct fk_xq *x, float *y,
 	for (int r = r0; r < r1; r += X8_ROWS) {
 		const uint8_t *g = w + (size_t)(r / X8_ROWS) * group;
 		__m512 lo[X8_ROWS / 2], hi[X8_ROWS / 2];
+		UNROLL_ROWS
 		for (int i = 0; i < X8_ROWS / 2; i++)
 			lo[i] = hi[i] = _mm512_setzero_ps();
 		for (int b = 0; b < nb; b += 2) {

@@ -12,6 +12,7 @@ struct frt_model {
 	struct frt_layer *layers;    /* own copy of the caller's table */
 	void *packed;                /* frt_model_repack's copies, or NULL */
 	size_t packed_size;
+	int repacked;                /* frt_model_repack* has run */
 	fk_pool *pool;
 	int max_seq;
 	int kv_dim, head_size;

@@ -218,6 +218,10 @@ int cmd_perplexity(int argc, char **argv)
 		fprintf(stderr, "flexpage perplexity: %s: %s\n", path, frt_last_error());
 		goto close;
 	}
+	if (run_options_prepare(&ro, &m, rt, err, sizeof err)) {
+		fprintf(stderr, "flexpage perplexity: %s\n", err);
+		goto close;
+	}
 
 	struct tally t = {.paging = &ro.paging};
 	progress_start(&t.bar, "perplexity", "tokens", e.n_ids, !quiet);

@@ -250,6 +250,12 @@ int cmd_run(int argc, char **argv)
 		frt_sampler_destroy(smp);
 		goto close_model;
 	}
+	if (run_options_prepare(&ro, &m, rt, err, sizeof err)) {
+		fprintf(stderr, "flexpage run: %s\n", err);
+		frt_model_destroy(rt);
+		frt_sampler_destroy(smp);
+		goto close_model;
+	}
 
 	struct printer pr = {print_ids ? NULL : tok, 1, n_prompt ? prompt[0] : FRT_BOS, &ro.paging};
 	struct frt_gen_stats st;

@@ -30,6 +30,10 @@ void run_options_usage(FILE *f)
 	        "  --kernels ISA       force scalar, avx2 or avx512 kernels (default: best)\n\n"
 	        "  --load MODE         resident, mmap or flexpage (default: flexpage for\n"
 	        "                      images and GGUF files, resident for checkpoints)\n"
+	        "  --no-repack         for resident: compute on q4_0 matrices in the file's\n"
+	        "                      layout (default: repack them in place into the\n"
+	        "                      kernels' 8-row interleaved layout, which decodes\n"
+	        "                      faster to the same results)\n"
 	        "  --madvise ADVICE    for mmap: normal, sequential or random (default normal)\n"
 	        "  --budget B          for flexpage: resident bytes, e.g. 600M, 1.5G, or 40%%\n"
 	        "                      of the model's bytes (default: the whole image)\n"
@@ -87,6 +91,7 @@ int run_options_parse(struct run_options *o, int code, const char *arg, char *er
 			return -2;
 		}
 		return 1;
+	case RUN_OPT_NO_REPACK: o->no_repack = 1; return 1;
 	case RUN_OPT_CHUNK:
 		return parse_chunk_size(arg, &fp->chunk_size, err, errlen) ? -2 : 1;
 	case 't':
@@ -208,14 +213,30 @@ int run_options_open(struct run_options *o, const char *path, struct model *m,
 	return 0;
 }
 
+int run_options_prepare(const struct run_options *o, const struct model *m, frt_model *rt,
+                        char *err, size_t errlen)
+{
+	if (m->load != MODEL_LOAD_RESIDENT || o->no_repack)
+		return 0;
+	/* the resident copy is this runtime's alone: repack over it */
+	if (frt_model_repack_in_place(rt)) {
+		snprintf(err, errlen, "%s: %s", m->path, frt_last_error());
+		return -1;
+	}
+	return 0;
+}
+
 void run_options_describe(const struct run_options *o, const struct model *m, FILE *f)
 {
 	char a[32], types[64];
-	fprintf(f, "model: %s (%s, %s, %s), load %s, kernels %s, %d thread%s\n", m->path,
+	model_types(m, types, sizeof types);
+	const int repacked = m->load == MODEL_LOAD_RESIDENT && !o->no_repack && strstr(types, "q4_0");
+	fprintf(f, "model: %s (%s, %s, %s), load %s%s, kernels %s, %d thread%s\n", m->path,
 	        m->format == MODEL_FORMAT_IMAGE  ? "image"
 	        : m->format == MODEL_FORMAT_GGUF ? "GGUF"
 	                                         : "llama2.c",
-	        model_types(m, types, sizeof types), fmt_bytes(m->size, a, sizeof a), model_load_name(m->load), fk_isa_name(fk_get_isa()),
+	        types, fmt_bytes(m->size, a, sizeof a), model_load_name(m->load),
+	        repacked ? " (q4_0 repacked)" : "", fk_isa_name(fk_get_isa()),
 	        o->threads, o->threads > 1 ? "s" : "");
 	if (!m->region)
 		return;

@@ -15,6 +15,7 @@
 
 struct run_options {
 	int threads;
+	int no_repack;               /* --no-repack */
 	const char *budget_arg;
 	struct model_options mo;
 	struct run_paging paging;
@@ -23,7 +24,10 @@ struct run_options {
 /* The getopt_long entries of the shared options, for the command's table;
  * their short codes are t K L M b l y r B H R A W U G D X i, and 0x100 up
  * for long options alone. */
-enum { RUN_OPT_CHUNK = 0x100, RUN_OPT_READ_RATE, RUN_OPT_DECODE_RATE, RUN_OPT_DECODERS };
+enum {
+	RUN_OPT_CHUNK = 0x100, RUN_OPT_READ_RATE, RUN_OPT_DECODE_RATE, RUN_OPT_DECODERS,
+	RUN_OPT_NO_REPACK
+};
 #define RUN_OPTIONS_LONGOPTS                                                        \
 	{"threads", required_argument, 0, 't'}, {"kernels", required_argument, 0, 'K'},   \
 	{"load", required_argument, 0, 'L'}, {"madvise", required_argument, 0, 'M'},       \
@@ -37,7 +41,8 @@ enum { RUN_OPT_CHUNK = 0x100, RUN_OPT_READ_RATE, RUN_OPT_DECODE_RATE, RUN_OPT_DE
 	{"chunk", required_argument, 0, RUN_OPT_CHUNK},                                     \
 	{"read-rate", required_argument, 0, RUN_OPT_READ_RATE},                             \
 	{"decode-rate", required_argument, 0, RUN_OPT_DECODE_RATE},                         \
-	{"decoders", required_argument, 0, RUN_OPT_DECODERS}
+	{"decoders", required_argument, 0, RUN_OPT_DECODERS},                               \
+	{"no-repack", no_argument, 0, RUN_OPT_NO_REPACK}
 
 /* Defaults: the CPUs online, the format's load, the pager's settings. */
 void run_options_init(struct run_options *o);
@@ -53,6 +58,13 @@ int run_options_parse(struct run_options *o, int code, const char *arg, char *er
  * an option that does not apply (usage error) or -1, the message in err. */
 int run_options_open(struct run_options *o, const char *path, struct model *m,
                      char *err, size_t errlen);
+/* After frt_model_create on m: for a resident load (and unless
+ * --no-repack), the runtime's repacked layout of the q4_0 matrices
+ * (frt_model_repack_in_place: over the resident copy m owns, which holds
+ * the repacked layout from then on), which decodes faster; paged and
+ * mapped weights keep the file's layout.  0, or -1 with the message in err. */
+int run_options_prepare(const struct run_options *o, const struct model *m, frt_model *rt,
+                        char *err, size_t errlen);
 /* "model: PATH (image, q8_0, 1.10 GiB), load flexpage, kernels avx2, 2 threads". */
 void run_options_describe(const struct run_options *o, const struct model *m, FILE *f);
 /* What the process read from storage, its faults and peak RSS, and for a

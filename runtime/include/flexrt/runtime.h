@@ -138,6 +138,19 @@ void frt_model_destroy(frt_model *m);
  * compute threads.  The caller's weights must stay readable as before
  * (the embedding and the matrices of other types are still read there). */
 int frt_model_repack(frt_model *m);
+/* frt_model_repack, writing over the caller's weights where the layout
+ * fits: a q4_0 matrix whose rows are whole units of 4 blocks (n_in a
+ * multiple of 128) and whose rows come in whole groups of 8 is repacked
+ * where it is, group by group, at no memory cost; the others, and a
+ * classifier shared with the embedding, are copied as frt_model_repack
+ * copies them.  For weights m alone reads (a resident read the caller
+ * owns): from then on the caller's matrices hold flexkern's layout, not
+ * the file's, and no other model may be made on them.  Calling it again,
+ * or after frt_model_repack, does nothing.
+ * @return as frt_model_repack (m and the weights are unchanged on
+ *         failure).
+ * Threads: as frt_model_repack; the memory must be writable. */
+int frt_model_repack_in_place(frt_model *m);
 /* @return the model's configuration, defaults filled in (rope_theta,
  *         norm_eps); valid while m lives. */
 const struct frt_config *frt_model_config(const frt_model *m);
