@@ -18,8 +18,8 @@
  * tokens).  CSV on stdout:
  *   k,unit,masks,removed,removed_bytes,target_bytes,calib_kl,heldout_ppl,heldout_se
  * with removed as layers ("2"), attention ("1a") and FFN ("3f") parts. */
-#include <math.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,39 +51,15 @@ static void encode_file(const char *path, const frt_tokenizer *tok, struct encod
 }
 
 /* Perplexity over e with rt's current mask, as flexpage perplexity
- * computes it (its score_text, repeated so that a bench links no command
- * code; the K = 0 row equals flexpage perplexity's, prune_quality.md). */
+ * computes it (the same score_windows; the K = 0 row equals flexpage
+ * perplexity's, prune_quality.md). */
 static void heldout(frt_model *rt, const struct encoded *e, int bos, double *ppl, double *se)
 {
-	const int ctx = frt_model_max_seq(rt);
-	int *win = malloc((size_t)ctx * sizeof *win);
-	double *nll = malloc((size_t)ctx * sizeof *nll);
-	double sum = 0, sum_sq = 0, n = 0;
-	if (!win || !nll)
-		die("held-out text", "out of memory");
-	for (size_t p = 0; p < e->n_para; p++)
-		for (size_t i = e->para[p]; i < e->para[p + 1];) {
-			size_t k = e->para[p + 1] - i;
-			if (k > (size_t)ctx - 1)
-				k = (size_t)ctx - 1;
-			win[0] = bos;
-			memcpy(win + 1, e->ids + i, k * sizeof *win);
-			const int scored = frt_score(rt, win, (int)k + 1, nll, NULL, NULL);
-			if (scored < 0)
-				die("held-out text", frt_last_error());
-			for (int j = 0; j < scored; j++) {
-				sum += nll[j];
-				sum_sq += nll[j] * nll[j];
-			}
-			n += scored;
-			i += k;
-		}
-	const double mean = sum / n;
-	const double var = n > 1 ? fmax(0.0, (sum_sq - n * mean * mean) / (n - 1)) : 0.0;
-	*ppl = exp(mean);
-	*se = sqrt(var / n) * *ppl;
-	free(win);
-	free(nll);
+	struct nll_tally t = {0};
+	char err[512];
+	if (score_windows(rt, e, bos, frt_model_max_seq(rt), NULL, NULL, NULL, &t, err, sizeof err))
+		die("held-out text", err);
+	*ppl = tally_perplexity(&t, se);
 }
 
 static void print_parts(const unsigned char *parts, int n)

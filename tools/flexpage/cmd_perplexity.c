@@ -45,8 +45,7 @@ static void perplexity_usage(FILE *f)
 }
 
 struct tally {
-	double sum, sum_sq;          /* of the NLLs */
-	uint64_t n, windows;
+	struct nll_tally nll;
 	struct progress bar;
 	struct run_paging *paging;
 };
@@ -59,43 +58,10 @@ static int on_position(void *ctx, int pos, int token)
 	return 0;
 }
 
-/* Score every paragraph in windows of BOS + up to ctx - 1 tokens. */
-static int score_text(frt_model *rt, const struct encoded *e, int bos, int ctx, struct tally *t,
-                      char *err, size_t errlen)
+static void on_window(void *ctx, const struct nll_tally *nll)
 {
-	int *win = malloc((size_t)ctx * sizeof *win);
-	double *nll = malloc((size_t)ctx * sizeof *nll);
-	int rc = 0;
-	if (!win || !nll) {
-		snprintf(err, errlen, "out of memory for a window of %d tokens", ctx);
-		rc = -1;
-	}
-	for (size_t p = 0; !rc && p < e->n_para; p++) {
-		for (size_t i = e->para[p]; i < e->para[p + 1];) {
-			size_t k = e->para[p + 1] - i;
-			if (k > (size_t)ctx - 1)
-				k = (size_t)ctx - 1;
-			win[0] = bos;
-			memcpy(win + 1, e->ids + i, k * sizeof *win);
-			const int scored = frt_score(rt, win, (int)k + 1, nll, on_position, t);
-			if (scored < 0) {
-				snprintf(err, errlen, "%s", frt_last_error());
-				rc = -1;
-				break;
-			}
-			for (int j = 0; j < scored; j++) {
-				t->sum += nll[j];
-				t->sum_sq += nll[j] * nll[j];
-			}
-			t->n += (uint64_t)scored;
-			t->windows++;
-			i += k;
-			progress_update(&t->bar, t->n);
-		}
-	}
-	free(win);
-	free(nll);
-	return rc;
+	struct tally *t = ctx;
+	progress_update(&t->bar, nll->n);
 }
 
 int cmd_perplexity(int argc, char **argv)
@@ -228,25 +194,26 @@ int cmd_perplexity(int argc, char **argv)
 	if (m.region)
 		run_paging_start(&ro.paging, m.region);
 	const uint64_t t0 = now_ns();
-	const int failed = score_text(rt, &e, frt_tokenizer_bos(tok), ctx, &t, err, sizeof err);
+	const int failed = score_windows(rt, &e, frt_tokenizer_bos(tok), ctx, on_position, on_window,
+	                                 &t, &t.nll, err, sizeof err);
 	const double secs = (double)(now_ns() - t0) / 1e9;
 	run_paging_stop(&ro.paging);
-	progress_end(&t.bar, t.n);
+	progress_end(&t.bar, t.nll.n);
 	if (failed) {
 		fprintf(stderr, "flexpage perplexity: %s\n", err);
 		goto close;
 	}
-	const double n = (double)t.n, mean = t.sum / n;
-	const double var = t.n > 1 ? fmax(0.0, (t.sum_sq - n * mean * mean) / (n - 1)) : 0.0;
-	const double se = sqrt(var / n), ppl = exp(mean);
-	printf("perplexity: %.4f +/- %.4f over %llu scored tokens (%llu windows)\n", ppl, ppl * se,
-	       (unsigned long long)t.n, (unsigned long long)t.windows);
+	double ppl_se;
+	const double ppl = tally_perplexity(&t.nll, &ppl_se);
+	const double n = (double)t.nll.n, mean = t.nll.sum / n, se = ppl_se / ppl;
+	printf("perplexity: %.4f +/- %.4f over %llu scored tokens (%llu windows)\n", ppl, ppl_se,
+	       (unsigned long long)t.nll.n, (unsigned long long)t.nll.windows);
 	fflush(stdout);
 	if (!quiet) {
 		run_options_describe(&ro, &m, stderr);
 		fprintf(stderr, "text: %s, %zu bytes, %zu paragraphs, %llu tokens in %llu windows of at "
 		        "most %d positions (BOS + %d)\n", text_path, text_len, e.n_para,
-		        (unsigned long long)t.n, (unsigned long long)t.windows, ctx, ctx - 1);
+		        (unsigned long long)t.nll.n, (unsigned long long)t.nll.windows, ctx, ctx - 1);
 		fprintf(stderr, "mean NLL: %.5f +/- %.5f nats per token (%.4f bits)\n", mean, se,
 		        mean / log(2.0));
 		fprintf(stderr, "time: %.3f s, %.0f tokens/s\n", secs, secs > 0 ? n / secs : 0.0);

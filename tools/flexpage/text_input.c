@@ -2,6 +2,7 @@
  * flexpage prune): the file, cut at blank lines into paragraphs, each
  * paragraph encoded on its own (docs/runtime.md, Perplexity). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,3 +117,52 @@ oom:
 	return -1;
 }
 
+
+int score_windows(frt_model *rt, const struct encoded *e, int bos, int ctx, frt_token_fn fn,
+                  void (*on_window)(void *fn_ctx, const struct nll_tally *t), void *fn_ctx,
+                  struct nll_tally *t, char *err, size_t errlen)
+{
+	int *win = malloc((size_t)ctx * sizeof *win);
+	double *nll = malloc((size_t)ctx * sizeof *nll);
+	int rc = 0;
+	if (!win || !nll) {
+		snprintf(err, errlen, "out of memory for a window of %d tokens", ctx);
+		rc = -1;
+	}
+	for (size_t p = 0; !rc && p < e->n_para; p++) {
+		for (size_t i = e->para[p]; i < e->para[p + 1];) {
+			size_t k = e->para[p + 1] - i;
+			if (k > (size_t)ctx - 1)
+				k = (size_t)ctx - 1;
+			win[0] = bos;
+			memcpy(win + 1, e->ids + i, k * sizeof *win);
+			const int scored = frt_score(rt, win, (int)k + 1, nll, fn, fn_ctx);
+			if (scored < 0) {
+				snprintf(err, errlen, "%s", frt_last_error());
+				rc = -1;
+				break;
+			}
+			for (int j = 0; j < scored; j++) {
+				t->sum += nll[j];
+				t->sum_sq += nll[j] * nll[j];
+			}
+			t->n += (uint64_t)scored;
+			t->windows++;
+			i += k;
+			if (on_window)
+				on_window(fn_ctx, t);
+		}
+	}
+	free(win);
+	free(nll);
+	return rc;
+}
+
+double tally_perplexity(const struct nll_tally *t, double *se)
+{
+	const double n = (double)t->n, mean = t->sum / n;
+	const double var = t->n > 1 ? fmax(0.0, (t->sum_sq - n * mean * mean) / (n - 1)) : 0.0;
+	const double ppl = exp(mean);
+	*se = sqrt(var / n) * ppl;
+	return ppl;
+}
