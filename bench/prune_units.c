@@ -18,8 +18,8 @@
  * tokens).  CSV on stdout:
  *   k,unit,masks,removed,removed_bytes,target_bytes,calib_kl,heldout_ppl,heldout_se
  * with removed as layers ("2"), attention ("1a") and FFN ("3f") parts. */
-#include <stdint.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
