@@ -126,22 +126,21 @@ Test(adapt, both_forms_decode_to_their_checksum)
 }
 
 /* A token's streaming time when every chunk is read once in the forms
- * mask names (bit i set = chunk i's alternate): the loaders overlap reads
- * with decodes, so it is the larger of all the reads at read bytes/s and
- * all the decodes at decode bytes/s a core on cpus cores; INFINITY when a
- * chunk named has no alternate. */
+ * mask names (bit i set = chunk i's alternate): each chunk is waited for
+ * until it is read at read bytes/s and decoded at decode bytes/s a core on
+ * cpus cores, whichever ends later; INFINITY when a chunk named has no
+ * alternate. */
 static double token_time(const fp_image *img, uint32_t mask, double read, double decode,
                          double cpus)
 {
-	double r = 0, d = 0;
+	double t = 0;
 	for (uint32_t i = 0; i < fp_image_info(img)->n_chunks; i++) {
 		const struct fp_chunk_desc *c = fp_image_chunk_form(img, i, (mask >> i) & 1);
 		if (!c)
 			return INFINITY;
-		r += c->stored_len / read;
-		d += c->codec ? c->logical_len / decode : 0;
+		t += fmax(c->stored_len / read, c->codec ? c->logical_len / decode / cpus : 0);
 	}
-	return fmax(r, d / cpus);
+	return t;
 }
 
 /* The least token time over every assignment of forms to chunks (n <= 16). */
@@ -160,11 +159,11 @@ Test(adapt, the_form_read_is_what_a_brute_force_picks)
 	fp_image *img = fp_image_open(both_img);
 	cr_assert(img, "%s", fp_last_error());
 	const uint32_t n = fp_image_info(img)->n_chunks;
-	/* slow disk, fast disk, fast decode, slow decode, and near the
-	 * break-even, where the least time mixes the forms */
+	/* slow disk, fast disk, fast decode, slow decode, and either side of
+	 * the break-even (the decode rate) */
 	const double rates[][2] = {{100e6, 1.5e9}, {5e9, 1.5e9}, {400e6, 20e9}, {400e6, 100e6},
 	                           {1e9, 1.2e9}, {0.5e9, 0.8e9}, {2e9, 1.2e9}};
-	int some_alt = 0, some_entry = 0, some_mix = 0;
+	int some_alt = 0, some_entry = 0;
 	for (size_t k = 0; k < sizeof rates / sizeof *rates; k++) {
 		/* one decoder: decoding gets one core whatever the machine */
 		const double best = brute_force(img, rates[k][0], rates[k][1], 1);
@@ -204,11 +203,9 @@ Test(adapt, the_form_read_is_what_a_brute_force_picks)
 			with_alt += fp_image_chunk_form(img, i, 1) != NULL;
 		some_alt |= alt > 0;
 		some_entry |= alt < with_alt;
-		some_mix |= alt > 0 && alt < with_alt;
 		fp_close(r);
 	}
-	cr_assert(some_alt && some_entry && some_mix,
-	          "the rates never made the forms' choice differ, or never mixed them");
+	cr_assert(some_alt && some_entry, "the rates never made the forms' choice differ");
 	fp_image_close(img);
 }
 

@@ -1,17 +1,20 @@
 /* pipeline.c: what streaming a token's chunks costs, and the choice of
- * stored forms that makes it least.  The loaders read one chunk while
- * others decode theirs, on every core decoding may use, so a token's
- * streaming time is bounded by the busier of the two resources, not by the
- * sum per chunk:
+ * stored forms that makes it least.  Each chunk costs the slower of its
+ * two stages, its read and its decode, and a token the sum over its
+ * chunks:
  *
- *     T = max(sum of stored / R,  sum of decoded / (D x C))
+ *     T = sum over chunks of max(stored / R, decoded / (D x C))
  *
  * R the read rate, D one core's decode rate, C the cores decoding gets
- * (pg_pipe_cpus).  The compute threads' own time is a third term the form
- * chosen does not change; what decoding takes from them is in C.  The
- * writer's --codec auto, the reader's choice between a chunk's forms and
- * the preservation planner's weights all use this one model
- * (docs/compression.md). */
+ * (pg_pipe_cpus).  The stream runs just ahead of the compute threads, so
+ * a chunk is waited for until both its stages are done; decodes do not
+ * average out against other chunks' reads (a mix of raw and compressed
+ * chunks that balanced the summed reads against the summed decodes ran
+ * 0.76x raw unthrottled, where this model keeps every chunk raw:
+ * docs/compression.md).  The model is separable, so the least T takes
+ * each chunk's cheaper form.  The writer's --codec auto, the reader's
+ * choice between a chunk's forms and the preservation planner's weights
+ * (pg_form_ns) all use this one model. */
 #ifndef PG_PIPELINE_H
 #define PG_PIPELINE_H
 
@@ -36,11 +39,9 @@ double pg_pipe_cpus(int decoders);
 double pg_pipe_bound(const struct pg_pipe_item *it, uint32_t n, double cpus,
                      const uint8_t *pick);
 
-/* Set pick[i] to the form of item i that makes T least, and return that T.
- * Exact (every assignment) when at most PG_PIPE_EXACT items trade reading
- * for decoding; otherwise greedy by read time saved per decode time added,
- * which is within one item's term of the least T. */
-#define PG_PIPE_EXACT 20
+/* Set pick[i] to the form of item i that makes T least (its own cheaper
+ * form; on a tie the one that decodes less, then the one read faster) and
+ * return that T. */
 double pg_pipe_choose(const struct pg_pipe_item *it, uint32_t n, double cpus, uint8_t *pick);
 
 #endif

@@ -186,16 +186,24 @@ static double decode_time(fp_writer *w, const struct pg_form *f)
 		return 0;
 	if (w->opt.decode_rate > 0)
 		return w->fill / w->opt.decode_rate;
+	/* The better of two decodes: the first may pay for pages of sbuf
+	 * touched for the first time or for a preemption, which a loader
+	 * decoding a chunk a token does not. */
 	const size_t skip = f->codec == FP_CODEC_ZSTD_SPLIT ? PG_SPLIT_HEADER : 0;
-	const double t0 = seconds();
-	ZSTD_decompressDCtx(w->dctx, w->sbuf, w->opt.chunk_size, (const char *)f->payload + skip,
-	                    f->stored - skip);
-	if (skip) {
-		struct pg_split sp;
-		memcpy(&sp, f->payload, sizeof sp);
-		pg_split_decode(&sp, w->sbuf);
+	double best = 0;
+	for (int k = 0; k < 2; k++) {
+		const double t0 = seconds();
+		ZSTD_decompressDCtx(w->dctx, w->sbuf, w->opt.chunk_size,
+		                    (const char *)f->payload + skip, f->stored - skip);
+		if (skip) {
+			struct pg_split sp;
+			memcpy(&sp, f->payload, sizeof sp);
+			pg_split_decode(&sp, w->sbuf);
+		}
+		const double t = seconds() - t0;
+		best = k && best < t ? best : t;
 	}
-	return seconds() - t0;
+	return best;
 }
 
 /* The stored forms of the chunk in buf: raw, zstd and, over quantized
@@ -469,8 +477,8 @@ static int read_full(fp_writer *w, void *buf, size_t len, uint64_t off)
 /* FP_CODEC_AUTO, at the end: every compressed chunk was stored with its raw
  * form beside it; keep, of each, the form that makes streaming the whole
  * image least at read_rate with decoding spread over the reader's cores
- * (pipeline.h: max of the summed reads and the summed decodes, not the
- * sum per chunk), and move the payloads kept down over the ones dropped.
+ * (pipeline.h: each chunk the slower of its read and its decode), and
+ * move the payloads kept down over the ones dropped.
  * A payload only moves towards the start, each read whole before it is
  * written, so none is overwritten before it is moved. */
 static int pick_auto_forms(fp_writer *w)
