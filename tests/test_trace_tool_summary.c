@@ -235,3 +235,55 @@ Test(trace_tool, synthetic_trace_gives_the_defined_numbers, .timeout = 30)
 	jfree(root);
 	free(text);
 }
+
+/* A staged read carries its read, decode and queue wait in the stage
+ * record; the load that installs it later carries only its install.  The
+ * histograms count reads where they happened: two reads (4 ms staged, 2 ms
+ * loaded), two installs, and no zero read for the staged chunk's install.
+ * The loaders' busy total is the histograms' sum. */
+Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
+{
+	struct fp_trace_event e[] = {
+		ev(0, FP_EV_MARK, FP_MARK_TOKEN, 0xffff, 0, 0, 100),
+		/* chunk 0 staged: read 4 ms, decode 1 ms, queue wait 3 ms */
+		ev(5000, FP_EV_STAGE, 0, 1, 0, 4000 * US | (1000 * US) << 32, (3000 * US) << 32),
+		ev_fault(6000, 0, 1, 100),
+		/* installed from the stage: install 10 us, nothing else */
+		ev(6010, FP_EV_LOAD, FP_LOAD_FROM_STAGE, 1, 0, 0, 10 * US),
+		/* chunk 1 loaded on demand: read 2 ms, decode 1 ms, install 30 us,
+		 * queue wait 1 ms */
+		ev_fault(6100, 1, 0, 100),
+		ev(9130, FP_EV_LOAD, FP_LOAD_DEMAND, 1, 1, 2000 * US | (1000 * US) << 32,
+		   30 * US | (1000 * US) << 32),
+		ev(9200, FP_EV_MARK, FP_MARK_TOKEN_END, 0xffff, 0, 1, 100),
+	};
+	struct fp_trace_header h = synthetic_header(SYN_CHUNK, 4, 4 * SYN_CHUNK, 1, 0);
+	const char *path = tmp("staged.trace");
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(&h, sizeof h, 1, f), 1);
+	cr_assert_eq(fwrite(e, sizeof e, 1, f), 1);
+	cr_assert_eq(fclose(f), 0);
+
+	struct run r = RUN(path, "--hist");
+	cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+	const char *o = r.out;
+	cr_expect(strstr(o, "busy (read 6.00 ms, decompress 2.00 ms, install 40.0 us)"), "%s", o);
+	cr_expect(strstr(o, "queue wait    2.00 ms  mean per read"), "%s", o);
+	static const struct {
+		const char *name, *want;
+	} hist[] = {
+		{"\nread: ", "2 samples\n  p50 2.00 ms   p90 4.00 ms   p99 4.00 ms   max 4.00 ms   mean 3.00 ms"},
+		{"\ndecompress (CRC + zstd): ", "2 samples\n  p50 1.00 ms   p90 1.00 ms   p99 1.00 ms   max 1.00 ms   mean 1.00 ms"},
+		{"\ninstall (UFFDIO_MOVE / COPY): ", "2 samples\n  p50 10.0 us   p90 30.0 us   p99 30.0 us   max 30.0 us   mean 20.0 us"},
+		{"\nqueue wait (queued -> picked by a loader): ", "2 samples\n  p50 1.00 ms   p90 3.00 ms   p99 3.00 ms   max 3.00 ms   mean 2.00 ms"},
+	};
+	for (size_t i = 0; i < sizeof hist / sizeof hist[0]; i++) {
+		const char *p = strstr(o, hist[i].name);
+		cr_assert_not_null(p, "no histogram %s in:\n%s", hist[i].name, o);
+		p += strlen(hist[i].name);
+		cr_expect(!strncmp(p, hist[i].want, strlen(hist[i].want)), "%s: want\n%s\ngot\n%.200s",
+		          hist[i].name, hist[i].want, p);
+	}
+	run_free(&r);
+}

@@ -47,9 +47,20 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A record that read a chunk: a load that did its own read, or a staging
+ * (read-ahead read and decoded it; the load that installs it later carries
+ * zero read, decode and wait times). */
+static int did_read(const struct fp_trace_event *e)
+{
+	return e->type == FP_EV_STAGE || (e->type == FP_EV_LOAD && !(e->flags & FP_LOAD_FROM_STAGE));
+}
+
 uint64_t *tt_latencies(const struct tt_model *m, int which, size_t *n)
 {
-	size_t cap = which == TT_LAT_SERVICE ? m->n_stalls : m->count[FP_EV_LOAD], k = 0;
+	size_t cap = which == TT_LAT_SERVICE ? m->n_stalls
+	           : which == TT_LAT_INSTALL ? m->count[FP_EV_LOAD]
+	                                     : m->count[FP_EV_LOAD] + m->count[FP_EV_STAGE];
+	size_t k = 0;
 	*n = 0;
 	if (!cap)
 		return NULL;
@@ -60,14 +71,17 @@ uint64_t *tt_latencies(const struct tt_model *m, int which, size_t *n)
 		for (size_t i = 0; i < m->n_stalls; i++)
 			if (!m->stalls[i].poisoned)
 				v[k++] = m->stalls[i].service;
+	} else if (which == TT_LAT_INSTALL) {
+		for (uint64_t i = 0; i < m->n; i++)
+			if (m->ev[i].type == FP_EV_LOAD)
+				v[k++] = tt_install_ns(&m->ev[i]);
 	} else {
 		for (uint64_t i = 0; i < m->n; i++) {
 			const struct fp_trace_event *e = &m->ev[i];
-			if (e->type != FP_EV_LOAD)
+			if (!did_read(e))
 				continue;
 			v[k++] = which == TT_LAT_READ     ? tt_read_ns(e)
 			       : which == TT_LAT_DECOMP   ? tt_decomp_ns(e)
-			       : which == TT_LAT_INSTALL  ? tt_install_ns(e)
 			                                  : tt_wait_ns(e);
 		}
 	}
@@ -212,9 +226,12 @@ void tt_print_summary(FILE *f, const struct tt_model *m, int rows)
 	        tt_fmt_ns(busy, a, sizeof a), tt_fmt_ns(m->busy_read, b, sizeof b),
 	        tt_fmt_ns(m->busy_decomp, c, sizeof c), tt_fmt_ns(m->busy_install, d, sizeof d),
 	        span ? 100.0 * (double)busy / ((double)span * loaders) : 0.0, loaders);
-	if (m->count[FP_EV_LOAD])
-		fprintf(f, "  queue wait  %9s  mean per load\n",
-		        tt_fmt_ns(m->busy_wait / m->count[FP_EV_LOAD], a, sizeof a));
+	uint64_t reads = 0;
+	for (uint64_t i = 0; i < m->n; i++)
+		reads += did_read(&m->ev[i]);
+	if (reads)
+		fprintf(f, "  queue wait  %9s  mean per read\n",
+		        tt_fmt_ns(m->busy_wait / reads, a, sizeof a));
 	tt_print_why(f, m);
 	print_tokens(f, m, rows);
 }
@@ -278,7 +295,8 @@ static void print_one_hist(FILE *f, const struct tt_model *m, int which)
 void tt_print_hist(FILE *f, const struct tt_model *m)
 {
 	fprintf(f, "\nlatency histograms (buckets 1-2-5 per decade; fault service is per demand\n"
-	           "fault, unclipped; the stages are per load, from the load records)\n");
+	           "fault, unclipped; read, decompress and queue wait per read, a load's or a\n"
+	           "staging's; install per load)\n");
 	for (int w = 0; w < TT_NLAT; w++)
 		print_one_hist(f, m, w);
 }
