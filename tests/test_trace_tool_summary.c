@@ -126,6 +126,22 @@ static struct fp_trace_event ev(uint64_t us, uint8_t type, uint8_t flags, uint16
 	return (struct fp_trace_event){us * US, type, flags, thread, c, a, b};
 }
 
+/* A hand-made trace file: the header, then the records in order, or
+ * interleaved (the even ones, then the odd ones). */
+static const char *write_trace(const char *name, const struct fp_trace_header *h,
+                               const struct fp_trace_event *e, size_t n, int interleaved)
+{
+	const char *path = tmp(name);
+	FILE *f = fopen(path, "wb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fwrite(h, sizeof *h, 1, f), 1);
+	for (size_t pass = 0; pass < (interleaved ? 2u : 1u); pass++)
+		for (size_t i = pass; i < n; i += interleaved ? 2 : 1)
+			cr_assert_eq(fwrite(&e[i], sizeof e[i], 1, f), 1);
+	cr_assert_eq(fclose(f), 0);
+	return path;
+}
+
 /* Two threads (100, 101) stall on overlapping faults; thread 100 resumes
  * and marks token 1 before its last load is recorded; thread 102 faults
  * twice on a chunk that is never loaded; thread 103 waits for a poison. */
@@ -147,18 +163,8 @@ static const char *write_synthetic(void)
 		ev_fault(200, 7, 0, 103), ev(210, FP_EV_POISON, 0, 1, 7, 0, 0),
 	};
 	struct fp_trace_header h = synthetic_header(SYN_CHUNK, 8, 3 * SYN_CHUNK, 1, 0);
-	const char *path = tmp("synthetic.trace");
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f);
-	cr_assert_eq(fwrite(&h, sizeof h, 1, f), 1);
 	/* Out of order, as several threads' rings reach the file. */
-	size_t n = sizeof e / sizeof e[0];
-	for (size_t i = 0; i < n; i += 2)
-		cr_assert_eq(fwrite(&e[i], sizeof e[i], 1, f), 1);
-	for (size_t i = 1; i < n; i += 2)
-		cr_assert_eq(fwrite(&e[i], sizeof e[i], 1, f), 1);
-	cr_assert_eq(fclose(f), 0);
-	return path;
+	return write_trace("synthetic.trace", &h, e, sizeof e / sizeof e[0], 1);
 }
 
 /* The row of the token table labelled label: time, stall, stall%, compute. */
@@ -258,12 +264,7 @@ Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
 		ev(9200, FP_EV_MARK, FP_MARK_TOKEN_END, 0xffff, 0, 1, 100),
 	};
 	struct fp_trace_header h = synthetic_header(SYN_CHUNK, 4, 4 * SYN_CHUNK, 1, 0);
-	const char *path = tmp("staged.trace");
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f);
-	cr_assert_eq(fwrite(&h, sizeof h, 1, f), 1);
-	cr_assert_eq(fwrite(e, sizeof e, 1, f), 1);
-	cr_assert_eq(fclose(f), 0);
+	const char *path = write_trace("staged.trace", &h, e, sizeof e / sizeof e[0], 0);
 
 	struct run r = RUN(path, "--hist");
 	cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);

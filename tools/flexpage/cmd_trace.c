@@ -422,6 +422,7 @@ static int account(struct tt_model *m)
 	for (uint64_t i = 0; i < m->n; i++) {
 		const struct fp_trace_event *e = &m->ev[i];
 		struct tt_token *tk = token_at(m, e->t_ns);
+		m->reads += tt_did_read(e);
 		if (e->type != FP_EV_MARK && e->type != FP_EV_FAULT) {
 			if (e->thread == TT_OTHER_THREAD)
 				m->other_thread = 1;

@@ -47,19 +47,11 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* A record that read a chunk: a load that did its own read, or a staging
- * (read-ahead read and decoded it; the load that installs it later carries
- * zero read, decode and wait times). */
-static int did_read(const struct fp_trace_event *e)
-{
-	return e->type == FP_EV_STAGE || (e->type == FP_EV_LOAD && !(e->flags & FP_LOAD_FROM_STAGE));
-}
-
 uint64_t *tt_latencies(const struct tt_model *m, int which, size_t *n)
 {
 	size_t cap = which == TT_LAT_SERVICE ? m->n_stalls
 	           : which == TT_LAT_INSTALL ? m->count[FP_EV_LOAD]
-	                                     : m->count[FP_EV_LOAD] + m->count[FP_EV_STAGE];
+	                                     : m->reads;
 	size_t k = 0;
 	*n = 0;
 	if (!cap)
@@ -78,7 +70,7 @@ uint64_t *tt_latencies(const struct tt_model *m, int which, size_t *n)
 	} else {
 		for (uint64_t i = 0; i < m->n; i++) {
 			const struct fp_trace_event *e = &m->ev[i];
-			if (!did_read(e))
+			if (!tt_did_read(e))
 				continue;
 			v[k++] = which == TT_LAT_READ     ? tt_read_ns(e)
 			       : which == TT_LAT_DECOMP   ? tt_decomp_ns(e)
@@ -226,12 +218,9 @@ void tt_print_summary(FILE *f, const struct tt_model *m, int rows)
 	        tt_fmt_ns(busy, a, sizeof a), tt_fmt_ns(m->busy_read, b, sizeof b),
 	        tt_fmt_ns(m->busy_decomp, c, sizeof c), tt_fmt_ns(m->busy_install, d, sizeof d),
 	        span ? 100.0 * (double)busy / ((double)span * loaders) : 0.0, loaders);
-	uint64_t reads = 0;
-	for (uint64_t i = 0; i < m->n; i++)
-		reads += did_read(&m->ev[i]);
-	if (reads)
+	if (m->reads)
 		fprintf(f, "  queue wait  %9s  mean per read\n",
-		        tt_fmt_ns(m->busy_wait / reads, a, sizeof a));
+		        tt_fmt_ns(m->busy_wait / m->reads, a, sizeof a));
 	tt_print_why(f, m);
 	print_tokens(f, m, rows);
 }

@@ -19,6 +19,13 @@ static inline uint64_t tt_read_ns(const struct fp_trace_event *e) { return e->a 
 static inline uint64_t tt_decomp_ns(const struct fp_trace_event *e) { return e->a >> 32; }
 static inline uint64_t tt_install_ns(const struct fp_trace_event *e) { return e->b & 0xffffffffu; }
 static inline uint64_t tt_wait_ns(const struct fp_trace_event *e) { return e->b >> 32; }
+/* A record that read a chunk: a load that did its own read, or a staging
+ * (read-ahead read and decoded it; the load that installs it later carries
+ * zero read, decode and wait times). */
+static inline int tt_did_read(const struct fp_trace_event *e)
+{
+	return e->type == FP_EV_STAGE || (e->type == FP_EV_LOAD && !(e->flags & FP_LOAD_FROM_STAGE));
+}
 /* When the loader started on it: t - install - decompress - read. */
 static inline uint64_t tt_load_start(const struct fp_trace_event *e)
 {
@@ -110,6 +117,7 @@ struct tt_model {
 	uint64_t demand_loads, readahead_loads;
 	uint64_t bytes_installed, bytes_stored;
 	uint64_t busy_read, busy_decomp, busy_install, busy_wait;
+	uint64_t reads;              /* records that read (tt_did_read): what busy_read, _decomp, _wait sum over */
 	uint32_t max_loader;         /* highest loader id seen or in the header */
 	int other_thread;            /* records with thread 0xffff exist */
 	uint64_t budget_changes;

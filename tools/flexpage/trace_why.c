@@ -164,7 +164,7 @@ static int cmp_edge(const void *a, const void *b)
 static int sweep_reads(struct tt_model *m)
 {
 	struct tt_why *w = &m->why;
-	size_t ne = 0, cap = 2 * (m->count[FP_EV_LOAD] + m->count[FP_EV_STAGE]) + 1;
+	size_t ne = 0, cap = 2 * m->reads + 1;
 	struct edge *ed = malloc(cap * sizeof *ed);
 	const uint64_t *iv = m->merged;
 	size_t ni = m->n_merged;
@@ -172,7 +172,7 @@ static int sweep_reads(struct tt_model *m)
 		return -1;
 	for (uint64_t i = 0; i < m->n; i++) {
 		const struct fp_trace_event *e = &m->ev[i];
-		if ((e->type != FP_EV_LOAD || (e->flags & FP_LOAD_FROM_STAGE)) && e->type != FP_EV_STAGE)
+		if (!tt_did_read(e))
 			continue;
 		struct span s = span_of(e);
 		if (s.re <= s.rs)
