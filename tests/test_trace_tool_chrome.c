@@ -33,7 +33,7 @@ Test(trace_tool, chrome_json_is_valid_and_holds_the_events, .timeout = 60)
 	struct jval *root = load_json(out);
 	const struct jval *ev = jget(root, "traceEvents");
 	cr_assert(ev && ev->type == J_ARR, "no traceEvents array");
-	uint64_t loads = 0, demand = 0, stages = 0, stalls = 0, evicts = 0, faults = 0, tokens = 0,
+	uint64_t loads = 0, demand = 0, stagings = 0, stages = 0, stalls = 0, evicts = 0, faults = 0, tokens = 0,
 	         resident = 0, budget = 0, threads = 0;
 	double last_resident = -1, max_resident = 0, stall_in_tokens = 0;
 	for (size_t i = 0; i < ev->n; i++) {
@@ -48,6 +48,9 @@ Test(trace_tool, chrome_json_is_valid_and_holds_the_events, .timeout = 60)
 		if (!strcmp(ph, "X") && !strcmp(cat, "load")) {
 			loads++;
 			demand += !strcmp(name, "demand load");
+			cr_expect_lt(jnum(jget(e, "args"), "chunk"), NCHUNKS);
+		} else if (!strcmp(ph, "X") && !strcmp(cat, "staging")) {
+			stagings++;
 			cr_expect_lt(jnum(jget(e, "args"), "chunk"), NCHUNKS);
 		} else if (!strcmp(ph, "X") && !strcmp(cat, "stage")) {
 			stages++;
@@ -73,7 +76,7 @@ Test(trace_tool, chrome_json_is_valid_and_holds_the_events, .timeout = 60)
 	}
 	cr_expect_eq(loads, rec.s.demand_loads + rec.s.prefetch_loads);
 	cr_expect_eq(demand, rec.s.demand_loads);
-	cr_expect_leq(stages, 3 * loads);
+	cr_expect_leq(stages, 3 * loads + 2 * stagings);
 	cr_expect_geq(stages, loads, "read/decompress/install slices nest in the loads");
 	cr_expect_gt(stalls, 0, "demand faults stall the reading thread");
 	cr_expect_leq(stalls, rec.s.faults);
@@ -94,6 +97,7 @@ Test(trace_tool, chrome_json_is_valid_and_holds_the_events, .timeout = 60)
 		from_stage += te->type == FP_EV_LOAD && (te->flags & FP_LOAD_FROM_STAGE);
 	}
 	fp_trace_close(tr);
+	cr_expect_eq(stagings, staged, "every staging drawn");
 	cr_expect_eq(resident, 3 + loads - from_stage + staged + dropped + rec.s.evictions,
 	             "start, loads, stagings, drops, evictions, budget change, end");
 	cr_expect_eq((uint64_t)last_resident, rec.s.resident_bytes);

@@ -247,7 +247,9 @@ Test(trace_tool, synthetic_trace_gives_the_defined_numbers, .timeout = 30)
  * histograms count reads where they happened: two reads (4 ms staged, 2 ms
  * loaded), two installs, and no zero read for the staged chunk's install.
  * The loaders' busy total is the histograms' sum. */
-Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
+/* A token with a staged chunk (read 4 ms, decode 1 ms, queue wait 3 ms),
+ * installed later from its stage, and a chunk loaded on demand. */
+static const char *staged_trace(void)
 {
 	struct fp_trace_event e[] = {
 		ev(0, FP_EV_MARK, FP_MARK_TOKEN, 0xffff, 0, 0, 100),
@@ -264,9 +266,12 @@ Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
 		ev(9200, FP_EV_MARK, FP_MARK_TOKEN_END, 0xffff, 0, 1, 100),
 	};
 	struct fp_trace_header h = synthetic_header(SYN_CHUNK, 4, 4 * SYN_CHUNK, 1, 0);
-	const char *path = write_trace("staged.trace", &h, e, sizeof e / sizeof e[0], 0);
+	return write_trace("staged.trace", &h, e, sizeof e / sizeof e[0], 0);
+}
 
-	struct run r = RUN(path, "--hist");
+Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
+{
+	struct run r = RUN(staged_trace(), "--hist");
 	cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
 	const char *o = r.out;
 	cr_expect(strstr(o, "busy (read 6.00 ms, decompress 2.00 ms, install 40.0 us)"), "%s", o);
@@ -287,4 +292,43 @@ Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
 		          hist[i].name, hist[i].want, p);
 	}
 	run_free(&r);
+}
+
+/* The Chrome view draws a staging read on its loader, where it happened,
+ * and the later install from the stage as a load of its own. */
+Test(trace_tool, chrome_draws_a_staging, .timeout = 30)
+{
+	const char *json = tmp("staged.json");
+	struct run r = RUN(staged_trace(), "--chrome", json, "-q");
+	cr_assert_eq(r.code, 0, "exit %d: %s", r.code, r.err);
+	run_free(&r);
+	struct jval *root = load_json(json);
+	const struct jval *ev = jget(root, "traceEvents");
+	cr_assert(ev && ev->type == J_ARR, "no traceEvents array");
+	int stagings = 0, reads = 0, loads = 0;
+	for (size_t i = 0; i < ev->n; i++) {
+		const struct jval *e = ev->items[i];
+		const char *ph = jstr(e, "ph"), *cat = jstr(e, "cat"), *name = jstr(e, "name");
+		if (strcmp(ph, "X") || !cat)
+			continue;
+		if (!strcmp(cat, "staging")) {
+			stagings++;
+			cr_expect_eq(jnum(jget(e, "args"), "chunk"), 0);
+			/* it began when its queue wait ended: 5 ms - 4 ms - 1 ms */
+			cr_expect_float_eq(jnum(e, "ts"), 0.0, 1e-6);
+			cr_expect_float_eq(jnum(e, "dur"), 5000.0, 1e-6);
+			cr_expect_float_eq(jnum(jget(e, "args"), "wait_us"), 3000.0, 1e-6);
+		} else if (!strcmp(cat, "stage") && !strcmp(name, "read")) {
+			reads++;
+			const double want = jnum(jget(e, "args"), "chunk") == 0 ? 4000.0 : 2000.0;
+			cr_expect_float_eq(jnum(e, "dur"), want - 0.004, 1e-6, "read of chunk %g",
+			                   jnum(jget(e, "args"), "chunk"));
+		} else if (!strcmp(cat, "load")) {
+			loads++;
+		}
+	}
+	cr_expect_eq(stagings, 1);
+	cr_expect_eq(reads, 2, "the staged read and the demand load's");
+	cr_expect_eq(loads, 2, "the install from the stage and the demand load");
+	jfree(root);
 }

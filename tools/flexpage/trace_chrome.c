@@ -161,15 +161,23 @@ static void metadata(struct out *o, const struct tt_model *m)
 	}
 }
 
+/* A load, or a staging (cat "staging": a read-ahead read and decoded
+ * ahead, installed later by a load of its own). */
 static void load_event(struct out *o, const struct tt_model *m, const struct fp_trace_event *e)
 {
 	FILE *f = o->f;
 	uint64_t tid = PAGER_TID(e->thread);
 	uint64_t s = tt_load_start(e), t = e->t_ns;
 	uint64_t r = tt_read_ns(e), d = tt_decomp_ns(e), in = tt_install_ns(e);
-	complete(o, e->flags & FP_LOAD_DEMAND ? "demand load" : "read-ahead load", "load", tid, s, t);
-	fprintf(f, ",\"args\":{\"chunk\":%u,\"bytes\":%u,\"demand\":%s,\"wait_us\":", e->chunk,
-	        m->chunk_bytes[e->chunk], e->flags & FP_LOAD_DEMAND ? "true" : "false");
+	if (e->type == FP_EV_STAGE) {
+		complete(o, "staging", "staging", tid, s, t);
+		fprintf(f, ",\"args\":{\"chunk\":%u,\"bytes\":%u,\"wait_us\":", e->chunk,
+		        m->chunk_bytes[e->chunk]);
+	} else {
+		complete(o, e->flags & FP_LOAD_DEMAND ? "demand load" : "read-ahead load", "load", tid, s, t);
+		fprintf(f, ",\"args\":{\"chunk\":%u,\"bytes\":%u,\"demand\":%s,\"wait_us\":", e->chunk,
+		        m->chunk_bytes[e->chunk], e->flags & FP_LOAD_DEMAND ? "true" : "false");
+	}
 	us(f, tt_wait_ns(e));
 	fputs("}", f);
 	end(o);
@@ -220,6 +228,7 @@ static void records(struct out *o, const struct tt_model *m)
 			end(o);
 			break;
 		case FP_EV_LOAD:
+		case FP_EV_STAGE:
 			load_event(o, m, e);
 			break;
 		case FP_EV_EVICT:
