@@ -14,6 +14,15 @@
  *       2 MiB-aligned huge-page buffer, touched before the clock starts
  *       (as the pager's loaders read into recycled huge pages).  Prints
  *       "bytes seconds GB/s".
+ *   sweep_read IMAGE --order FILE [--threads N]
+ *       reads the chunks FILE lists (chunk indices, one a line, as many
+ *       times and in the order listed: a pager's reads replayed from its
+ *       trace), each its stored payload in one read, by N threads taking
+ *       the list in turn.  Prints "bytes seconds GB/s".  Images only.
+ *   --footprint MIB (with the two above): the threads read into MIB of
+ *       huge pages between them, each thread taking its buffers in turn,
+ *       rather than one buffer each (a pager reads into whichever of its
+ *       pages is free: the memory a read lands in is not always hot).
  *   sweep_read IMAGE --uring QD [--block SIZE_MIB]
  *       the same bytes read by one thread through io_uring: QD reads in
  *       flight, each into its own huge-page buffer registered with the
@@ -63,6 +72,10 @@ static int n_threads = 2;
 static _Atomic uint64_t next_block, total_read;
 static uint64_t n_blocks_total;
 static int eof_ends_block;  /* a GGUF's last extent is rounded up past its end */
+static struct extent *chunk_ext; /* each chunk's payload, 4 KiB rounded (--order) */
+static uint32_t n_chunk_ext;
+static const char *order_path;   /* --order: the chunks to read, in order */
+static unsigned footprint_mib;   /* --footprint: MiB the pread threads read into; 0: one buffer each */
 static struct block {
 	uint64_t off, len;  /* within the file */
 } *blocks;
@@ -86,13 +99,19 @@ static int die(const char *what, const char *path)
 	return 1;
 }
 
+static unsigned bufs_per_thread = 1; /* --footprint: buffers each thread cycles through */
+static size_t buf_len;                /* bytes of one buffer */
+
 static void *reader(void *arg)
 {
-	unsigned char *buf = arg;
+	unsigned char *const first = arg;
+	unsigned turn = 0;
 	for (;;) {
 		uint64_t b = atomic_fetch_add(&next_block, 1);
 		if (b >= n_blocks_total)
 			return NULL;
+		unsigned char *buf = first + (size_t)turn * buf_len;
+		turn = turn + 1 == bufs_per_thread ? 0 : turn + 1;
 		uint64_t off = blocks[b].off, left = blocks[b].len;
 		while (left) {
 			ssize_t r = pread(fd, buf, left, (off_t)off);
@@ -117,6 +136,15 @@ static int uring_qd;       /* --uring QD; 0: pread threads */
 static int compare_rounds; /* --compare: rounds; 0: one read */
 static const char *out_dir;
 
+static int usage(void)
+{
+	fprintf(stderr, "usage: sweep_read [--info] IMAGE [--threads N] [--block MIB] [--footprint MIB]\n"
+	                "       sweep_read IMAGE --order FILE [--threads N] [--footprint MIB]\n"
+	                "       sweep_read IMAGE --uring QD [--block MIB]\n"
+	                "       sweep_read --compare IMAGE [--rounds N] [--out DIR]\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
@@ -137,22 +165,20 @@ int main(int argc, char **argv)
 			compare_rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
 			out_dir = argv[++i];
+		else if (!strcmp(argv[i], "--order") && i + 1 < argc)
+			order_path = argv[++i];
+		else if (!strcmp(argv[i], "--footprint") && i + 1 < argc)
+			footprint_mib = (unsigned)atoi(argv[++i]);
 		else if (argv[i][0] != '-' && !path)
 			path = argv[i];
-		else {
-			fprintf(stderr, "usage: sweep_read [--info] IMAGE [--threads N] [--block MIB]\n"
-			                "       sweep_read IMAGE --uring QD [--block MIB]\n"
-			                "       sweep_read --compare IMAGE [--rounds N] [--out DIR]\n");
-			return 2;
-		}
+		else
+			return usage();
 	}
 	if (!path || n_threads < 1 || n_threads > 64 || block_mib < 1 || block_mib > 64 ||
-	    uring_qd < 0 || uring_qd > 64 || compare_rounds < 0 || compare_rounds > 99) {
-		fprintf(stderr, "usage: sweep_read [--info] IMAGE [--threads N] [--block MIB]\n"
-		                "       sweep_read IMAGE --uring QD [--block MIB]\n"
-		                "       sweep_read --compare IMAGE [--rounds N] [--out DIR]\n");
-		return 2;
-	}
+	    uring_qd < 0 || uring_qd > 64 || compare_rounds < 0 || compare_rounds > 99 ||
+	    footprint_mib > (64u << 10) ||
+	    ((order_path || footprint_mib) && (uring_qd || compare_rounds || info)))
+		return usage();
 	block = (uint64_t)block_mib << 20;
 
 	/* the tables, read through the page cache */
@@ -179,6 +205,8 @@ int main(int argc, char **argv)
 		ext[n_ext++] = (struct extent){0, (fsize + 4095) & ~4095ull};
 		eof_ends_block = 1;
 		close(tfd);
+		if (order_path)
+			return die("--order needs a flexpage image (a GGUF has no chunk table)", path);
 		return read_all(path);
 	}
 	if (memcmp(h, "FLEXPAGE", 8))
@@ -189,7 +217,9 @@ int main(int argc, char **argv)
 		return die("implausible chunk count", path);
 	unsigned char *ct = malloc((size_t)n_chunks * 32);
 	ext = malloc((size_t)n_chunks * sizeof *ext);
-	if (!ct || !ext)
+	chunk_ext = calloc(n_chunks, sizeof *chunk_ext);
+	n_chunk_ext = n_chunks;
+	if (!ct || !ext || !chunk_ext)
 		return die("out of memory", path);
 	if (pread(tfd, ct, (size_t)n_chunks * 32, (off_t)ct_off) != (ssize_t)n_chunks * 32)
 		return die("short chunk table", path);
@@ -204,6 +234,7 @@ int main(int argc, char **argv)
 		if (!len)
 			continue;
 		const uint64_t alen = (len + 4095) & ~4095ull;
+		chunk_ext[i] = (struct extent){off, alen};
 		if (n_ext && ext[n_ext - 1].off + ext[n_ext - 1].len == off)
 			ext[n_ext - 1].len += alen;
 		else
@@ -216,6 +247,57 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	return read_all(path);
+}
+
+/* The blocks --order lists: one chunk's payload each.  Returns -1 with
+ * the reason printed. */
+static int order_blocks(void)
+{
+	FILE *f = fopen(order_path, "r");
+	if (!f) {
+		fprintf(stderr, "sweep_read: %s: %s\n", order_path, strerror(errno));
+		return -1;
+	}
+	size_t cap = 1024;
+	blocks = malloc(cap * sizeof *blocks);
+	n_blocks_total = 0;
+	unsigned long v;
+	int line = 0;
+	while (fscanf(f, "%lu", &v) == 1) {
+		line++;
+		if (v >= n_chunk_ext || !chunk_ext[v].len) {
+			fprintf(stderr, "sweep_read: %s: entry %d: chunk %lu is not a stored chunk of the image\n",
+			        order_path, line, v);
+			fclose(f);
+			return -1;
+		}
+		if (n_blocks_total == cap) {
+			struct block *b = realloc(blocks, 2 * cap * sizeof *blocks);
+			blocks = b ? b : blocks;
+			cap = b ? 2 * cap : cap;
+		}
+		if (!blocks || n_blocks_total == cap) {
+			fprintf(stderr, "sweep_read: %s: out of memory at entry %d\n", order_path, line);
+			fclose(f);
+			return -1;
+		}
+		blocks[n_blocks_total].off = chunk_ext[v].off;
+		blocks[n_blocks_total++].len = chunk_ext[v].len;
+	}
+	const int bad = !feof(f);
+	fclose(f);
+	if (bad || !n_blocks_total) {
+		if (bad)
+			fprintf(stderr, "sweep_read: %s: entry %d: not a chunk index\n", order_path, line + 1);
+		else
+			fprintf(stderr, "sweep_read: %s: no chunk listed\n", order_path);
+		return -1;
+	}
+	/* every read fits its thread's buffer */
+	for (uint64_t b = 0; b < n_blocks_total; b++)
+		if (blocks[b].len > block)
+			block = blocks[b].len;
+	return 0;
 }
 
 /* Cut the extents into blocks of `block` bytes. */
@@ -383,7 +465,13 @@ static double run_uring(unsigned char **bufs, int qd, size_t blen)
 static double run_one(int threads, int qd, double *cpu)
 {
 	unsigned char *bufs[64];
-	const size_t blen = (block + HUGE_2M - 1) / HUGE_2M * HUGE_2M;
+	buf_len = (block + HUGE_2M - 1) / HUGE_2M * HUGE_2M;
+	bufs_per_thread = 1;
+	if (!qd && footprint_mib) {
+		const uint64_t each = ((uint64_t)footprint_mib << 20) / (uint64_t)threads / buf_len;
+		bufs_per_thread = each > 1 ? (unsigned)each : 1;
+	}
+	const size_t blen = buf_len * bufs_per_thread;
 	int n = qd ? qd : threads;
 	if (huge_buffers(bufs, n, blen)) {
 		fprintf(stderr, "sweep_read: out of memory for buffers\n");
@@ -540,8 +628,8 @@ static int read_all(const char *path)
 	if (uring_qd)
 		return die("built without liburing: no --uring", path);
 #endif
-	if (cut_blocks())
-		return die("out of memory", path);
+	if (order_path ? order_blocks() : cut_blocks())
+		return order_path ? 1 : die("out of memory", path);
 	double cpu, s = run_one(n_threads, uring_qd, &cpu);
 	printf("%llu %.6f %.3f\n", (unsigned long long)atomic_load(&total_read), s,
 	       (double)atomic_load(&total_read) / s / 1e9);
