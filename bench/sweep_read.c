@@ -258,8 +258,7 @@ static int order_blocks(void)
 		fprintf(stderr, "sweep_read: %s: %s\n", order_path, strerror(errno));
 		return -1;
 	}
-	size_t cap = 1024;
-	blocks = malloc(cap * sizeof *blocks);
+	size_t cap = 0;
 	n_blocks_total = 0;
 	unsigned long v;
 	int line = 0;
@@ -272,14 +271,14 @@ static int order_blocks(void)
 			return -1;
 		}
 		if (n_blocks_total == cap) {
-			struct block *b = realloc(blocks, 2 * cap * sizeof *blocks);
-			blocks = b ? b : blocks;
-			cap = b ? 2 * cap : cap;
-		}
-		if (!blocks || n_blocks_total == cap) {
-			fprintf(stderr, "sweep_read: %s: out of memory at entry %d\n", order_path, line);
-			fclose(f);
-			return -1;
+			struct block *b = realloc(blocks, (cap ? 2 * cap : 1024) * sizeof *blocks);
+			if (!b) {
+				fprintf(stderr, "sweep_read: %s: out of memory at entry %d\n", order_path, line);
+				fclose(f);
+				return -1;
+			}
+			blocks = b;
+			cap = cap ? 2 * cap : 1024;
 		}
 		blocks[n_blocks_total].off = chunk_ext[v].off;
 		blocks[n_blocks_total++].len = chunk_ext[v].len;

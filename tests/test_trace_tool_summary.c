@@ -242,11 +242,6 @@ Test(trace_tool, synthetic_trace_gives_the_defined_numbers, .timeout = 30)
 	free(text);
 }
 
-/* A staged read carries its read, decode and queue wait in the stage
- * record; the load that installs it later carries only its install.  The
- * histograms count reads where they happened: two reads (4 ms staged, 2 ms
- * loaded), two installs, and no zero read for the staged chunk's install.
- * The loaders' busy total is the histograms' sum. */
 /* A token with a staged chunk (read 4 ms, decode 1 ms, queue wait 3 ms),
  * installed later from its stage, and a chunk loaded on demand. */
 static const char *staged_trace(void)
@@ -269,6 +264,11 @@ static const char *staged_trace(void)
 	return write_trace("staged.trace", &h, e, sizeof e / sizeof e[0], 0);
 }
 
+/* A staged read carries its read, decode and queue wait in the stage
+ * record; the load that installs it later carries only its install.  The
+ * histograms count reads where they happened: two reads (4 ms staged, 2 ms
+ * loaded), two installs, and no zero read for the staged chunk's install.
+ * The loaders' busy total is the histograms' sum. */
 Test(trace_tool, histograms_count_a_staged_read_once, .timeout = 30)
 {
 	struct run r = RUN(staged_trace(), "--hist");
